@@ -1,0 +1,1 @@
+"""cgwm: ContactGaussian world model."""

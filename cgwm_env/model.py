@@ -1,0 +1,171 @@
+"""Model (an immutable description of the world), State, and the learnable physical parameters."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import NamedTuple
+
+import torch
+
+from cgwm_env.collision import SoftSDFSettings
+from cgwm_env.contact import ContactSettings
+from cgwm_env.gaussians import SphereGaussians
+
+
+@dataclass(frozen=True)
+class PhysicalParams:
+    """theta = (mass, inertia, mu, stiffness, damping) in an unconstrained form.
+
+    Every field may carry a leading batch dimension (B,) to give each environment its own values.
+    mass = exp(log_mass) kg; inertia = L L^T (kg m^2, body frame at the centre of mass) with L
+    lower-triangular, its diagonal exp(diagonal of inertia_factor) and its strict lower triangle
+    taken as is (so always positive definite); mu = softplus(mu_raw) >= 0;
+    stiffness = exp(log_stiffness), damping = exp(log_damping), read as (kappa, delta) or (K, D)
+    by ContactSettings.gain_mode. Make fields leaf tensors with requires_grad to learn them.
+    """
+
+    log_mass: torch.Tensor
+    inertia_factor: torch.Tensor
+    mu_raw: torch.Tensor
+    log_stiffness: torch.Tensor
+    log_damping: torch.Tensor
+
+    @classmethod
+    def from_values(cls, mass, inertia, mu, stiffness, damping, dtype=None) -> "PhysicalParams":
+        """From physical values; inertia is (3, 3) or (3,) for a diagonal tensor."""
+        dtype = dtype or torch.get_default_dtype()
+        t = {k: torch.as_tensor(v, dtype=dtype) for k, v in
+             dict(mass=mass, inertia=inertia, mu=mu, stiffness=stiffness, damping=damping).items()}
+        for name in ("mass", "stiffness", "damping"):
+            if not (torch.isfinite(t[name]).all() and (t[name] > 0).all()):
+                raise ValueError(f"{name}: expected positive finite values, got {t[name].tolist()}")
+        if not (torch.isfinite(t["mu"]).all() and (t["mu"] >= 0).all()):
+            raise ValueError(f"mu: expected finite values >= 0, got {t['mu'].tolist()}")
+        inertia = t["inertia"]
+        if inertia.shape[-1:] == (3,) and inertia.shape[-2:] != (3, 3):
+            inertia = torch.diag_embed(inertia)
+        if inertia.shape[-2:] != (3, 3):
+            raise ValueError(f"inertia: expected shape (3, 3) or (3,), got {tuple(t['inertia'].shape)}")
+        factor, info = torch.linalg.cholesky_ex(inertia)
+        if not torch.allclose(inertia, inertia.transpose(-1, -2)) or (info != 0).any():
+            raise ValueError("inertia: expected a symmetric positive-definite matrix")
+        raw_factor = factor.tril(-1) + torch.diag_embed(factor.diagonal(dim1=-2, dim2=-1).log())
+        mu_raw = torch.log(torch.expm1(t["mu"].clamp(min=1e-9)))
+        return cls(t["mass"].log(), raw_factor, mu_raw, t["stiffness"].log(), t["damping"].log())
+
+    @property
+    def mass(self) -> torch.Tensor:
+        return self.log_mass.exp()
+
+    @property
+    def inertia(self) -> torch.Tensor:
+        raw = self.inertia_factor
+        factor = raw.tril(-1) + torch.diag_embed(raw.diagonal(dim1=-2, dim2=-1).exp())
+        return factor @ factor.transpose(-1, -2)
+
+    @property
+    def mu(self) -> torch.Tensor:
+        return torch.nn.functional.softplus(self.mu_raw)
+
+    @property
+    def stiffness(self) -> torch.Tensor:
+        return self.log_stiffness.exp()
+
+    @property
+    def damping(self) -> torch.Tensor:
+        return self.log_damping.exp()
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+def solid_box_inertia(mass: float, size) -> torch.Tensor:
+    """Inertia (3,) of a uniform solid box of sides `size` (3,) m about its centre, kg m^2."""
+    x, y, z = (float(s) for s in torch.as_tensor(size, dtype=torch.float64).expand(3))
+    return torch.tensor([y * y + z * z, x * x + z * z, x * x + y * y]) * (mass / 12.0)
+
+
+class State(NamedTuple):
+    """Batched state; every field has a leading batch dimension B (and a time dimension after it
+    in a rollout). position (B, 3) m and quat (B, 4) (w, x, y, z) of the object's centre of mass
+    in the world; velocity (B, 3) m/s and omega (B, 3) rad/s, both in the world frame; pusher
+    (B, 3) m, the position of the kinematic pusher's frame."""
+
+    position: torch.Tensor
+    quat: torch.Tensor
+    velocity: torch.Tensor
+    omega: torch.Tensor
+    pusher: torch.Tensor
+
+    @classmethod
+    def make(cls, position, quat=None, velocity=None, omega=None, pusher=None) -> "State":
+        """A state from position (B, 3) (a tensor keeps its dtype); the other fields default to
+        rest, the identity, and a pusher parked far away (10 m above)."""
+        dtype = position.dtype if isinstance(position, torch.Tensor) else torch.get_default_dtype()
+        position = torch.as_tensor(position, dtype=dtype)
+        if position.ndim == 1:
+            position = position[None]
+        batch = position.shape[0]
+
+        def batched(value, default):
+            value = torch.as_tensor(default if value is None else value, dtype=dtype)
+            return value.expand(batch, *value.shape[-1:]).clone() if value.ndim <= 1 else value
+
+        return cls(position, batched(quat, [1.0, 0, 0, 0]), batched(velocity, [0.0, 0, 0]),
+                   batched(omega, [0.0, 0, 0]), batched(pusher, [0.0, 0, 10.0]))
+
+
+_STATE_WIDTHS = {"position": 3, "quat": 4, "velocity": 3, "omega": 3, "pusher": 3}
+
+
+def check_state(state: State, name: str = "state") -> None:
+    """Raise ValueError naming the field if `state` is not a batch of finite, unit-quaternion states."""
+    if not isinstance(state, State):
+        raise ValueError(f"{name}: expected a cgwm_env.model.State, got {type(state).__name__}")
+    batch = state.position.shape[0] if state.position.ndim == 2 else None
+    for field_name, width in _STATE_WIDTHS.items():
+        value = getattr(state, field_name)
+        if value.ndim != 2 or value.shape != (batch, width):
+            raise ValueError(f"{name}.{field_name}: expected shape (B, {width}) with the same B as position, "
+                             f"got {tuple(value.shape)}")
+        if not torch.isfinite(value).all():
+            raise ValueError(f"{name}.{field_name}: expected finite values, got NaN or inf")
+    if ((state.quat.norm(dim=-1) - 1).abs() > 1e-3).any():
+        raise ValueError(f"{name}.quat: expected unit quaternions (w, x, y, z)")
+
+
+@dataclass(frozen=True)
+class Model:
+    """Everything that stays fixed along a rollout. Immutable: derive variants with dataclasses.replace.
+
+    gaussians: the object's SphereGaussians (collision spheres r = 2 scale, body frame at the
+    centre of mass); params: PhysicalParams; dt: physics step, s; gravity: m/s^2;
+    ground_height: z of the ground plane (normal +z), or None for no ground; ground_contacts:
+    keep only this many lowest spheres as ground contacts (None: all); pusher_points (P, 3) and
+    pusher_radii (P,): the pusher's query spheres in its own frame, m (P = 0: no pusher).
+    """
+
+    gaussians: SphereGaussians
+    params: PhysicalParams
+    dt: float = 1.0 / 500.0
+    gravity: tuple[float, float, float] = (0.0, 0.0, -9.81)
+    ground_height: float | None = 0.0
+    ground_contacts: int | None = None
+    pusher_points: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 3))
+    pusher_radii: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    sdf: SoftSDFSettings = field(default_factory=SoftSDFSettings)
+    contact: ContactSettings = field(default_factory=ContactSettings)
+
+    def __post_init__(self):
+        if not (self.dt > 0 and math.isfinite(self.dt)):
+            raise ValueError(f"dt: expected a positive time step in seconds, got {self.dt}")
+        if self.ground_contacts is not None and self.ground_contacts < 1:
+            raise ValueError(f"ground_contacts: expected None or a positive count, got {self.ground_contacts}")
+        if self.pusher_points.ndim != 2 or self.pusher_points.shape[1] != 3:
+            raise ValueError(f"pusher_points: expected shape (P, 3), got {tuple(self.pusher_points.shape)}")
+        if self.pusher_radii.shape != self.pusher_points.shape[:1]:
+            raise ValueError(f"pusher_radii: expected shape ({self.pusher_points.shape[0]},), "
+                             f"got {tuple(self.pusher_radii.shape)}")
+        if (self.params.mass <= 0).any() or not torch.isfinite(self.params.mass).all():
+            raise ValueError("params.mass: expected a positive finite mass")

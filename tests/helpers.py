@@ -1,0 +1,21 @@
+"""Shared builders for the physics tests: a 5 cm, 100 g cube of spheres."""
+
+import dataclasses
+
+import torch
+
+from cgwm_env.gaussians import box_gaussians
+from cgwm_env.model import Model, PhysicalParams, solid_box_inertia
+
+SIDE, MASS = 0.05, 0.1
+
+
+def cube_model(mu=0.5, per_edge=10, dtype=torch.float32, **model_kwargs) -> Model:
+    params = PhysicalParams.from_values(MASS, solid_box_inertia(MASS, SIDE), mu, 0.5, 0.5, dtype=dtype)
+    gaussians = box_gaussians(SIDE, per_edge).to(dtype)
+    return Model(gaussians, params, **model_kwargs)
+
+
+def with_mu(model: Model, mu) -> Model:
+    raw = torch.log(torch.expm1(torch.as_tensor(mu, dtype=model.params.mu_raw.dtype)))
+    return dataclasses.replace(model, params=dataclasses.replace(model.params, mu_raw=raw))

@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from cgwm_env.collision import SoftSDFSettings, contact_frames, plane_sdf, soft_sdf, surface_points
+
+
+def test_soft_sdf_gradcheck():
+    torch.manual_seed(0)
+    settings = SoftSDFSettings(beta=300.0, gamma=400.0, delta=0.004)
+    centers = (torch.rand(5, 3, dtype=torch.float64) - 0.5) * 0.04
+    radii = torch.rand(5, dtype=torch.float64) * 0.01 + 0.005
+    points = (torch.rand(2, 3, 3, dtype=torch.float64) - 0.5) * 0.08
+    for inputs in ((points, centers, radii),):
+        inputs = [t.clone().requires_grad_() for t in inputs]
+        assert torch.autograd.gradcheck(lambda p, c, r: soft_sdf(p, c, r, settings), inputs)
+
+
+def test_single_sphere_distance_normal_and_projection():
+    settings = SoftSDFSettings()
+    center = torch.tensor([[0.01, -0.02, 0.03]], dtype=torch.float64)
+    radius = torch.tensor([0.02], dtype=torch.float64)
+    direction = torch.tensor([[1.0, 2.0, -2.0]], dtype=torch.float64) / 3.0
+    points = center + 0.03 * direction  # 1 cm outside the sphere
+    phi, normals = soft_sdf(points, center, radius, settings)
+    assert phi.item() == pytest.approx(0.01, abs=1e-6)
+    torch.testing.assert_close(normals, direction)
+    surface = surface_points(points, phi, normals)
+    assert (surface - center).norm().item() == pytest.approx(0.02, abs=1e-6)
+
+
+def test_soft_min_is_close_to_hard_min_and_clamps_penetration():
+    settings = SoftSDFSettings(beta=2000.0, gamma=2000.0, delta=0.005)
+    centers = torch.tensor([[0.0, 0.0, 0.0], [0.03, 0.0, 0.0], [0.0, 0.05, 0.0]])
+    radii = torch.tensor([0.01, 0.015, 0.01])
+    outside = torch.tensor([[-0.02, 0.0, 0.0], [0.0, 0.0, 0.025], [0.06, 0.01, 0.0]])
+    hard = ((outside[:, None] - centers).norm(dim=-1) - radii).min(1).values
+    phi, _ = soft_sdf(outside, centers, radii, settings)
+    # LogSumExp lies below the hard min by at most log(N) / beta.
+    assert (phi <= hard + 1e-6).all() and (phi >= hard - torch.log(torch.tensor(3.0)) / 2000 - 1e-4).all()
+    deep, _ = soft_sdf(torch.tensor([[0.03, 0.0, 0.0]]), centers, radii, settings)
+    assert deep.item() == pytest.approx(-0.005, abs=2e-4)  # the clamp reports -delta deep inside
+
+
+def test_plane_distance():
+    points = torch.tensor([[0.0, 0.0, 0.3], [1.0, 2.0, -0.1]])
+    d = plane_sdf(points, torch.tensor([0.0, 0.0, 1.0]), 0.1)
+    torch.testing.assert_close(d, torch.tensor([0.2, -0.2]))
+
+
+def test_contact_frames_are_right_handed_orthonormal():
+    normals = torch.nn.functional.normalize(torch.randn(100, 3), dim=-1)
+    normals[0] = torch.tensor([1.0, 0.0, 0.0])
+    normals[1] = torch.tensor([0.0, 0.0, -1.0])
+    frames = contact_frames(normals)
+    torch.testing.assert_close(frames @ frames.transpose(-1, -2), torch.eye(3).expand(100, 3, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.linalg.det(frames), torch.ones(100))
+    torch.testing.assert_close(frames[:, 0], normals)
+
+
+def test_bad_settings_and_empty_sphere_set_raise():
+    with pytest.raises(ValueError, match="beta"):
+        SoftSDFSettings(beta=-1.0)
+    with pytest.raises(ValueError, match="centers"):
+        soft_sdf(torch.zeros(1, 3), torch.zeros(0, 3), torch.zeros(0), SoftSDFSettings())
