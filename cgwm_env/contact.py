@@ -74,15 +74,15 @@ def contact_forces(
     dt: float,
     settings: ContactSettings,
 ) -> torch.Tensor:
-    """Closed-form dual-cone forces lambda (B, C, n_d) in N.
+    """Closed-form dual-cone forces lambda (B, n_d, C) in N, for C contacts of n_d rows each.
 
-    row_vel (B, C, n_d): J~ b (relative to any kinematic body), m/s; phi (B, C): gaps, m;
-    row_inv_mass (B, C, n_d): the diagonal of A = J~ M^-1 J~^T, 1/kg; coupling(a) = A a for
-    row weights a (B, C, n_d); stiffness, damping (B,): K and D in "plain" mode, kappa and delta
+    row_vel (B, n_d, C): J~ b (relative to any kinematic body), m/s; phi (B, C): gaps, m;
+    row_inv_mass (B, n_d, C): the diagonal of A = J~ M^-1 J~^T, 1/kg; coupling(a) = A a for
+    row weights a (B, n_d, C); stiffness, damping (B,): K and D in "plain" mode, kappa and delta
     in "effective_mass" mode.
     """
     k, d = stiffness[:, None, None], damping[:, None, None]
-    phi = phi[..., None]
+    phi = phi[:, None, :]
     if settings.gain_mode == "plain":
         arg = -k * (dt * row_vel + phi) - d * row_vel
     else:

@@ -12,17 +12,8 @@ def quat_normalize(q: torch.Tensor) -> torch.Tensor:
 
 def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Hamilton product a * b, (..., 4)."""
-    aw, ax, ay, az = a.unbind(-1)
-    bw, bx, by, bz = b.unbind(-1)
-    return torch.stack(
-        (
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ),
-        dim=-1,
-    )
+    outer = (a[..., :, None] * b[..., None, :]).flatten(-2)
+    return outer @ _HAMILTON.to(outer)
 
 
 def quat_conj(q: torch.Tensor) -> torch.Tensor:
@@ -32,11 +23,8 @@ def quat_conj(q: torch.Tensor) -> torch.Tensor:
 
 def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
     """Rotation matrix of a unit quaternion, (..., 4) -> (..., 3, 3)."""
-    w, x, y, z = q.unbind(-1)
-    row0 = torch.stack((1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)), -1)
-    row1 = torch.stack((2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)), -1)
-    row2 = torch.stack((2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)), -1)
-    return torch.stack((row0, row1, row2), dim=-2)
+    outer = (q[..., :, None] * q[..., None, :]).flatten(-2)
+    return (outer @ _ROTATION.to(outer)).unflatten(-1, (3, 3))
 
 
 def quat_from_axis_angle(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
@@ -83,3 +71,30 @@ def inverse3(m: torch.Tensor) -> torch.Tensor:
     rows = torch.stack((torch.linalg.cross(c1, c2), torch.linalg.cross(c2, c0), torch.linalg.cross(c0, c1)), dim=-2)
     det = (c0 * rows[..., 0, :]).sum(-1)
     return rows / det[..., None, None]
+
+
+def _structure_constants():
+    """Constant tensors that turn the quaternion product and the rotation matrix into one matmul
+    of the outer product a_i b_j: (a * b)_k = sum_ij a_i b_j H[ij, k], R[mn] = sum_ij q_i q_j Q[ij, mn]."""
+    hamilton = torch.zeros(4, 4, 4)
+    for i, j, k, sign in [(0, 0, 0, 1), (1, 1, 0, -1), (2, 2, 0, -1), (3, 3, 0, -1),
+                          (0, 1, 1, 1), (1, 0, 1, 1), (2, 3, 1, 1), (3, 2, 1, -1),
+                          (0, 2, 2, 1), (1, 3, 2, -1), (2, 0, 2, 1), (3, 1, 2, 1),
+                          (0, 3, 3, 1), (1, 2, 3, 1), (2, 1, 3, -1), (3, 0, 3, 1)]:
+        hamilton[i, j, k] = sign
+    rotation = torch.zeros(4, 4, 3, 3)
+    w, x, y, z = range(4)
+    for (m, n), terms in {
+        (0, 0): [(w, w, 1), (x, x, 1), (y, y, -1), (z, z, -1)],
+        (1, 1): [(w, w, 1), (x, x, -1), (y, y, 1), (z, z, -1)],
+        (2, 2): [(w, w, 1), (x, x, -1), (y, y, -1), (z, z, 1)],
+        (0, 1): [(x, y, 2), (w, z, -2)], (1, 0): [(x, y, 2), (w, z, 2)],
+        (0, 2): [(x, z, 2), (w, y, 2)], (2, 0): [(x, z, 2), (w, y, -2)],
+        (1, 2): [(y, z, 2), (w, x, -2)], (2, 1): [(y, z, 2), (w, x, 2)],
+    }.items():
+        for i, j, c in terms:
+            rotation[i, j, m, n] = c
+    return hamilton.reshape(16, 4), rotation.reshape(16, 9)
+
+
+_HAMILTON, _ROTATION = _structure_constants()

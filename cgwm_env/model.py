@@ -10,7 +10,7 @@ import torch
 
 from cgwm_env.collision import SoftSDFSettings
 from cgwm_env.contact import ContactSettings
-from cgwm_env.gaussians import SphereGaussians
+from cgwm_env.gaussians import SphereGaussians, box_gaussians
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,9 @@ def check_state(state: State, name: str = "state") -> None:
         if value.ndim != 2 or value.shape != (batch, width):
             raise ValueError(f"{name}.{field_name}: expected shape (B, {width}) with the same B as position, "
                              f"got {tuple(value.shape)}")
-        if not torch.isfinite(value).all():
-            raise ValueError(f"{name}.{field_name}: expected finite values, got NaN or inf")
+    if not torch.isfinite(torch.cat(state, dim=1)).all():
+        bad = next(f for f in _STATE_WIDTHS if not torch.isfinite(getattr(state, f)).all())
+        raise ValueError(f"{name}.{bad}: expected finite values, got NaN or inf")
     if ((state.quat.norm(dim=-1) - 1).abs() > 1e-3).any():
         raise ValueError(f"{name}.quat: expected unit quaternions (w, x, y, z)")
 
@@ -169,3 +170,12 @@ class Model:
                              f"got {tuple(self.pusher_radii.shape)}")
         if (self.params.mass <= 0).any() or not torch.isfinite(self.params.mass).all():
             raise ValueError("params.mass: expected a positive finite mass")
+
+
+def box_model(size=0.05, mass: float = 0.1, mu: float = 0.5, per_edge: int = 10, kappa: float = 0.5,
+              delta: float = 0.5, dtype=None, **model_kwargs) -> Model:
+    """A uniform solid box (sides `size` m, `mass` kg) as a hollow shell of spheres, per_edge along
+    its longest side, with effective-mass gains kappa and delta; other Model fields by keyword."""
+    params = PhysicalParams.from_values(mass, solid_box_inertia(mass, size), mu, kappa, delta, dtype=dtype)
+    gaussians = box_gaussians(size, per_edge).to(params.log_mass.dtype)
+    return Model(gaussians, params, **model_kwargs)

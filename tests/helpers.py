@@ -4,16 +4,13 @@ import dataclasses
 
 import torch
 
-from cgwm_env.gaussians import box_gaussians
-from cgwm_env.model import Model, PhysicalParams, solid_box_inertia
+from cgwm_env.model import Model, box_model
 
 SIDE, MASS = 0.05, 0.1
 
 
 def cube_model(mu=0.5, per_edge=10, dtype=torch.float32, **model_kwargs) -> Model:
-    params = PhysicalParams.from_values(MASS, solid_box_inertia(MASS, SIDE), mu, 0.5, 0.5, dtype=dtype)
-    gaussians = box_gaussians(SIDE, per_edge).to(dtype)
-    return Model(gaussians, params, **model_kwargs)
+    return box_model(SIDE, MASS, mu, per_edge, dtype=dtype, **model_kwargs)
 
 
 def with_mu(model: Model, mu) -> Model:

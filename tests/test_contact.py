@@ -7,7 +7,7 @@ from cgwm_env.contact import ContactSettings, cone_edges, contact_forces
 def _rows(seed=0):
     g = torch.Generator().manual_seed(seed)
     batch, contacts, n_dirs = 2, 3, 4
-    row_vel = (torch.rand(batch, contacts, n_dirs, generator=g, dtype=torch.float64) - 0.7) * 0.2
+    row_vel = (torch.rand(batch, n_dirs, contacts, generator=g, dtype=torch.float64) - 0.7) * 0.2
     phi = (torch.rand(batch, contacts, generator=g, dtype=torch.float64) - 0.5) * 0.002
     coupling_matrix = torch.rand(batch, contacts * n_dirs, contacts * n_dirs, generator=g, dtype=torch.float64)
     coupling_matrix = (coupling_matrix + coupling_matrix.transpose(1, 2)) * 5.0
