@@ -8,12 +8,12 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml scripts/system-packages.sh
-	bash scripts/system-packages.sh
+	bash scripts/system-packages.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, by exact version: a looser spec would pull a multi-GB CUDA build.
@@ -26,9 +26,6 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
-
-test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(BIN)/cgwm bench physics --out out/bench_physics.json

@@ -13,21 +13,37 @@ def main(argv: list[str] | None = None) -> int:
     demo = verbs.add_parser("demo", help="simulator demo: a cube dropped and a cube pushed; table and plot")
     demo.add_argument("--out", default="out/demo", help="folder for the plot and summary (default out/demo)")
     demo.add_argument("--seconds", type=float, default=1.5, help="simulated time, s")
+    demo.add_argument("--config", default=None, help="simulator settings YAML (see configs/physics.yaml)")
 
     bench = verbs.add_parser("bench", help="speed benchmarks; print a table and write JSON")
-    bench.add_argument("suite", choices=["physics"])
+    bench.add_argument("suite", choices=["physics", "render"])
     bench.add_argument("--out", default=None, help="JSON file to write")
     bench.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run, noisier figures)")
+    bench.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads (default: torch's choice); 1 gives steadier figures on a busy machine")
 
     args = parser.parse_args(argv)
     if args.verb == "demo":
         from cgwm_env import sim_demo
+        from cgwm_env.config import load_model_settings
 
-        sim_demo.run(args.out, seconds=args.seconds)
+        settings = load_model_settings(args.config) if args.config else {}
+        sim_demo.run(args.out, seconds=args.seconds, settings=settings)
     elif args.verb == "bench":
-        from cgwm_env.bench import physics
+        import torch
 
-        physics.run(args.out, quick=args.quick)
+        if args.threads is not None:
+            if args.threads < 1:
+                parser.error(f"--threads: expected a count >= 1, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        if args.suite == "physics":
+            from cgwm_env.bench import physics
+
+            physics.run(args.out, quick=args.quick)
+        else:
+            from cgwm_env.bench import render
+
+            render.run(args.out, repeats=5 if args.quick else 20)
     return 0
 
 

@@ -17,7 +17,7 @@ from cgwm_env import math3d
 
 @dataclass(frozen=True)
 class SphereGaussians:
-    """N isotropic Gaussians in the body frame of one object.
+    """N isotropic Gaussians in the body frame of one object (N = 0: an empty scene).
 
     centers: (N, 3) m; log_scales: (N,) log of the standard deviation in m;
     opacity_logits: (N,) logit of the opacity; colors: (N, 3) RGB in [0, 1].
@@ -32,8 +32,6 @@ class SphereGaussians:
         n = self.centers.shape[0] if self.centers.ndim == 2 else -1
         if self.centers.ndim != 2 or self.centers.shape[1] != 3:
             raise ValueError(f"centers: expected shape (N, 3), got {tuple(self.centers.shape)}")
-        if n == 0:
-            raise ValueError("centers: expected at least one Gaussian, got an empty set")
         for name, want in (("log_scales", (n,)), ("opacity_logits", (n,)), ("colors", (n, 3))):
             got = tuple(getattr(self, name).shape)
             if got != want:
@@ -100,8 +98,90 @@ class SphereGaussians:
             raise ValueError(f"path: {path} is not a readable .npz file ({err})") from err
         return cls(*arrays)
 
+    def save_ply(self, path: str | Path) -> None:
+        """Write the standard 3DGS .ply (binary little-endian float32, SH degree 0) that splat
+        viewers open: x y z, nx ny nz (0), f_dc_0..2 = (colour - 0.5) / C0, opacity (logit),
+        scale_0..2 (log, all equal), rot_0..3 = (1, 0, 0, 0)."""
+        data = np.zeros(len(self), dtype=[(name, "<f4") for name in _PLY_PROPERTIES])
+        centers, log_scales, logits, colors = (t.detach().cpu().double().numpy() for t in self.tensors())
+        for i, axis in enumerate("xyz"):
+            data[axis] = centers[:, i]
+            data[f"scale_{i}"] = log_scales
+            data[f"f_dc_{i}"] = (colors[:, i] - 0.5) / SH_C0
+        data["opacity"] = logits
+        data["rot_0"] = 1.0
+        header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(self)}"]
+        header += [f"property float {name}" for name in _PLY_PROPERTIES] + ["end_header"]
+        with open(path, "wb") as f:
+            f.write(("\n".join(header) + "\n").encode("ascii"))
+            f.write(data.tobytes())
+
+    @classmethod
+    def load_ply(cls, path: str | Path, scale_tolerance: float = 1e-4) -> "SphereGaussians":
+        """Read a binary little-endian 3DGS .ply. Needs x y z f_dc_0..2 opacity scale_0..2; other
+        properties (normals, rotation, f_rest_* higher-order SH) are ignored, so colour is the
+        degree-0 term 0.5 + C0 f_dc. A Gaussian whose three log scales differ by more than
+        `scale_tolerance` is not isotropic and is refused (ValueError), never averaged."""
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as err:
+            raise ValueError(f"path: cannot read {path} ({err})") from err
+        end = raw.find(b"end_header\n")
+        if not raw.startswith(b"ply\n") or end < 0:
+            raise ValueError(f"path: {path} is not a PLY file (no 'ply' magic or no end_header)")
+        lines = raw[:end].decode("ascii", errors="replace").splitlines()[1:]
+        fmt, count, props = None, None, []
+        for line in lines:
+            words = line.split()
+            if not words or words[0] in ("comment", "obj_info"):
+                continue
+            if words[0] == "format":
+                fmt = " ".join(words[1:])
+            elif words[0] == "element":
+                if count is not None or words[1:2] != ["vertex"] or len(words) != 3:
+                    raise ValueError(f"path: {path}: expected a single 'element vertex N', got {line!r}")
+                count = int(words[2])
+            elif words[0] == "property" and len(words) == 3 and words[1] in _PLY_TYPES:
+                props.append((words[2], _PLY_TYPES[words[1]]))
+            else:
+                raise ValueError(f"path: {path}: unsupported header line {line!r}")
+        if fmt != "binary_little_endian 1.0":
+            raise ValueError(f"path: {path}: expected format binary_little_endian 1.0, got {fmt!r}")
+        names = [name for name, _ in props]
+        missing = [name for name in _PLY_REQUIRED if name not in names]
+        if count is None or missing:
+            raise ValueError(f"path: {path}: missing vertex element or properties {missing}")
+        dtype = np.dtype([(name, "<" + t) for name, t in props])
+        body = raw[end + len(b"end_header\n"):]
+        if len(body) != count * dtype.itemsize:
+            raise ValueError(f"path: {path}: expected {count * dtype.itemsize} bytes of vertex data, got {len(body)}")
+        v = np.frombuffer(body, dtype=dtype, count=count)
+        col = lambda *keys: np.stack([v[k].astype(np.float64) for k in keys], axis=-1)  # noqa: E731
+        log_scales = col("scale_0", "scale_1", "scale_2")
+        spread = log_scales.max(1) - log_scales.min(1)
+        if (spread > scale_tolerance).any():
+            i = int(spread.argmax())
+            raise ValueError(
+                f"path: {path}: Gaussian {i} is anisotropic (log scales {log_scales[i].tolist()}); "
+                f"SphereGaussians needs equal scales within {scale_tolerance}"
+            )
+        arrays = (col("x", "y", "z"), log_scales[:, 0], v["opacity"], 0.5 + SH_C0 * col("f_dc_0", "f_dc_1", "f_dc_2"))
+        return cls(*(torch.as_tensor(np.array(a, np.float64), dtype=torch.get_default_dtype()) for a in arrays))
+
 
 _FIELDS = ("centers", "log_scales", "opacity_logits", "colors")
+
+SH_C0 = 0.28209479177387814  # degree-0 spherical harmonic, 1 / (2 sqrt(pi))
+_PLY_PROPERTIES = (
+    "x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
+    "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3",
+)
+_PLY_REQUIRED = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2")
+_PLY_TYPES = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
+    "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
+    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+}
 
 # One colour per face (+x, -x, +y, -y, +z, -z) so a cube's rotation is visible in images.
 FACE_COLORS = torch.tensor(

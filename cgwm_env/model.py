@@ -159,6 +159,8 @@ class Model:
     contact: ContactSettings = field(default_factory=ContactSettings)
 
     def __post_init__(self):
+        if len(self.gaussians) == 0:
+            raise ValueError("gaussians: expected at least one sphere to collide with, got an empty set")
         if not (self.dt > 0 and math.isfinite(self.dt)):
             raise ValueError(f"dt: expected a positive time step in seconds, got {self.dt}")
         if self.ground_contacts is not None and self.ground_contacts < 1:

@@ -16,12 +16,13 @@ from cgwm_env.simulator import rollout
 SIDE = 0.05
 
 
-def run(out_dir: str | Path, seconds: float = 1.5, push_speed: float = 0.2, push_seconds: float = 0.6) -> dict:
+def run(out_dir: str | Path, seconds: float = 1.5, push_speed: float = 0.2, push_seconds: float = 0.6,
+        settings: dict | None = None) -> dict:
     """Simulate both scenes, print a table every 0.1 s, write sim_demo.png and sim_demo.json
-    into out_dir, and return the summary."""
+    into out_dir, and return the summary. settings: Model keyword arguments (config.load_model_settings)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = box_model(SIDE, pusher_points=torch.zeros(1, 3), pusher_radii=torch.tensor([0.01]))
+    model = box_model(SIDE, pusher_points=torch.zeros(1, 3), pusher_radii=torch.tensor([0.01]), **(settings or {}))
     steps = round(seconds / model.dt)
     tilt = math3d.quat_from_axis_angle(torch.tensor([1.0, 0.0, 0.0]), torch.tensor(math.radians(10.0)))
     start = State.make(

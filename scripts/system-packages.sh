@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Debian packages the Python dependencies need at run time:
-#   libegl1, libgl1, libosmesa6: MuJoCo's offscreen rendering (MUJOCO_GL=egl or osmesa)
+# Debian packages that the set-up and the Python dependencies need:
+#   python3.11 with venv and pip (only where the interpreter named by $1 cannot make a venv)
+#   libegl1, libgl1, libgles2, libosmesa6: MuJoCo's offscreen rendering (MUJOCO_GL=egl or osmesa)
 #   libusb-1.0-0: pyrealsense2 does not import without it
 set -euo pipefail
+python=${1:-python3.11}
 pkgs=(libegl1 libgl1 libgles2 libosmesa6 libusb-1.0-0)
+if ! "$python" -c "import ensurepip, venv" >/dev/null 2>&1; then
+  pkgs+=(python3.11 python3.11-venv python3-pip)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -156,8 +156,8 @@ def test_bad_inputs_raise_naming_the_argument():
         PhysicalParams.from_values(0.1, [1e-4, -1e-4, 1e-4], 0.5, 0.5, 0.5)
     with pytest.raises(ValueError, match="mu"):
         PhysicalParams.from_values(0.1, [1e-4, 1e-4, 1e-4], -0.5, 0.5, 0.5)
-    with pytest.raises(ValueError, match="centers"):
-        SphereGaussians.from_spheres(torch.zeros(0, 3), torch.zeros(0))
+    with pytest.raises(ValueError, match="gaussians"):
+        dataclasses.replace(model, gaussians=SphereGaussians.from_spheres(torch.zeros(0, 3), torch.zeros(0)))
     with pytest.raises(ValueError, match="dt"):
         dataclasses.replace(model, dt=0.0)
 

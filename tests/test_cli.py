@@ -1,0 +1,35 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from cgwm_env.cli import main
+from cgwm_env.collision import SoftSDFSettings
+from cgwm_env.config import load_model_settings
+from cgwm_env.contact import ContactSettings
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_demo_writes_plot_and_summary(tmp_path):
+    assert main(["demo", "--out", str(tmp_path), "--seconds", "0.8", "--config", str(CONFIGS / "physics.yaml")]) == 0
+    summary = json.loads((tmp_path / "sim_demo.json").read_text())
+    assert summary["drop_final_height_mm"] == pytest.approx(25.0, abs=0.5)  # resting on a face
+    assert summary["drop_final_tilt_deg"] < 1.0
+    assert 80.0 < summary["push_distance_mm"] < summary["pusher_travel_mm"]
+    assert (tmp_path / "sim_demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_settings_file_maps_to_model_settings(tmp_path):
+    settings = load_model_settings(CONFIGS / "physics.yaml")
+    assert settings["dt"] == 0.002 and settings["gravity"] == (0.0, 0.0, -9.81)
+    assert settings["sdf"] == SoftSDFSettings() and settings["contact"] == ContactSettings()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("contact:\n  stiffness: 3\n")
+    with pytest.raises(ValueError, match="contact.stiffness"):
+        load_model_settings(bad)
+    bad.write_text("timestep: 0.01\n")
+    with pytest.raises(ValueError, match="timestep"):
+        load_model_settings(bad)
+    with pytest.raises(ValueError, match="path"):
+        load_model_settings(tmp_path / "missing.yaml")
