@@ -73,6 +73,16 @@ def inverse3(m: torch.Tensor) -> torch.Tensor:
     return rows / det[..., None, None]
 
 
+def skew(v: torch.Tensor) -> torch.Tensor:
+    """Cross-product matrices [v]x with [v]x u = v x u, (..., 3) -> (..., 3, 3)."""
+    return (v @ _SKEW.to(v)).unflatten(-1, (3, 3))
+
+
+def axial(m: torch.Tensor) -> torch.Tensor:
+    """The vector sum_ab eps_kab m_ab of matrices (..., 3, 3): for m = sum_c r_c f_c^T it is sum_c r_c x f_c."""
+    return -(m.flatten(-2) @ _SKEW.to(m).T)
+
+
 def _structure_constants():
     """Constant tensors that turn the quaternion product and the rotation matrix into one matmul
     of the outer product a_i b_j: (a * b)_k = sum_ij a_i b_j H[ij, k], R[mn] = sum_ij q_i q_j Q[ij, mn]."""
@@ -94,7 +104,10 @@ def _structure_constants():
     }.items():
         for i, j, c in terms:
             rotation[i, j, m, n] = c
-    return hamilton.reshape(16, 4), rotation.reshape(16, 9)
+    levi_civita = torch.zeros(3, 3, 3)  # [e_k]x[a, b] = -eps_kab, stored as SKEW[k, 3 a + b]
+    for k, a, b in [(0, 1, 2), (1, 2, 0), (2, 0, 1)]:
+        levi_civita[k, a, b], levi_civita[k, b, a] = -1.0, 1.0
+    return hamilton.reshape(16, 4), rotation.reshape(16, 9), levi_civita.reshape(3, 9)
 
 
-_HAMILTON, _ROTATION = _structure_constants()
+_HAMILTON, _ROTATION, _SKEW = _structure_constants()

@@ -145,22 +145,33 @@ class ContactRows(NamedTuple):
     other_velocity: torch.Tensor
 
     def row_velocity(self, lin: torch.Tensor, ang: torch.Tensor) -> torch.Tensor:
-        """J~ (lin, ang) for a twist (B, 3), (B, 3): the rows' velocities, (B, n_d, C)."""
-        point_vel = lin[..., None] + _cross(ang[..., None].expand_as(self.levers), self.levers)
+        """J~ (lin, ang) for a twist (B, 3), (B, 3): the rows' velocities e_j . (lin + ang x r), (B, n_d, C)."""
         if self.edges.shape[-1] == 1:
-            return self.edges[..., 0].transpose(1, 2) @ point_vel
+            edges_t = self.edges[..., 0].transpose(1, 2)
+            return edges_t @ lin[..., None] + (edges_t @ math3d.skew(ang)) @ self.levers
+        point_vel = lin[..., None] + _cross(ang[..., None].expand_as(self.levers), self.levers)
         return (self.edges * point_vel[:, :, None]).sum(1)
 
     def wrench(self, lam: torch.Tensor):
         """Force and torque about the centre of mass, (B, 3) each, of row forces lam (B, n_d, C): J~^T lam."""
         if self.edges.shape[-1] == 1:
-            forces = self.edges[..., 0] @ lam
+            edges = self.edges[..., 0]
+            force = (edges @ lam.sum(-1)[..., None])[..., 0]
+            moments = (self.levers @ lam.transpose(1, 2)) @ edges.transpose(1, 2)  # sum_c r_c f_c^T
         else:
             forces = (self.edges * lam[:, None]).sum(2)
-        return forces.sum(-1), _cross(self.levers, forces).sum(-1)
+            force, moments = forces.sum(-1), self.levers @ forces.transpose(1, 2)
+        return force, math3d.axial(moments)
 
     def row_inv_mass(self, inv_mass: torch.Tensor, inv_inertia: torch.Tensor) -> torch.Tensor:
         """diag(J~ M^-1 J~^T) = |e|^2 / m + (r x e)^T I^-1 (r x e), (B, n_d, C)."""
+        if self.edges.shape[-1] == 1:
+            # (r x e)^T W (r x e) = r^T Q r with Q = [e]x^T W [e]x, one 3x3 per row direction.
+            edges = self.edges[..., 0]
+            skews = math3d.skew(edges.transpose(1, 2))  # (B, n_d, 3, 3)
+            quadratic = skews.transpose(-1, -2) @ inv_inertia[:, None] @ skews
+            outer = (self.levers[:, :, None] * self.levers[:, None, :]).flatten(1, 2)  # (B, 9, C)
+            return ((edges * edges).sum(1) * inv_mass[:, None])[..., None] + quadratic.flatten(2) @ outer
         arms = _cross(self.levers[:, :, None].expand(-1, -1, self.edges.shape[2], -1), self.edges)
         turned = (inv_inertia @ arms.flatten(2)).view_as(arms)
         return (self.edges * self.edges).sum(1) * inv_mass[:, None, None] + (arms * turned).sum(1)
