@@ -67,6 +67,20 @@ def plane_sdf(points: torch.Tensor, normal: torch.Tensor, offset: float | torch.
     return (points * normal).sum(-1) - offset
 
 
+def support_spheres(centers: torch.Tensor, radii: torch.Tensor, n_directions: int = 4096) -> torch.Tensor:
+    """Indices of the spheres farthest out, c . u + r, in at least one of n_directions directions u
+    spread evenly over the unit sphere: the spheres that can touch a plane first. Spheres inside the
+    hull never can; spheres on a flat face between others touch a plane only together with the
+    face's outermost ones, which carry the contact instead. centers (N, 3), radii (N,) -> (K,) sorted."""
+    k = torch.arange(n_directions, dtype=torch.float64) + 0.5
+    z = 1 - 2 * k / n_directions
+    ring = torch.sqrt(1 - z * z)
+    azimuth = torch.pi * (1 + 5**0.5) * k  # Fibonacci lattice
+    directions = torch.stack((ring * torch.cos(azimuth), ring * torch.sin(azimuth), z), dim=1)
+    support = directions @ centers.detach().double().T + radii.detach().double()
+    return torch.unique(support.argmax(1)).to(centers.device)
+
+
 def contact_frames(normals: torch.Tensor) -> torch.Tensor:
     """Right-handed orthonormal frames with rows (n, t1, t2) for unit normals, (..., 3) -> (..., 3, 3).
 

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import torch
 
-from cgwm_env.collision import SoftSDFSettings
+from cgwm_env.collision import SoftSDFSettings, support_spheres
 from cgwm_env.contact import ContactSettings
 from cgwm_env.gaussians import SphereGaussians, box_gaussians
 
@@ -142,9 +142,11 @@ class Model:
 
     gaussians: the object's SphereGaussians (collision spheres r = 2 scale, body frame at the
     centre of mass); params: PhysicalParams; dt: physics step, s; gravity: m/s^2;
-    ground_height: z of the ground plane (normal +z), or None for no ground; ground_contacts:
-    keep only this many lowest spheres as ground contacts (None: all); pusher_points (P, 3) and
+    ground_height: z of the ground plane (normal +z), or None for no ground; pusher_points (P, 3) and
     pusher_radii (P,): the pusher's query spheres in its own frame, m (P = 0: no pusher).
+    ground_contacts: "hull" takes as ground contacts only the spheres that are outermost in some
+    direction (collision.support_spheres; exact for a plane, and 8 instead of 488 for the shell
+    cube), "all" every sphere.
     """
 
     gaussians: SphereGaussians
@@ -152,19 +154,20 @@ class Model:
     dt: float = 1.0 / 500.0
     gravity: tuple[float, float, float] = (0.0, 0.0, -9.81)
     ground_height: float | None = 0.0
-    ground_contacts: int | None = None
+    ground_contacts: str = "hull"
     pusher_points: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 3))
     pusher_radii: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     sdf: SoftSDFSettings = field(default_factory=SoftSDFSettings)
     contact: ContactSettings = field(default_factory=ContactSettings)
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if len(self.gaussians) == 0:
             raise ValueError("gaussians: expected at least one sphere to collide with, got an empty set")
         if not (self.dt > 0 and math.isfinite(self.dt)):
             raise ValueError(f"dt: expected a positive time step in seconds, got {self.dt}")
-        if self.ground_contacts is not None and self.ground_contacts < 1:
-            raise ValueError(f"ground_contacts: expected None or a positive count, got {self.ground_contacts}")
+        if self.ground_contacts not in ("hull", "all"):
+            raise ValueError(f"ground_contacts: expected 'hull' or 'all', got {self.ground_contacts!r}")
         if self.pusher_points.ndim != 2 or self.pusher_points.shape[1] != 3:
             raise ValueError(f"pusher_points: expected shape (P, 3), got {tuple(self.pusher_points.shape)}")
         if self.pusher_radii.shape != self.pusher_points.shape[:1]:
@@ -172,6 +175,18 @@ class Model:
                              f"got {tuple(self.pusher_radii.shape)}")
         if (self.params.mass <= 0).any() or not torch.isfinite(self.params.mass).all():
             raise ValueError("params.mass: expected a positive finite mass")
+
+
+    def ground_candidates(self) -> torch.Tensor | None:
+        """Indices (K,) of the spheres that may touch the ground, or None for all of them. Worked
+        out again whenever the spheres' tensors change, in place included."""
+        if self.ground_contacts == "all":
+            return None
+        g = self.gaussians
+        key = (id(g.centers), g.centers._version, id(g.log_scales), g.log_scales._version)
+        if self._cache.get("ground_key") != key:
+            self._cache.update(ground_key=key, ground_index=support_spheres(g.centers, g.radii))
+        return self._cache["ground_index"]
 
 
 def box_model(size=0.05, mass: float = 0.1, mu: float = 0.5, per_edge: int = 10, kappa: float = 0.5,

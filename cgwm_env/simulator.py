@@ -35,6 +35,7 @@ class Prepared(NamedTuple):
     damping: torch.Tensor  # (B,)
     gravity: torch.Tensor  # (3,) m/s^2
     ground_edges: torch.Tensor  # (B, 3, n_d, 1): the dual-cone rows' directions on the ground
+    ground_index: torch.Tensor | None  # (K,) the spheres that may touch the ground, None: all
 
 
 def prepare(model: Model, batch: int) -> Prepared:
@@ -45,7 +46,7 @@ def prepare(model: Model, batch: int) -> Prepared:
     ground_frame = _GROUND_FRAME.to(inertia).expand(batch, 3, 3)[..., None]
     return Prepared(1.0 / p.mass.expand(batch), inertia, math3d.inverse3(inertia), mu,
                     p.stiffness.expand(batch), p.damping.expand(batch), inertia.new_tensor(model.gravity),
-                    _edges(ground_frame, mu, model.contact.n_dirs))
+                    _edges(ground_frame, mu, model.contact.n_dirs), model.ground_candidates())
 
 
 def step(model: Model, state: State, action: torch.Tensor | None = None) -> State:
@@ -178,20 +179,15 @@ class ContactRows(NamedTuple):
 
 
 def ground_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tensor) -> ContactRows:
-    """The object's spheres against the plane z = ground_height; the k lowest if ground_contacts = k."""
+    """The object's spheres (those in prepared.ground_index) against the plane z = ground_height."""
     g = model.gaussians
-    batch = state.position.shape[0]
-    heights = state.position[:, 2:] + rot[:, 2, :] @ g.centers.T  # (B, N) world z of the centres
-    radii = g.radii.expand(heights.shape)
+    centers, radii = g.centers, g.radii
+    if prepared.ground_index is not None:
+        centers, radii = centers[prepared.ground_index], radii[prepared.ground_index]
+    levers = rot @ centers.T  # (B, 3, K) centres relative to the centre of mass, world frame
+    heights = state.position[:, 2:] + levers[:, 2]
     phi = plane_sdf(heights[..., None], heights.new_ones(1), model.ground_height) - radii
-    centers = g.centers.T.expand(batch, 3, -1)
-    k = model.ground_contacts
-    if k is not None and k < phi.shape[1]:
-        idx = torch.topk(phi.detach(), k, dim=1, largest=False).indices
-        phi, radii = phi.gather(1, idx), radii.gather(1, idx)
-        centers = centers.gather(2, idx[:, None, :].expand(-1, 3, -1))
-    levers = rot @ centers
-    levers = torch.cat((levers[:, :2], levers[:, 2:] - radii[:, None]), dim=1)  # down to the sphere's bottom
+    levers = torch.cat((levers[:, :2], levers[:, 2:] - radii), dim=1)  # down to the sphere's bottom
     return ContactRows(phi, levers, prepared.ground_edges, torch.zeros_like(state.velocity))
 
 

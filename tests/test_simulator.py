@@ -128,7 +128,7 @@ def test_batch_rows_match_single_environments():
 def test_plain_gain_mode_holds_a_resting_cube():
     # The paper's plain form with per-row gains K = kappa m / (n h^2), D = delta m / (n h) for the
     # n rows of the resting face (100 contacts x 4 rows here).
-    model = cube_model(ground_contacts=None)
+    model = cube_model(ground_contacts="all")
     n_rows, h = 100 * 4, model.dt
     params = PhysicalParams.from_values(MASS, solid_box_inertia(MASS, SIDE), 0.5,
                                         0.5 * MASS / (n_rows * h * h), 0.5 * MASS / (n_rows * h))

@@ -1,7 +1,8 @@
 """`cgwm bench physics`: the simulator's speed beside MuJoCo's on the same cube drop.
 
 Scene: a 5 cm, 100 g cube of 488 spheres (a hollow shell, 10 per edge) released 5 mm above the
-ground with a small tilt, h = model.dt. Figures are medians over repeats; the machine is shared,
+ground with a small tilt, h = model.dt; ground contacts from the 8 hull spheres (the default) and
+from all 488. Figures are medians over repeats; the machine is shared,
 so compare ratios taken in one run.
 """
 
@@ -44,9 +45,10 @@ def _median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _ours(ground_contacts, repeats: int, steps: int) -> list[dict]:
+def _ours(ground_contacts: str, repeats: int, steps: int, compiled: bool) -> list[dict]:
     model = box_model(SIDE, MASS, MU, ground_contacts=ground_contacts)
-    label = "all" if ground_contacts is None else str(ground_contacts)
+    candidates = model.ground_candidates()
+    label = f"{ground_contacts} ({len(model.gaussians) if candidates is None else len(candidates)})"
     rows = []
     one = _start(1)
     with torch.no_grad():
@@ -63,19 +65,23 @@ def _ours(ground_contacts, repeats: int, steps: int) -> list[dict]:
     t = _median_seconds(forward_backward, max(3, repeats // 2)) / steps
     rows.append({"case": "ours: step forward+backward", "contacts": label, "batch": 1, "ms_per_step": t * 1e3})
 
-    for batch in (1, 64, 1024):
-        state, action = _start(batch), torch.zeros(batch, 3)
-        n = steps if batch < 1024 else max(10, steps // 5)
+    kernels = [("ours: rollout", step_prepared)]
+    if compiled:  # fixed shapes, one compilation per batch size (about 10 s each)
+        kernels.append(("ours: rollout, torch.compile", torch.compile(step_prepared, dynamic=False)))
+    for case, kernel in kernels:
+        for batch in (1, 64, 1024):
+            state, action = _start(batch), torch.zeros(batch, 3)
+            n = steps if batch < 1024 else max(10, steps // 5)
 
-        def run():
-            s, prepared = state, prepare(model, batch)
-            for _ in range(n):
-                s = step_prepared(model, prepared, s, action)
+            def run():
+                s, prepared = state, prepare(model, batch)
+                for _ in range(n):
+                    s = kernel(model, prepared, s, action)
 
-        with torch.no_grad():
-            t = _median_seconds(run, max(3, repeats // 4)) / n
-        rows.append({"case": "ours: rollout", "contacts": label, "batch": batch, "ms_per_step": t * 1e3,
-                     "env_steps_per_s": batch / t})
+            with torch.no_grad():
+                t = _median_seconds(run, max(3, repeats // 4)) / n
+            rows.append({"case": case, "contacts": label, "batch": batch, "ms_per_step": t * 1e3,
+                         "env_steps_per_s": batch / t})
     return rows
 
 
@@ -99,10 +105,12 @@ def _mujoco(repeats: int, steps: int, nthread: int) -> list[dict]:
 
 
 def run(out: str | None = None, quick: bool = False) -> dict:
-    """Time the simulator and MuJoCo, print a table, write JSON to `out` if given; returns the figures."""
+    """Time the simulator and MuJoCo, print a table, write JSON to `out` if given; returns the
+    figures. quick: fewer repeats and no torch.compile rows."""
     repeats, steps = (6, 20) if quick else (20, 100)
     threads = torch.get_num_threads()
-    rows = _ours(None, repeats, steps) + _ours(128, repeats, steps) + _mujoco(repeats, steps, max(1, threads))
+    rows = (_ours("hull", repeats, steps, compiled=not quick) + _ours("all", repeats, steps, compiled=False)
+            + _mujoco(repeats, steps, max(1, threads)))
     mj_1024 = next(r for r in rows if r["case"].startswith("MuJoCo") and r["batch"] == 1024)["env_steps_per_s"]
     for r in rows:
         if "env_steps_per_s" in r:
