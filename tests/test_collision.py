@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cgwm_env.collision import SoftSDFSettings, contact_frames, plane_sdf, soft_sdf, surface_points
+from cgwm_env.collision import SoftSDFSettings, contact_frames, plane_sdf, soft_sdf, support_spheres, surface_points
 
 
 def test_soft_sdf_gradcheck():
@@ -62,3 +62,17 @@ def test_bad_settings_and_empty_sphere_set_raise():
         SoftSDFSettings(beta=-1.0)
     with pytest.raises(ValueError, match="centers"):
         soft_sdf(torch.zeros(1, 3), torch.zeros(0, 3), torch.zeros(0), SoftSDFSettings())
+
+
+def test_support_spheres_are_the_ones_a_plane_can_touch():
+    from cgwm_env.gaussians import box_gaussians
+
+    cube = box_gaussians(0.05, 10)
+    corners = support_spheres(cube.centers, cube.radii)
+    assert len(corners) == 8 and torch.allclose(cube.centers[corners].abs(), torch.tensor(0.0225))
+    gen = torch.Generator().manual_seed(0)
+    centers, radii = torch.randn(300, 3, generator=gen) * 0.03, torch.rand(300, generator=gen) * 0.01 + 0.001
+    chosen = set(support_spheres(centers, radii).tolist())
+    directions = torch.nn.functional.normalize(torch.randn(500, 3, generator=gen), dim=-1)
+    lowest = (directions @ centers.T + radii).argmax(1)  # the sphere a plane with normal -u touches first
+    assert set(lowest.tolist()) <= chosen and len(chosen) < 150

@@ -125,6 +125,18 @@ def test_batch_rows_match_single_environments():
         torch.testing.assert_close(traj.quat[i], single.quat[0], atol=1e-5, rtol=1e-5)
 
 
+def test_hull_ground_contacts_match_all_spheres():
+    # The hull's corner spheres carry a resting face as the 100 face spheres do; how a tipping
+    # cube slips on its edge differs (the contact distribution is not unique), by millimetres.
+    tilt = math3d.quat_from_axis_angle(torch.tensor([1.0, 1.0, 0.0]), torch.tensor(0.4))
+    starts = [State.make([[0.0, 0.0, HALF]], velocity=[0.3, 0.0, 0.0]), State.make([[0.0, 0.0, 0.08]], quat=tilt)]
+    for start, tolerance in zip(starts, (2e-3, 5e-3)):
+        hull, every = (rollout(cube_model(ground_contacts=m), start, steps=500) for m in ("hull", "all"))
+        assert (hull.position[0, -1] - every.position[0, -1]).norm() < tolerance
+        assert hull.position[0, -1, 2] == pytest.approx(HALF, abs=1e-4)
+        assert math3d.quat_angle(hull.quat[0, -1], every.quat[0, -1]) < 0.01
+
+
 def test_plain_gain_mode_holds_a_resting_cube():
     # The paper's plain form with per-row gains K = kappa m / (n h^2), D = delta m / (n h) for the
     # n rows of the resting face (100 contacts x 4 rows here).
