@@ -1,6 +1,6 @@
 """`cgwm bench physics`: the simulator's speed beside MuJoCo's on the same cube drop.
 
-Scene: a 5 cm, 100 g cube of 488 spheres (a hollow shell, 10 per edge) released 5 mm above the
+Scene: a 5 cm, 100 g cube of 488 spheres (a hollow shell, 10 per edge) released 1 mm above the
 ground with a small tilt, h = model.dt; ground contacts from the 8 hull spheres (the default) and
 from all 488. Figures are medians over repeats; the machine is shared,
 so compare ratios taken in one run.
@@ -28,11 +28,12 @@ from cgwm_env.simulator import prepare, rollout, step, step_prepared
 
 SIDE, MASS, MU = 0.05, 0.1, 0.5
 TILT = math.radians(5.0)
+HEIGHT = 0.028  # lowest corner 1 mm above the ground: contact from the first steps on
 
 
 def _start(batch: int) -> State:
     quat = math3d.quat_from_axis_angle(torch.tensor([1.0, 0.0, 0.0]), torch.tensor(TILT))
-    return State.make(torch.tensor([[0.0, 0.0, 0.035]]).expand(batch, 3).clone(), quat=quat)
+    return State.make(torch.tensor([[0.0, 0.0, HEIGHT]]).expand(batch, 3).clone(), quat=quat)
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -89,7 +90,7 @@ def _mujoco(repeats: int, steps: int, nthread: int) -> list[dict]:
     m = mujoco.MjModel.from_xml_string(box_on_plane_xml(SIDE, MASS, MU, box_model().dt))
     d = mujoco.MjData(m)
     quat = math3d.quat_from_axis_angle(torch.tensor([1.0, 0.0, 0.0]), torch.tensor(TILT)).tolist()
-    d.qpos[:] = [0.0, 0.0, 0.035, *quat]
+    d.qpos[:] = [0.0, 0.0, HEIGHT, *quat]
     size = mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_FULLPHYSICS)
     state = np.empty(size)
     mujoco.mj_getState(m, d, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
@@ -109,8 +110,12 @@ def run(out: str | None = None, quick: bool = False) -> dict:
     figures. quick: fewer repeats and no torch.compile rows."""
     repeats, steps = (6, 20) if quick else (20, 100)
     threads = torch.get_num_threads()
-    rows = (_ours("hull", repeats, steps, compiled=not quick) + _ours("all", repeats, steps, compiled=False)
-            + _mujoco(repeats, steps, max(1, threads)))
+    # MuJoCo runs before and after ours (torch's idle threads can slow the next runner); its best
+    # figures are kept, so the ratios are if anything unfavourable to us.
+    before = _mujoco(repeats, steps, max(1, threads))
+    ours = _ours("hull", repeats, steps, compiled=not quick) + _ours("all", repeats, steps, compiled=False)
+    after = _mujoco(repeats, steps, max(1, threads))
+    rows = ours + [max(a, b, key=lambda r: r["env_steps_per_s"]) for a, b in zip(before, after)]
     mj_1024 = next(r for r in rows if r["case"].startswith("MuJoCo") and r["batch"] == 1024)["env_steps_per_s"]
     for r in rows:
         if "env_steps_per_s" in r:
