@@ -23,6 +23,15 @@ def main(argv: list[str] | None = None) -> int:
                        help="torch CPU threads (default: torch's choice); 1 gives steadier figures on a busy machine")
 
     args = parser.parse_args(argv)
+    try:
+        _run(parser, args)
+    except ValueError as err:  # bad input: say what is wrong, without a traceback
+        print(f"cgwm {args.verb}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.verb == "demo":
         from cgwm_env import sim_demo
         from cgwm_env.config import load_model_settings
@@ -44,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
             from cgwm_env.bench import render
 
             render.run(args.out, repeats=5 if args.quick else 20)
-    return 0
 
 
 if __name__ == "__main__":

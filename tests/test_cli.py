@@ -33,3 +33,8 @@ def test_settings_file_maps_to_model_settings(tmp_path):
         load_model_settings(bad)
     with pytest.raises(ValueError, match="path"):
         load_model_settings(tmp_path / "missing.yaml")
+
+
+def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
