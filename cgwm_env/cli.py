@@ -15,6 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seconds", type=float, default=1.5, help="simulated time, s")
     demo.add_argument("--config", default=None, help="simulator settings YAML (see configs/physics.yaml)")
 
+    from cgwm_env.data import synth
+
+    synth.add_arguments(verbs.add_parser("synth", help="record MuJoCo datasets: fall, push or multiview"))
+
     bench = verbs.add_parser("bench", help="speed benchmarks; print a table and write JSON")
     bench.add_argument("suite", choices=["physics", "render"])
     bench.add_argument("--out", default=None, help="JSON file to write")
@@ -32,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.verb == "demo":
+    if args.verb == "synth":
+        from cgwm_env.data import synth
+
+        synth.main(args)
+    elif args.verb == "demo":
         from cgwm_env import sim_demo
         from cgwm_env.config import load_model_settings
 
