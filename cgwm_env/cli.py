@@ -15,12 +15,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seconds", type=float, default=1.5, help="simulated time, s")
     demo.add_argument("--config", default=None, help="simulator settings YAML (see configs/physics.yaml)")
 
+    from cgwm_env import sggs
     from cgwm_env.data import synth
 
     synth.add_arguments(verbs.add_parser("synth", help="record MuJoCo datasets: fall, push or multiview"))
+    sggs.add_arguments(verbs.add_parser("init", help="stage I: spherical Gaussians from a multiview dataset"))
 
     bench = verbs.add_parser("bench", help="speed benchmarks; print a table and write JSON")
-    bench.add_argument("suite", choices=["physics", "render"])
+    bench.add_argument("suite", choices=["physics", "render", "init"])
     bench.add_argument("--out", default=None, help="JSON file to write")
     bench.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run, noisier figures)")
     bench.add_argument("--threads", type=int, default=None,
@@ -40,6 +42,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         from cgwm_env.data import synth
 
         synth.main(args)
+    elif args.verb == "init":
+        from cgwm_env import sggs
+
+        sggs.main(args)
     elif args.verb == "demo":
         from cgwm_env import sim_demo
         from cgwm_env.config import load_model_settings
@@ -57,10 +63,14 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             from cgwm_env.bench import physics
 
             physics.run(args.out, quick=args.quick)
-        else:
+        elif args.suite == "render":
             from cgwm_env.bench import render
 
             render.run(args.out, repeats=5 if args.quick else 20)
+        else:
+            from cgwm_env.bench import init
+
+            init.run(args.out, quick=args.quick)
 
 
 if __name__ == "__main__":
