@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from cgwm_env.math3d import fibonacci_sphere
+
 # Keeps |p - c| differentiable when a point sits on a sphere's centre.
 _EPS_LEN = 1e-12
 
@@ -72,12 +74,7 @@ def support_spheres(centers: torch.Tensor, radii: torch.Tensor, n_directions: in
     spread evenly over the unit sphere: the spheres that can touch a plane first. Spheres inside the
     hull never can; spheres on a flat face between others touch a plane only together with the
     face's outermost ones, which carry the contact instead. centers (N, 3), radii (N,) -> (K,) sorted."""
-    k = torch.arange(n_directions, dtype=torch.float64) + 0.5
-    z = 1 - 2 * k / n_directions
-    ring = torch.sqrt(1 - z * z)
-    azimuth = torch.pi * (1 + 5**0.5) * k  # Fibonacci lattice
-    directions = torch.stack((ring * torch.cos(azimuth), ring * torch.sin(azimuth), z), dim=1)
-    support = directions @ centers.detach().double().T + radii.detach().double()
+    support = fibonacci_sphere(n_directions) @ centers.detach().double().T + radii.detach().double()
     return torch.unique(support.argmax(1)).to(centers.device)
 
 

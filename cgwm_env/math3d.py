@@ -83,6 +83,16 @@ def axial(m: torch.Tensor) -> torch.Tensor:
     return -(m.flatten(-2) @ _SKEW.to(m).T)
 
 
+def fibonacci_sphere(n: int, phase: float = 0.0) -> torch.Tensor:
+    """n unit vectors (n, 3), float64, spread evenly over the sphere: a Fibonacci lattice turned
+    by `phase` rad about z."""
+    k = torch.arange(n, dtype=torch.float64) + 0.5
+    z = 1.0 - 2.0 * k / n
+    azimuth = torch.pi * (3.0 - 5.0**0.5) * k + phase
+    ring = torch.sqrt(1.0 - z * z)
+    return torch.stack((ring * torch.cos(azimuth), ring * torch.sin(azimuth), z), dim=1)
+
+
 def _structure_constants():
     """Constant tensors that turn the quaternion product and the rotation matrix into one matmul
     of the outer product a_i b_j: (a * b)_k = sum_ij a_i b_j H[ij, k], R[mn] = sum_ij q_i q_j Q[ij, mn]."""

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cgwm_env import math3d
 from cgwm_env.camera import from_mujoco, look_at
 from cgwm_env.data.dataset import camera_to_meta, save_background, save_dataset
 from cgwm_env.data.objects import ObjectSpec, get_object
@@ -274,15 +275,6 @@ def synth_push(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0, si
         scene.close()
 
 
-def fibonacci_sphere(n: int, phase: float = 0.0) -> np.ndarray:
-    """n unit vectors (n, 3) spread evenly over the sphere (a Fibonacci lattice turned by `phase` rad about z)."""
-    i = np.arange(n) + 0.5
-    z = 1.0 - 2.0 * i / n
-    phi = math.pi * (3.0 - math.sqrt(5.0)) * i + phase
-    r = np.sqrt(1.0 - z * z)
-    return np.stack((r * np.cos(phi), r * np.sin(phi), z), axis=1)
-
-
 def synth_multiview(object_name: str, out_dir, n_views: int = 72, size: int = 128, seed=0, progress=None) -> Path:
     """`n_views` images and masks of the object floating at the origin in its rest pose (world
     frame = body frame, no ground), from cameras on a Fibonacci lattice (turned about z by a
@@ -295,7 +287,7 @@ def synth_multiview(object_name: str, out_dir, n_views: int = 72, size: int = 12
         m, d = scene.model, scene.data
         scene.set_object((0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0))
         distance = 1.25 * obj.size / math.tan(math.radians(FOVY_DEG) / 2)
-        directions = fibonacci_sphere(n_views, np.random.default_rng(seed).uniform(0.0, 2.0 * math.pi))
+        directions = math3d.fibonacci_sphere(n_views, np.random.default_rng(seed).uniform(0.0, 2.0 * math.pi)).numpy()
         images, masks, cameras = [], [], []
         for direction in directions:
             up = (0.0, 0.0, 1.0) if abs(direction[2]) < 0.99 else (0.0, 1.0, 0.0)
