@@ -228,7 +228,7 @@ def fit(dataset, settings: Settings = Settings(), views=None, progress: bool = F
     images, masks, cameras = _views(dataset, views)
     g = initialize(dataset, settings, views)
     total = settings.geometry_iterations + settings.appearance_iterations
-    with tqdm(total=total, desc="stage I", disable=not progress, leave=False) as bar:
+    with tqdm(total=total, desc="stage I", disable=not progress, leave=False, mininterval=1.0) as bar:
         g = fit_geometry(g, masks, cameras, settings, bar)
         g = fit_appearance(g, images, masks, cameras, settings, bar)
     return g

@@ -325,7 +325,7 @@ def synth(scenario: str, object_name: str, out_dir, episodes: int = 1, seed: int
         jobs = [(f"{split}_{k:03d}", frames, (seed, code, k)) for k in range(episodes)
                 for split, code, frames in (("train", 0, TRAIN_FRAMES), ("test", 1, TEST_FRAMES))]
     paths = []
-    with tqdm(total=sum(j[1] for j in jobs), unit="frame", desc=f"{scenario} {object_name}") as bar:
+    with tqdm(total=sum(j[1] for j in jobs), unit="frame", desc=f"{scenario} {object_name}", mininterval=1.0) as bar:
         for name, count, job_seed in jobs:
             if scenario == "multiview":
                 paths.append(synth_multiview(object_name, out_dir / name, count, size, job_seed, bar))
