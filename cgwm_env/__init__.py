@@ -31,3 +31,5 @@ def keep_freed_memory() -> bool:
 
 if os.environ.get("CGWM_KEEP_FREED_MEMORY", "1") != "0":
     keep_freed_memory()
+
+from cgwm_env import envs  # noqa: E402,F401  (registers the Gymnasium environments)

@@ -1,0 +1,231 @@
+"""The paper's two test scenes as Gymnasium environments on the differentiable world model:
+fall-and-rebound (no control) and push-slide-settle (the action is the pusher's velocity).
+
+Each control step runs `frame_skip` physics steps of the model (30 Hz by default). The scenes are
+for prediction, as in the paper, so the reward is 0; an episode ends when the object leaves the
+table (falls 0.5 m below the ground) or after `max_episode_steps`. One batched core serves the
+single environment (B = 1) and the natively batched vector environment.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from cgwm_env import math3d
+from cgwm_env.camera import Camera, look_at
+from cgwm_env.gaussians import SphereGaussians
+from cgwm_env.model import Model, State, box_model
+from cgwm_env.render import render
+from cgwm_env.simulator import prepare, step_prepared
+
+SCENARIOS = ("fall", "push")
+PUSHER_RADIUS = 0.01  # m
+MAX_PUSH_SPEED = 0.5  # m/s, the bound of the push action
+
+
+def default_model(scenario: str) -> Model:
+    """The bundled world model: a 5 cm, 100 g cube of 488 spheres, physics at 480 Hz."""
+    kwargs = dict(dt=1.0 / 480.0)
+    if scenario == "push":
+        kwargs.update(pusher_points=torch.zeros(1, 3), pusher_radii=torch.tensor([PUSHER_RADIUS]))
+    return box_model(0.05, 0.1, 0.5, **kwargs)
+
+
+class SceneCore:
+    """B environments of one scene: state, resets, steps, observations and images."""
+
+    def __init__(self, scenario: str, batch: int, model: Model | None, frame_skip: int, image_size: int):
+        if scenario not in SCENARIOS:
+            raise ValueError(f"scenario: expected one of {SCENARIOS}, got {scenario!r}")
+        if frame_skip < 1 or image_size < 1:
+            raise ValueError(f"frame_skip, image_size: expected positive counts, got {frame_skip}, {image_size}")
+        self.scenario, self.batch, self.frame_skip = scenario, batch, frame_skip
+        self.model = model if model is not None else default_model(scenario)
+        if scenario == "push" and self.model.pusher_points.shape[0] == 0:
+            raise ValueError("model: the push scene needs a model with pusher_points")
+        self.prepared = prepare(self.model, batch)
+        self.camera = Camera.from_fovy(math.radians(45.0), image_size, image_size,
+                                       look_at((0.3, -0.3, 0.25), (0.0, 0.0, 0.03)))
+        self.half_height = float((self.model.gaussians.centers[:, 2].abs() + self.model.gaussians.radii).max())
+        self.state = State.make(torch.zeros(batch, 3))
+
+    @property
+    def control_dt(self) -> float:
+        return self.frame_skip * self.model.dt
+
+    def reset(self, which: np.ndarray, rng: np.random.Generator) -> None:
+        """Draw new initial states for the environments where `which` (B,) is True."""
+        n = int(which.sum())
+        if n == 0:
+            return
+        quat = torch.as_tensor(rng.normal(size=(n, 4)), dtype=torch.float32)
+        quat = math3d.quat_normalize(quat)
+        if self.scenario == "fall":
+            position = torch.as_tensor(np.c_[rng.uniform(-0.02, 0.02, (n, 2)), rng.uniform(0.08, 0.15, n)],
+                                       dtype=torch.float32)
+            velocity = torch.as_tensor(rng.uniform(-0.3, 0.3, (n, 3)), dtype=torch.float32)
+            omega = torch.as_tensor(rng.uniform(-3.0, 3.0, (n, 3)), dtype=torch.float32)
+            pusher = torch.tensor([0.0, 0.0, 10.0]).expand(n, 3)
+        else:  # resting upright with a random yaw, the pusher 5 mm behind it along -x
+            yaw = torch.as_tensor(rng.uniform(-math.pi, math.pi, n), dtype=torch.float32)
+            quat = math3d.quat_from_axis_angle(torch.tensor([0.0, 0.0, 1.0]).expand(n, 3), yaw)
+            position = torch.tensor([0.0, 0.0, 0.0]).expand(n, 3).clone()
+            position[:, 2] = self._rest_height(quat)
+            velocity = omega = torch.zeros(n, 3)
+            reach = self._reach_along_minus_x(position, quat)
+            pusher = torch.stack((reach - PUSHER_RADIUS - 0.005, torch.zeros(n), position[:, 2]), dim=1)
+        idx = torch.as_tensor(np.flatnonzero(which))
+        fields = []
+        for old, new in zip(self.state, (position, quat, velocity, omega, pusher)):
+            old = old.clone()
+            old[idx] = new
+            fields.append(old)
+        self.state = State(*fields)
+
+    def step(self, action: torch.Tensor) -> None:
+        """Advance frame_skip physics steps; action: pusher velocity (B, 3) m/s (zeros for fall)."""
+        with torch.no_grad():
+            for _ in range(self.frame_skip):
+                self.state = step_prepared(self.model, self.prepared, self.state, action)
+
+    def fell(self) -> np.ndarray:
+        """(B,) True where the object left the table."""
+        return (self.state.position[:, 2] < -0.5).numpy()
+
+    def observation(self) -> dict:
+        s = self.state
+        obs = {"object_pos": s.position, "object_quat": s.quat, "object_vel": s.velocity, "object_omega": s.omega}
+        if self.scenario == "push":
+            obs["pusher_pos"] = s.pusher
+        return {k: v.numpy().astype(np.float32) for k, v in obs.items()}
+
+    def image(self, i: int) -> np.ndarray:
+        """(H, W, 3) uint8 view of environment i drawn by the Gaussian renderer."""
+        s = self.state
+        g = self.model.gaussians
+        centers = g.transformed_centers(s.position[i], s.quat[i])
+        parts = [SphereGaussians(centers.detach(), g.log_scales.detach(), g.opacity_logits.detach(), g.colors.detach())]
+        if self.scenario == "push":
+            parts.append(SphereGaussians.from_spheres(s.pusher[i:i + 1], torch.tensor([PUSHER_RADIUS]),
+                                                      colors=torch.tensor([[0.2, 0.2, 0.2]])))
+        scene = SphereGaussians(*(torch.cat(t) for t in zip(*(p.tensors() for p in parts))))
+        with torch.no_grad():
+            rgb = render(scene, self.camera, background=(0.93, 0.93, 0.93)).rgb
+        return (rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+    def _rest_height(self, quat: torch.Tensor) -> torch.Tensor:
+        g = self.model.gaussians
+        heights = (math3d.rotate(quat[:, None, :], g.centers[None])[..., 2]) - g.radii
+        return -heights.min(dim=1).values
+
+    def _reach_along_minus_x(self, position: torch.Tensor, quat: torch.Tensor) -> torch.Tensor:
+        g = self.model.gaussians
+        xs = position[:, None, 0] + math3d.rotate(quat[:, None, :], g.centers[None])[..., 0] - g.radii
+        return xs.min(dim=1).values
+
+    def observation_space(self) -> gym.spaces.Dict:
+        def box(n):
+            return gym.spaces.Box(-np.inf, np.inf, (n,), np.float32)
+
+        spaces = {"object_pos": box(3), "object_quat": box(4), "object_vel": box(3), "object_omega": box(3)}
+        if self.scenario == "push":
+            spaces["pusher_pos"] = box(3)
+        return gym.spaces.Dict(spaces)
+
+    def action_space(self) -> gym.spaces.Box:
+        n = 3 if self.scenario == "push" else 0
+        return gym.spaces.Box(-MAX_PUSH_SPEED, MAX_PUSH_SPEED, (n,), np.float32)
+
+    def actions(self, action, shape: tuple) -> torch.Tensor:
+        """Checked actions as pusher velocities (B, 3); a ValueError names `action` otherwise."""
+        a = np.asarray(action, dtype=np.float32)
+        if a.shape != shape:
+            raise ValueError(f"action: expected shape {shape}, got {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError("action: expected finite pusher velocities (m/s), got NaN or inf")
+        if np.abs(a).max(initial=0.0) > MAX_PUSH_SPEED + 1e-6:
+            raise ValueError(f"action: expected pusher speeds within +-{MAX_PUSH_SPEED} m/s per axis, got {a.tolist()}")
+        if self.scenario == "fall":
+            return torch.zeros(self.batch, 3)
+        return torch.as_tensor(a).reshape(self.batch, 3)
+
+
+class SceneEnv(gym.Env):
+    """One environment of a scene; see the module doc. kwargs: model (a Model to use instead of
+    the bundled cube), frame_skip (physics steps per control step), image_size (px)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(self, scenario: str, render_mode: str | None = None, model: Model | None = None,
+                 frame_skip: int = 16, image_size: int = 128):
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode: expected None or 'rgb_array', got {render_mode!r}")
+        self.core = SceneCore(scenario, 1, model, frame_skip, image_size)
+        self.render_mode = render_mode
+        self.observation_space = self.core.observation_space()
+        self.action_space = self.core.action_space()
+        self.metadata = {**self.metadata, "render_fps": round(1.0 / self.core.control_dt)}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.core.reset(np.ones(1, bool), self.np_random)
+        return _first(self.core.observation()), {}
+
+    def step(self, action):
+        self.core.step(self.core.actions(action, self.action_space.shape))
+        terminated = bool(self.core.fell()[0])
+        return _first(self.core.observation()), 0.0, terminated, False, {}
+
+    def render(self):
+        return self.core.image(0) if self.render_mode == "rgb_array" else None
+
+
+class SceneVectorEnv(VectorEnv):
+    """num_envs environments of a scene stepped as one batch (gym.make_vec); next-step autoreset."""
+
+    metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, scenario: str, num_envs: int = 1, render_mode: str | None = None, model: Model | None = None,
+                 frame_skip: int = 16, image_size: int = 128, max_episode_steps: int = 60):
+        if num_envs < 1 or max_episode_steps < 1:
+            raise ValueError(f"num_envs, max_episode_steps: expected positive counts, got {num_envs}, {max_episode_steps}")
+        self.core = SceneCore(scenario, num_envs, model, frame_skip, image_size)
+        self.num_envs, self.render_mode, self.max_episode_steps = num_envs, render_mode, max_episode_steps
+        self.single_observation_space = self.core.observation_space()
+        self.single_action_space = self.core.action_space()
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._elapsed = np.zeros(num_envs, int)
+        self._needs_reset = np.zeros(num_envs, bool)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.core.reset(np.ones(self.num_envs, bool), self.np_random)
+        self._elapsed[:] = 0
+        self._needs_reset[:] = False
+        return self.core.observation(), {}
+
+    def step(self, actions):
+        restart = self._needs_reset.copy()
+        action = self.core.actions(actions, self.action_space.shape)
+        action[torch.as_tensor(restart)] = 0.0
+        self.core.step(action)
+        self.core.reset(restart, self.np_random)  # those envs start over; their step is a reset
+        self._elapsed = np.where(restart, 0, self._elapsed + 1)
+        terminated = self.core.fell() & ~restart
+        truncated = (self._elapsed >= self.max_episode_steps) & ~terminated & ~restart
+        self._needs_reset = terminated | truncated
+        return self.core.observation(), np.zeros(self.num_envs), terminated, truncated, {}
+
+    def render(self):
+        return tuple(self.core.image(i) for i in range(self.num_envs)) if self.render_mode == "rgb_array" else None
+
+
+def _first(obs: dict) -> dict:
+    return {k: v[0] for k, v in obs.items()}

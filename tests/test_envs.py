@@ -1,0 +1,78 @@
+import dataclasses
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+import cgwm_env  # noqa: F401  (registers the environments)
+from cgwm_env.envs.scenes import default_model
+
+FALL, PUSH = "ContactGaussian-FallRebound-v0", "ContactGaussian-PushSlide-v0"
+NO_ACTION = np.zeros(0, np.float32)
+
+
+@pytest.mark.parametrize("env_id", [FALL, PUSH])
+def test_environments_pass_gymnasiums_checker(env_id):
+    env = gym.make(env_id, render_mode="rgb_array", image_size=48)
+    check_env(env.unwrapped, skip_render_check=False)
+    env.reset(seed=0)
+    image = env.render()
+    assert image.shape == (48, 48, 3) and image.dtype == np.uint8
+    assert (image < 200).any()  # the object is drawn over the light background
+
+
+def test_fall_settles_on_the_ground():
+    env = gym.make(FALL)
+    obs, _ = env.reset(seed=1)
+    assert obs["object_pos"][2] > 0.07
+    for _ in range(45):
+        obs, reward, terminated, truncated, _ = env.step(NO_ACTION)
+    assert reward == 0.0 and not terminated
+    assert obs["object_pos"][2] == pytest.approx(0.025, abs=1e-3)  # resting on a face
+    assert np.linalg.norm(obs["object_vel"]) < 1e-2
+
+
+def test_push_moves_the_cube_and_no_push_leaves_it():
+    env = gym.make(PUSH)
+    obs, _ = env.reset(seed=2)
+    start = obs["object_pos"].copy()
+    for _ in range(10):
+        obs, *_ = env.step(np.zeros(3, np.float32))
+    np.testing.assert_allclose(obs["object_pos"], start, atol=1e-4)
+    for _ in range(15):  # 0.5 s at 0.2 m/s: 10 cm of pusher travel, 5 mm of it before touching
+        obs, *_ = env.step(np.array([0.2, 0.0, 0.0], np.float32))
+    assert obs["object_pos"][0] - start[0] == pytest.approx(0.095, abs=0.015)
+    assert obs["pusher_pos"][0] < obs["object_pos"][0]
+
+
+def test_vector_env_matches_single_envs_and_autoresets():
+    venv = gym.make_vec(PUSH, num_envs=3, max_episode_steps=4)
+    obs, _ = venv.reset(seed=3)
+    single = gym.make(PUSH).unwrapped
+    single.reset(seed=0)
+    single.core.state = type(single.core.state)(*(f[1:2].clone() for f in venv.unwrapped.core.state))
+    actions = np.array([[0.1, 0, 0], [0.3, 0.05, 0], [0, 0, 0]], np.float32)
+    for step in range(4):
+        obs, rewards, terminated, truncated, _ = venv.step(actions)
+        single_obs, *_ = single.step(actions[1])
+        np.testing.assert_allclose(obs["object_pos"][1], single_obs["object_pos"], atol=1e-5)
+    assert truncated.all() and not terminated.any()
+    obs, rewards, terminated, truncated, _ = venv.step(actions)  # the step after the end resets
+    assert not truncated.any() and (obs["object_vel"] == 0).all()
+
+
+def test_a_custom_world_model_is_used():
+    model = default_model("push")
+    heavy = dataclasses.replace(model.params, log_mass=model.params.log_mass + np.log(10.0))
+    env = gym.make(PUSH, model=dataclasses.replace(model, params=heavy))
+    assert torch.allclose(env.unwrapped.core.model.params.mass, torch.tensor(1.0))
+
+
+def test_bad_actions_raise_naming_action():
+    env = gym.make(PUSH)
+    env.reset(seed=0)
+    for bad in (np.array([np.nan, 0, 0], np.float32), np.zeros(2, np.float32), np.array([2.0, 0, 0], np.float32)):
+        with pytest.raises(ValueError, match="action"):
+            env.step(bad)
