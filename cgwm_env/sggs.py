@@ -203,7 +203,7 @@ def fit_appearance(gaussians: SphereGaussians, images, masks, cameras, settings:
     opt = torch.optim.Adam([{"params": [logits], "lr": settings.lr_opacity},
                             {"params": [colors], "lr": settings.lr_color}])
     lam = settings.lambda_dssim
-    for it in range(settings.appearance_iterations):
+    for _ in range(settings.appearance_iterations):
         views = _batch(len(cameras), settings.batch, gen)
         bg = torch.rand(3, generator=gen)
         current = SphereGaussians(g.centers, g.log_scales, logits, colors)

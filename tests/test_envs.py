@@ -54,7 +54,7 @@ def test_vector_env_matches_single_envs_and_autoresets():
     single.reset(seed=0)
     single.core.state = type(single.core.state)(*(f[1:2].clone() for f in venv.unwrapped.core.state))
     actions = np.array([[0.1, 0, 0], [0.3, 0.05, 0], [0, 0, 0]], np.float32)
-    for step in range(4):
+    for _ in range(4):
         obs, rewards, terminated, truncated, _ = venv.step(actions)
         single_obs, *_ = single.step(actions[1])
         np.testing.assert_allclose(obs["object_pos"][1], single_obs["object_pos"], atol=1e-5)

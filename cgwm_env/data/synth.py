@@ -284,7 +284,7 @@ def synth_multiview(object_name: str, out_dir, n_views: int = 72, size: int = 12
     _check_count("n_views", n_views)
     scene = _Scene(obj, _check_size(size), ground=False)
     try:
-        m, d = scene.model, scene.data
+        m = scene.model
         scene.set_object((0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0))
         distance = 1.25 * obj.size / math.tan(math.radians(FOVY_DEG) / 2)
         directions = math3d.fibonacci_sphere(n_views, np.random.default_rng(seed).uniform(0.0, 2.0 * math.pi)).numpy()
