@@ -1,0 +1,192 @@
+"""The right LEAP Hand: kinematics (pytorch-kinematics on the project's MJCF), query points, motor order.
+
+Everything is read from `assets/leap_hand/right_hand.xml`, the one source of the hand's geometry.
+Poses are in the hand's frame (the world frame of that file: palm-up, fingers along +x). Joint
+vectors are in sim order (`JOINT_NAMES`), radians, shape (..., 16); every function is batched over
+the leading dimensions and differentiable in torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import pytorch_kinematics as pk
+import pytorch_kinematics.mjcf
+import torch
+
+from cgwm_env.math3d import fibonacci_sphere
+
+ASSET_DIR = Path(__file__).parent / "assets" / "leap_hand"
+HAND_XML = ASSET_DIR / "right_hand.xml"
+SCENE_XML = ASSET_DIR / "palm_up_scene.xml"
+
+_MODEL = mujoco.MjModel.from_xml_path(str(HAND_XML))
+JOINT_NAMES: tuple[str, ...] = tuple(_MODEL.joint(j).name for j in range(_MODEL.njnt))
+LINK_NAMES: tuple[str, ...] = tuple(_MODEL.body(b).name for b in range(1, _MODEL.nbody))  # MuJoCo body order
+N_JOINTS = len(JOINT_NAMES)
+LOWER = torch.tensor(_MODEL.jnt_range[:, 0], dtype=torch.float32)  # (16,) rad
+UPPER = torch.tensor(_MODEL.jnt_range[:, 1], dtype=torch.float32)  # (16,) rad
+
+# Motor ID (0..15 on the Dynamixel bus) of each sim joint. A finger's motors are (side, forward,
+# PIP, DIP) while its sim joints are (mcp, rot, pip, dip): mcp is the forward motor, rot the side one.
+MOTOR_IDS = (1, 0, 2, 3, 5, 4, 6, 7, 9, 8, 10, 11, 12, 13, 14, 15)
+_JOINT_OF_MOTOR = tuple(int(j) for j in np.argsort(MOTOR_IDS))
+
+_JOINT_LINK = _MODEL.jnt_bodyid - 1  # (16,) index into LINK_NAMES of the body each joint moves
+
+
+def _ancestor_mask() -> np.ndarray:
+    """(L, 16) bool: joint j moves link l."""
+    mask = np.zeros((len(LINK_NAMES), N_JOINTS), dtype=bool)
+    for link in range(len(LINK_NAMES)):
+        body = link + 1
+        while body > 0:
+            mask[link, _JOINT_LINK == body - 1] = True
+            body = _MODEL.body_parentid[body]
+    return mask
+
+
+_MOVES = _ancestor_mask()
+
+
+def load_chain(dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> pk.Chain:
+    """The hand as a pytorch-kinematics chain rooted at the palm (joints in sim order)."""
+    # pytorch-kinematics 0.10 keys JOINT_TYPE_MAP by mujoco's enum, but mujoco >= 3.12 reports joint
+    # types as numpy ints (KeyError: np.int32(3)); plain int keys match both.
+    pytorch_kinematics.mjcf.JOINT_TYPE_MAP = {int(k): v for k, v in pytorch_kinematics.mjcf.JOINT_TYPE_MAP.items()}
+    chain = pk.build_chain_from_mjcf(HAND_XML.read_text(), body="palm").to(dtype=dtype, device=device)
+    if tuple(chain.get_joint_parameter_names()) != JOINT_NAMES:
+        raise RuntimeError(f"chain joint order {chain.get_joint_parameter_names()} differs from the MJCF's")
+    return chain
+
+
+@functools.cache
+def _chain(dtype: torch.dtype, device: torch.device) -> tuple[pk.Chain, torch.Tensor]:
+    chain = load_chain(dtype, device)
+    return chain, torch.as_tensor(chain.get_frame_indices(*LINK_NAMES), device=device)
+
+
+def _check_joints(x, name: str) -> torch.Tensor:
+    x = torch.as_tensor(x)
+    if not x.is_floating_point():
+        x = x.to(torch.float32)
+    if x.ndim < 1 or x.shape[-1] != N_JOINTS:
+        raise ValueError(f"{name}: expected shape (..., {N_JOINTS}) angles (rad), got {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name}: expected finite angles, got NaN or inf")
+    return x
+
+
+def forward_kinematics(q) -> torch.Tensor:
+    """Link poses in the hand's frame: q (..., 16) rad -> (..., L, 4, 4), links in `LINK_NAMES` order."""
+    q = _check_joints(q, "q")
+    chain, frames = _chain(q.dtype, q.device)
+    flat = q.reshape(-1, N_JOINTS)
+    T = chain.forward_kinematics_tensor(flat, analytical_grad=False)[frames]  # (L, B, 4, 4)
+    return T.transpose(0, 1).reshape(*q.shape[:-1], len(LINK_NAMES), 4, 4)
+
+
+def point_jacobian(q, link, points) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions (hand frame) and linear-velocity Jacobians of points fixed on links.
+
+    q: (..., 16) rad; link: (P,) indices into LINK_NAMES; points: (P, 3) m in the link frames.
+    Returns x (..., P, 3) m and J (..., P, 3, 16) with dx = J dq.
+    """
+    q = _check_joints(q, "q")
+    T = forward_kinematics(q)
+    link = torch.as_tensor(link, device=q.device)
+    points = torch.as_tensor(points, dtype=q.dtype, device=q.device)
+    if link.ndim != 1 or points.shape != (link.shape[0], 3):
+        raise ValueError(f"points: expected shape ({link.shape[0]}, 3) for link (P,), got {tuple(points.shape)}")
+    R, t = T[..., :3, :3], T[..., :3, 3]
+    x = (R[..., link, :, :] @ points[:, :, None])[..., 0] + t[..., link, :]
+    joint_link = torch.as_tensor(_JOINT_LINK, device=q.device)
+    R_j = R[..., joint_link, :, :]
+    axis = (R_j @ torch.as_tensor(_MODEL.jnt_axis, dtype=q.dtype, device=q.device)[:, :, None])[..., 0]
+    origin = (R_j @ torch.as_tensor(_MODEL.jnt_pos, dtype=q.dtype, device=q.device)[:, :, None])[..., 0]
+    origin = origin + t[..., joint_link, :]
+    J = torch.linalg.cross(axis[..., None, :, :], x[..., :, None, :] - origin[..., None, :, :])  # (..., P, 16, 3)
+    J = J * torch.as_tensor(_MOVES, dtype=q.dtype, device=q.device)[link][..., None]
+    return x, J.transpose(-1, -2)
+
+
+def sim_to_motor(q) -> torch.Tensor:
+    """Motor angles (rad, by motor ID) of sim joint angles q (..., 16): reorders and adds pi."""
+    q = _check_joints(q, "q")
+    return (q + math.pi)[..., _JOINT_OF_MOTOR]
+
+
+def motor_to_sim(m) -> torch.Tensor:
+    """Sim joint angles (rad, sim order) of motor angles m (..., 16, by motor ID): reorders and subtracts pi."""
+    m = _check_joints(m, "m")
+    return m[..., MOTOR_IDS] - math.pi
+
+
+# Query points: spheres inside the collision geoms whose surfaces reach the geoms' surfaces.
+PAD_POINTS = 48  # per fingertip pad (capsule)
+PAD_RADIUS = 0.004  # m
+PALM_SPACING = 0.008  # m, grid on the palm face
+THIN = 0.005  # m: boxes thinner than this are inner plates, covered by their neighbours
+
+
+def _box_cover(half: np.ndarray) -> tuple[np.ndarray, float]:
+    """Sparse sphere centres (N, 3) and the radius covering a box of half sizes `half` (3,)."""
+    r = half.min()
+    axes = [np.linspace(-(h - r), h - r, int(np.ceil((h - r) / r - 1e-9)) + 1) for h in half]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3), r
+
+
+def _face_grid(half: np.ndarray) -> np.ndarray:
+    """Sphere centres (N, 3) of radius PALM_SPACING / 2 on the box's -z face (the palm face), box frame."""
+    r = PALM_SPACING / 2
+    axes = [np.arange(-(h - r), h - r + 1e-9, PALM_SPACING) for h in half[:2]]
+    xy = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
+    return np.concatenate((xy, np.full((len(xy), 1), r - half[2])), 1)
+
+
+def _to_link(g: int, local: np.ndarray) -> np.ndarray:
+    """Points (N, 3) in geom g's frame -> its body's frame."""
+    R = np.zeros(9)
+    mujoco.mju_quat2Mat(R, _MODEL.geom_quat[g])
+    return local @ R.reshape(3, 3).T + _MODEL.geom_pos[g]
+
+
+@functools.cache
+def _query_points() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Link indices (P,), centres in the link frames (P, 3) m, radii (P,) m: pads, palm face, the rest."""
+    pads, face, rest = [], [], []  # (link, centres (N, 3), radius) per geom
+    for g in range(_MODEL.ngeom):
+        link, size = _MODEL.geom_bodyid[g] - 1, _MODEL.geom_size[g]
+        if _MODEL.geom_type[g] == mujoco.mjtGeom.mjGEOM_CAPSULE:
+            # A pad: centres on an ellipsoid inside the capsule (radius size[0], half length size[1] along z).
+            rho = size[0] - PAD_RADIUS
+            local = fibonacci_sphere(PAD_POINTS).numpy() * np.array([rho, rho, size[1] + rho])
+            pads.append((link, _to_link(g, local), PAD_RADIUS))
+        elif _MODEL.geom_type[g] == mujoco.mjtGeom.mjGEOM_BOX and size.min() >= THIN:
+            if link == 0:
+                face.append((link, _to_link(g, _face_grid(size)), PALM_SPACING / 2))
+            local, r = _box_cover(size)
+            rest.append((link, _to_link(g, local), r))
+    groups = pads + face + rest
+    links = np.concatenate([np.full(len(c), link) for link, c, _ in groups])
+    radii = np.concatenate([np.full(len(c), r) for _, c, r in groups])
+    return links, np.concatenate([c for _, c, _ in groups]), radii
+
+
+def query_points(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Contact query spheres on the links, fingertip pads first, then a grid on the palm face, then sparse
+    ones on the other boxes: link index (P,) into LINK_NAMES, centres (P, 3) m in the link frames, radii (P,) m."""
+    link, points, radii = _query_points()
+    return torch.as_tensor(link), torch.tensor(points, dtype=dtype), torch.tensor(radii, dtype=dtype)
+
+
+def query_points_world(q) -> torch.Tensor:
+    """Query sphere centres in the hand's frame, q (..., 16) rad -> (..., P, 3) m."""
+    q = _check_joints(q, "q")
+    link, points, _ = query_points(q.dtype)
+    T = forward_kinematics(q)[..., link, :, :]
+    return (T[..., :3, :3] @ points.to(q.device)[:, :, None])[..., 0] + T[..., :3, 3]
