@@ -16,11 +16,6 @@ def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return outer @ _HAMILTON.to(outer)
 
 
-def quat_conj(q: torch.Tensor) -> torch.Tensor:
-    """Conjugate (the inverse of a unit quaternion), (..., 4)."""
-    return q * q.new_tensor([1.0, -1.0, -1.0, -1.0])
-
-
 def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
     """Rotation matrix of a unit quaternion, (..., 4) -> (..., 3, 3)."""
     outer = (q[..., :, None] * q[..., None, :]).flatten(-2)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import torch
 
 from cgwm_env import math3d
-from cgwm_env.collision import contact_frames, plane_sdf, soft_sdf
+from cgwm_env.collision import contact_frames, plane_sdf, soft_sdf, surface_points
 from cgwm_env.contact import cone_edges, contact_forces
 from cgwm_env.model import Model, State, check_state
 
@@ -198,7 +198,7 @@ def pusher_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tenso
     g = model.gaussians
     dist, normals_local = soft_sdf(local, g.centers, g.radii, model.sdf)
     normals = normals_local @ rot.transpose(-1, -2)  # out of the object, towards the pusher
-    levers = query - dist[..., None] * normals - state.position[:, None, :]
+    levers = surface_points(query, dist, normals) - state.position[:, None, :]
     frames = contact_frames(-normals).permute(0, 2, 3, 1)  # (B, 3, 3, P); the object moves away along -n
     return ContactRows(dist - model.pusher_radii, levers.transpose(1, 2),
                        _edges(frames, prepared.mu, model.contact.n_dirs), pusher_velocity)
