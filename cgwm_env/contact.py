@@ -67,7 +67,7 @@ def cone_edges(mu: torch.Tensor, n_dirs: int) -> torch.Tensor:
 def contact_forces(
     row_vel: torch.Tensor,
     phi: torch.Tensor,
-    row_inv_mass: torch.Tensor,
+    row_inv_mass: Callable[[], torch.Tensor],
     coupling: Callable[[torch.Tensor], torch.Tensor],
     stiffness: torch.Tensor,
     damping: torch.Tensor,
@@ -77,8 +77,8 @@ def contact_forces(
     """Closed-form dual-cone forces lambda (B, n_d, C) in N, for C contacts of n_d rows each.
 
     row_vel (B, n_d, C): J~ b (relative to any kinematic body), m/s; phi (B, C): gaps, m;
-    row_inv_mass (B, n_d, C): the diagonal of A = J~ M^-1 J~^T, 1/kg; coupling(a) = A a for
-    row weights a (B, n_d, C); stiffness, damping (B,): K and D in "plain" mode, kappa and delta
+    row_inv_mass() -> (B, n_d, C): the diagonal of A = J~ M^-1 J~^T, 1/kg; coupling(a) = A a for
+    row weights a (B, n_d, C) (both called in "effective_mass" mode only); stiffness, damping (B,): K and D in "plain" mode, kappa and delta
     in "effective_mass" mode.
     """
     k, d = stiffness[:, None, None], damping[:, None, None]
@@ -88,6 +88,7 @@ def contact_forces(
     else:
         push = -(k * (dt * row_vel + phi) + d * dt * row_vel)  # m; > 0 where the row pushes
         active = torch.sigmoid(push / settings.activity_width)
-        inv_eff_mass = row_inv_mass + F.relu(coupling(active) - row_inv_mass * active)
+        diagonal = row_inv_mass()
+        inv_eff_mass = diagonal + F.relu(coupling(active) - diagonal * active)
         arg = push / (dt * dt * inv_eff_mass)
     return F.softplus(arg, beta=settings.softplus_sharpness)

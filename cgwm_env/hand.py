@@ -8,8 +8,10 @@ the leading dimensions and differentiable in torch.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mujoco
@@ -18,6 +20,7 @@ import pytorch_kinematics as pk
 import pytorch_kinematics.mjcf
 import torch
 
+from cgwm_env.gaussians import SphereGaussians
 from cgwm_env.math3d import fibonacci_sphere
 
 ASSET_DIR = Path(__file__).parent / "assets" / "leap_hand"
@@ -50,7 +53,7 @@ def _ancestor_mask() -> np.ndarray:
     return mask
 
 
-_MOVES = _ancestor_mask()
+MOVES = torch.as_tensor(_ancestor_mask())  # (L, 16) bool: joint j moves link l
 
 
 def load_chain(dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> pk.Chain:
@@ -102,16 +105,31 @@ def point_jacobian(q, link, points) -> tuple[torch.Tensor, torch.Tensor]:
     points = torch.as_tensor(points, dtype=q.dtype, device=q.device)
     if link.ndim != 1 or points.shape != (link.shape[0], 3):
         raise ValueError(f"points: expected shape ({link.shape[0]}, 3) for link (P,), got {tuple(points.shape)}")
-    R, t = T[..., :3, :3], T[..., :3, 3]
-    x = (R[..., link, :, :] @ points[:, :, None])[..., 0] + t[..., link, :]
-    joint_link = torch.as_tensor(_JOINT_LINK, device=q.device)
-    R_j = R[..., joint_link, :, :]
-    axis = (R_j @ torch.as_tensor(_MODEL.jnt_axis, dtype=q.dtype, device=q.device)[:, :, None])[..., 0]
-    origin = (R_j @ torch.as_tensor(_MODEL.jnt_pos, dtype=q.dtype, device=q.device)[:, :, None])[..., 0]
-    origin = origin + t[..., joint_link, :]
-    J = torch.linalg.cross(axis[..., None, :, :], x[..., :, None, :] - origin[..., None, :, :])  # (..., P, 16, 3)
-    J = J * torch.as_tensor(_MOVES, dtype=q.dtype, device=q.device)[link][..., None]
-    return x, J.transpose(-1, -2)
+    x = link_points(T, link, points)
+    return x, jacobian_at(T, link, x)
+
+
+def link_points(T: torch.Tensor, link: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Points (P, 3) fixed in links `link` (P,) placed by link poses T (..., L, 4, 4): (..., P, 3)."""
+    R, t = T[..., link, :3, :3], T[..., link, :3, 3]
+    return (R @ points[:, :, None])[..., 0] + t
+
+
+def jacobian_at(T: torch.Tensor, link: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Linear-velocity Jacobians (..., P, 3, 16) of hand-frame points x (..., P, 3) riding on links
+    `link` (P,), given the link poses T (..., L, 4, 4): d x / d q."""
+    joint_link = torch.as_tensor(_JOINT_LINK, device=T.device)
+    R_j, t_j = T[..., joint_link, :3, :3], T[..., joint_link, :3, 3]
+    origin = (R_j @ torch.as_tensor(_MODEL.jnt_pos, dtype=T.dtype, device=T.device)[:, :, None])[..., 0] + t_j
+    J = torch.linalg.cross(joint_axes(T)[..., None, :, :], x[..., :, None, :] - origin[..., None, :, :])  # (..., P, 16, 3)
+    J = J * MOVES.to(T)[link][..., None]
+    return J.transpose(-1, -2)
+
+
+def joint_axes(T: torch.Tensor) -> torch.Tensor:
+    """The joints' unit axes in the hand frame, (..., 16, 3), given the link poses T (..., L, 4, 4)."""
+    R_j = T[..., torch.as_tensor(_JOINT_LINK, device=T.device), :3, :3]
+    return (R_j @ torch.as_tensor(_MODEL.jnt_axis, dtype=T.dtype, device=T.device)[:, :, None])[..., 0]
 
 
 def sim_to_motor(q) -> torch.Tensor:
@@ -156,37 +174,126 @@ def _to_link(g: int, local: np.ndarray) -> np.ndarray:
 
 
 @functools.cache
-def _query_points() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Link indices (P,), centres in the link frames (P, 3) m, radii (P,) m: pads, palm face, the rest."""
-    pads, face, rest = [], [], []  # (link, centres (N, 3), radius) per geom
+def _query_points() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Link indices (P,), centres (P, 3) m, radii (P,) m and fixed normals (P, 3) in the link frames:
+    pads, the palm's face grid, then sparse covers of the fingers' boxes."""
+    pads, face, rest = [], [], []  # (link, centres (N, 3), radius, normal (3,)) per geom
     for g in range(_MODEL.ngeom):
         link, size = _MODEL.geom_bodyid[g] - 1, _MODEL.geom_size[g]
         if _MODEL.geom_type[g] == mujoco.mjtGeom.mjGEOM_CAPSULE:
             # A pad: centres on an ellipsoid inside the capsule (radius size[0], half length size[1] along z).
             rho = size[0] - PAD_RADIUS
             local = fibonacci_sphere(PAD_POINTS).numpy() * np.array([rho, rho, size[1] + rho])
-            pads.append((link, _to_link(g, local), PAD_RADIUS))
+            pads.append((link, _to_link(g, local), PAD_RADIUS, np.zeros(3)))
         elif _MODEL.geom_type[g] == mujoco.mjtGeom.mjGEOM_BOX and size.min() >= THIN:
-            if link == 0:
-                face.append((link, _to_link(g, _face_grid(size)), PALM_SPACING / 2))
-            local, r = _box_cover(size)
-            rest.append((link, _to_link(g, local), r))
+            if link == 0:  # the palm's face: a grid whose contacts take the face's normal
+                normal = _to_link(g, np.array([[0.0, 0.0, -1.0]])) - _to_link(g, np.zeros((1, 3)))
+                face.append((link, _to_link(g, _face_grid(size)), PALM_SPACING / 2, normal[0]))
+            else:
+                local, r = _box_cover(size)
+                rest.append((link, _to_link(g, local), r, np.zeros(3)))
     groups = pads + face + rest
-    links = np.concatenate([np.full(len(c), link) for link, c, _ in groups])
-    radii = np.concatenate([np.full(len(c), r) for _, c, r in groups])
-    return links, np.concatenate([c for _, c, _ in groups]), radii
+    links = np.concatenate([np.full(len(c), link) for link, c, _, _ in groups])
+    radii = np.concatenate([np.full(len(c), r) for _, c, r, _ in groups])
+    normals = np.concatenate([np.tile(n, (len(c), 1)) for _, c, _, n in groups])
+    return links, np.concatenate([c for _, c, _, _ in groups]), radii, normals
 
 
-def query_points(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Contact query spheres on the links, fingertip pads first, then a grid on the palm face, then sparse
-    ones on the other boxes: link index (P,) into LINK_NAMES, centres (P, 3) m in the link frames, radii (P,) m."""
-    link, points, radii = _query_points()
-    return torch.as_tensor(link), torch.tensor(points, dtype=dtype), torch.tensor(radii, dtype=dtype)
+def query_points(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Contact query spheres on the links: fingertip pads, then a grid on the palm's face, then sparse
+    ones covering the fingers' boxes. Returns link index (P,) into LINK_NAMES, centres (P, 3) m and
+    radii (P,) m in the link frames, and normals (P, 3): the palm face's outward normal in the palm's
+    frame for its grid (a contact there is flat whatever the object's surface), zeros elsewhere (the
+    contact takes the object's normal)."""
+    link, points, radii, normals = _query_points()
+    return (torch.as_tensor(link), torch.tensor(points, dtype=dtype), torch.tensor(radii, dtype=dtype),
+            torch.tensor(normals, dtype=dtype))
 
 
 def query_points_world(q) -> torch.Tensor:
     """Query sphere centres in the hand's frame, q (..., 16) rad -> (..., P, 3) m."""
     q = _check_joints(q, "q")
-    link, points, _ = query_points(q.dtype)
+    link, points, _, _ = query_points(q.dtype)
     T = forward_kinematics(q)[..., link, :, :]
     return (T[..., :3, :3] @ points.to(q.device)[:, :, None])[..., 0] + T[..., :3, 3]
+
+
+@dataclass(frozen=True)
+class HandModel:
+    """The LEAP Hand as the simulator sees it: quasi-static and impedance-controlled (the paper's
+    reference [41]; Jin's complementarity-free MPC), touching the object through query spheres on
+    its links (a grid of them on the palm's face).
+
+    Each joint is a massless spring-damper pulled to its position target, implicit in time: with
+    contact torques tau_c over a step h,
+        qdot+ = (tau_max tanh(K (target - q) / tau_max) + tau_c) / (D + h K),   q+ = q + h qdot+,
+    so the hand's block of the mass matrix is M_h = h (D + h K) (h^2 K as D -> 0: a pure spring).
+    stiffness K (N m/rad), damping D (N m s/rad) and torque_limit tau_max (N m) are the actuators'
+    (MJCF: kp 3, joint damping 0.2, force range 0.2196). query_link (P,), query_points (P, 3) m,
+    query_radii (P,) m and query_normals (P, 3) in the link frames: the query spheres
+    (query_points()). max_contacts: how many
+    query spheres, the nearest the object, enter the contact solve each step (a cube resting on the
+    palm face touches about 25 of its grid). lower, upper (16,): joint limits, rad.
+    """
+
+    stiffness: float = 3.0
+    damping: float = 0.2
+    torque_limit: float = 0.2196
+    max_contacts: int = 48
+    query_link: torch.Tensor = field(default_factory=lambda: query_points()[0])
+    query_points: torch.Tensor = field(default_factory=lambda: query_points()[1])
+    query_radii: torch.Tensor = field(default_factory=lambda: query_points()[2])
+    query_normals: torch.Tensor = field(default_factory=lambda: query_points()[3])
+    lower: torch.Tensor = field(default_factory=lambda: LOWER.clone())
+    upper: torch.Tensor = field(default_factory=lambda: UPPER.clone())
+    moves: torch.Tensor = field(default_factory=lambda: MOVES.float())  # (L, 16): 1 where joint j moves link l
+
+    def __post_init__(self):
+        for name in ("stiffness", "damping", "torque_limit"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name}: expected a positive finite number, got {value}")
+        p = self.query_link.shape[0]
+        shapes = {"query_points": (p, 3), "query_radii": (p,), "query_normals": (p, 3)}
+        for name, shape in shapes.items():
+            if tuple(getattr(self, name).shape) != shape:
+                raise ValueError(f"{name}: expected shape {shape} for {p} query spheres, "
+                                 f"got {tuple(getattr(self, name).shape)}")
+        if not 1 <= self.max_contacts:
+            raise ValueError(f"max_contacts: expected a count >= 1, got {self.max_contacts}")
+
+    def to(self, dtype: torch.dtype) -> "HandModel":
+        """The same hand with its float tensors cast to dtype."""
+        cast = {k: getattr(self, k).to(dtype) for k in ("query_points", "query_radii", "query_normals", "lower", "upper", "moves")}
+        return dataclasses.replace(self, **cast)
+
+
+def hand_gaussians(spacing: float = 0.007) -> tuple[torch.Tensor, SphereGaussians]:
+    """Gaussians for drawing the hand: spheres of radius spacing / 2 about `spacing` m apart on the
+    surfaces of its collision geoms, coloured as the MJCF colours them. Returns the link index (N,)
+    of each and the Gaussians in their link frames; place them with link_points(forward_kinematics(q), ...)."""
+    links, centers, colors = [], [], []
+    for g in range(_MODEL.ngeom):
+        size, kind = _MODEL.geom_size[g], _MODEL.geom_type[g]
+        if kind == mujoco.mjtGeom.mjGEOM_BOX:
+            local = _box_surface(size, spacing)
+        elif kind == mujoco.mjtGeom.mjGEOM_CAPSULE:
+            area = 4 * math.pi * size[0] ** 2 + 4 * math.pi * size[0] * size[1]
+            local = fibonacci_sphere(max(8, round(area / spacing**2))).numpy() * size[0]
+            local[:, 2] += np.sign(local[:, 2]) * size[1]
+        else:
+            continue
+        links.append(np.full(len(local), _MODEL.geom_bodyid[g] - 1))
+        centers.append(_to_link(g, local))
+        colors.append(np.repeat(_MODEL.geom_rgba[g:g + 1, :3], len(local), 0))
+    gaussians = SphereGaussians.from_spheres(torch.tensor(np.concatenate(centers), dtype=torch.float32),
+                                             spacing / 2, torch.tensor(np.concatenate(colors), dtype=torch.float32))
+    return torch.as_tensor(np.concatenate(links)), gaussians
+
+
+def _box_surface(half: np.ndarray, spacing: float) -> np.ndarray:
+    """Points (N, 3) about `spacing` apart on the surface of a box of half sizes `half` (3,)."""
+    axes = [np.linspace(-h, h, max(2, int(np.ceil(2 * h / spacing)) + 1)) for h in half]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    on_face = (np.abs(np.abs(grid) - half) < 1e-9).any(1)
+    return grid[on_face]

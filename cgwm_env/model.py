@@ -8,9 +8,10 @@ from typing import NamedTuple
 
 import torch
 
-from cgwm_env.collision import SoftSDFSettings, support_spheres
+from cgwm_env.collision import SoftSDFSettings, SphereGrid, sphere_grid, support_spheres
 from cgwm_env.contact import ContactSettings
 from cgwm_env.gaussians import SphereGaussians, box_gaussians
+from cgwm_env.hand import N_JOINTS, HandModel
 
 
 @dataclass(frozen=True)
@@ -90,18 +91,22 @@ class State(NamedTuple):
     """Batched state; every field has a leading batch dimension B (and a time dimension after it
     in a rollout). position (B, 3) m and quat (B, 4) (w, x, y, z) of the object's centre of mass
     in the world; velocity (B, 3) m/s and omega (B, 3) rad/s, both in the world frame; pusher
-    (B, 3) m, the position of the kinematic pusher's frame."""
+    (B, 3) m, the position of the kinematic pusher's frame; hand (B, 16) and hand_target (B, 16),
+    the LEAP Hand's joint angles and their position targets, rad ((B, 0) in scenes without a hand)."""
 
     position: torch.Tensor
     quat: torch.Tensor
     velocity: torch.Tensor
     omega: torch.Tensor
     pusher: torch.Tensor
+    hand: torch.Tensor
+    hand_target: torch.Tensor
 
     @classmethod
-    def make(cls, position, quat=None, velocity=None, omega=None, pusher=None) -> "State":
+    def make(cls, position, quat=None, velocity=None, omega=None, pusher=None, hand=None,
+             hand_target=None) -> "State":
         """A state from position (B, 3) (a tensor keeps its dtype); the other fields default to
-        rest, the identity, and a pusher parked far away (10 m above)."""
+        rest, the identity, a pusher parked far away (10 m above), no hand, and a hand at its target."""
         dtype = position.dtype if isinstance(position, torch.Tensor) else torch.get_default_dtype()
         position = torch.as_tensor(position, dtype=dtype)
         if position.ndim == 1:
@@ -112,11 +117,14 @@ class State(NamedTuple):
             value = torch.as_tensor(default if value is None else value, dtype=dtype)
             return value.expand(batch, *value.shape[-1:]).clone() if value.ndim <= 1 else value
 
+        hand = batched(hand, [])
         return cls(position, batched(quat, [1.0, 0, 0, 0]), batched(velocity, [0.0, 0, 0]),
-                   batched(omega, [0.0, 0, 0]), batched(pusher, [0.0, 0, 10.0]))
+                   batched(omega, [0.0, 0, 0]), batched(pusher, [0.0, 0, 10.0]), hand,
+                   hand.clone() if hand_target is None else batched(hand_target, None))
 
 
-_STATE_WIDTHS = {"position": 3, "quat": 4, "velocity": 3, "omega": 3, "pusher": 3}
+_STATE_WIDTHS = {"position": (3,), "quat": (4,), "velocity": (3,), "omega": (3,), "pusher": (3,),
+                 "hand": (0, N_JOINTS), "hand_target": (0, N_JOINTS)}
 
 
 def check_state(state: State, name: str = "state") -> None:
@@ -124,11 +132,15 @@ def check_state(state: State, name: str = "state") -> None:
     if not isinstance(state, State):
         raise ValueError(f"{name}: expected a cgwm_env.model.State, got {type(state).__name__}")
     batch = state.position.shape[0] if state.position.ndim == 2 else None
-    for field_name, width in _STATE_WIDTHS.items():
+    for field_name, widths in _STATE_WIDTHS.items():
         value = getattr(state, field_name)
-        if value.ndim != 2 or value.shape != (batch, width):
-            raise ValueError(f"{name}.{field_name}: expected shape (B, {width}) with the same B as position, "
+        if value.ndim != 2 or value.shape[0] != batch or value.shape[1] not in widths:
+            want = " or ".join(f"(B, {w})" for w in widths)
+            raise ValueError(f"{name}.{field_name}: expected shape {want} with the same B as position, "
                              f"got {tuple(value.shape)}")
+    if state.hand_target.shape != state.hand.shape:
+        raise ValueError(f"{name}.hand_target: expected the shape of hand {tuple(state.hand.shape)}, "
+                         f"got {tuple(state.hand_target.shape)}")
     if not torch.isfinite(torch.cat(state, dim=1)).all():
         bad = next(f for f in _STATE_WIDTHS if not torch.isfinite(getattr(state, f)).all())
         raise ValueError(f"{name}.{bad}: expected finite values, got NaN or inf")
@@ -143,7 +155,10 @@ class Model:
     gaussians: the object's SphereGaussians (collision spheres r = 2 scale, body frame at the
     centre of mass); params: PhysicalParams; dt: physics step, s; gravity: m/s^2;
     ground_height: z of the ground plane (normal +z), or None for no ground; pusher_points (P, 3) and
-    pusher_radii (P,): the pusher's query spheres in its own frame, m (P = 0: no pusher).
+    pusher_radii (P,): the pusher's query spheres in its own frame, m (P = 0: no pusher);
+    hand: the LEAP Hand (hand.HandModel; the world frame is the hand's frame), or None. A model
+    has a pusher or a hand, not both; the action of a step is the pusher's velocity (B, 3) or the
+    change of the hand's joint targets (B, 16).
     ground_contacts: "hull" takes as ground contacts only the spheres that are outermost in some
     direction (collision.support_spheres; exact for a plane, and 8 instead of 488 for the shell
     cube), "all" every sphere.
@@ -157,6 +172,7 @@ class Model:
     ground_contacts: str = "hull"
     pusher_points: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 3))
     pusher_radii: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    hand: HandModel | None = None
     sdf: SoftSDFSettings = field(default_factory=SoftSDFSettings)
     contact: ContactSettings = field(default_factory=ContactSettings)
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -175,6 +191,13 @@ class Model:
                              f"got {tuple(self.pusher_radii.shape)}")
         if (self.params.mass <= 0).any() or not torch.isfinite(self.params.mass).all():
             raise ValueError("params.mass: expected a positive finite mass")
+        if self.hand is not None and self.pusher_points.shape[0] > 0:
+            raise ValueError("hand: expected a model with a pusher or a hand, not both")
+
+    @property
+    def action_size(self) -> int:
+        """Width of a step's action: 16 joint-target changes with a hand, else a pusher velocity (3)."""
+        return N_JOINTS if self.hand is not None else 3
 
 
     def ground_candidates(self) -> torch.Tensor | None:
@@ -187,6 +210,15 @@ class Model:
         if self._cache.get("ground_key") != key:
             self._cache.update(ground_key=key, ground_index=support_spheres(g.centers, g.radii))
         return self._cache["ground_index"]
+
+    def sphere_grid(self) -> SphereGrid:
+        """The spheres' neighbour grid for fast soft distances (collision.sphere_grid), built again
+        whenever the spheres' tensors change, in place included."""
+        g = self.gaussians
+        key = (id(g.centers), g.centers._version, id(g.log_scales), g.log_scales._version)
+        if self._cache.get("grid_key") != key:
+            self._cache.update(grid_key=key, grid=sphere_grid(g.centers, g.radii, self.sdf))
+        return self._cache["grid"]
 
 
 def box_model(size=0.05, mass: float = 0.1, mu: float = 0.5, per_edge: int = 10, kappa: float = 0.5,

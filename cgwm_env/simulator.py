@@ -1,11 +1,15 @@
-"""step(model, state, action) and rollout: a free rigid object of spheres, the ground plane and a
-kinematic pusher, under the complementarity-free contact model. Pure torch functions: batched over
-a leading dimension and differentiable in the state, the physical parameters and the spheres.
+"""step(model, state, action) and rollout: a free rigid object of spheres, the ground plane, and a
+kinematic pusher or the LEAP Hand, under the complementarity-free contact model. Pure torch
+functions: batched over a leading dimension and differentiable in the state, the physical
+parameters and the spheres.
 
-One step of length h (semi-implicit, paper section III-D-2):
-    b  = v + h M^-1 (f_gravity, -omega x I omega)
+One step of length h (semi-implicit, paper section III-D-2), generalized velocity v = (object
+twist, hand joint rates):
+    b  = v + h M^-1 tau: gravity and -omega x I omega on the object; on the hand its impedance
+         controller pulling the joints to their targets (hand.HandModel), M_h = h (D + h K)
     v+ = b + h M^-1 J~^T lambda(b)          (contact.py)
-    x+ = x + h v+,  q+ = exp(h omega+) q,  pusher+ = pusher + h action
+    x+ = x + h v+,  q+ = exp(h omega+) q,  pusher+ = pusher + h action,  hand+ = hand + h qdot+
+With a hand the action is the change of its joint targets, applied at the start of the step.
 
 Inside a step, per-contact vectors use a component-first layout, (B, 3, C), and rows (B, n_d, C):
 elementwise work then runs over long contiguous runs of contacts, which is several times faster on
@@ -19,8 +23,9 @@ from typing import NamedTuple
 import torch
 
 from cgwm_env import math3d
-from cgwm_env.collision import contact_frames, plane_sdf, soft_sdf, surface_points
+from cgwm_env.collision import contact_frames, plane_sdf, soft_sdf, soft_sdf_grid, surface_points
 from cgwm_env.contact import cone_edges, contact_forces
+from cgwm_env.hand import forward_kinematics, jacobian_at, joint_axes, link_points
 from cgwm_env.model import Model, State, check_state
 
 
@@ -36,6 +41,7 @@ class Prepared(NamedTuple):
     gravity: torch.Tensor  # (3,) m/s^2
     ground_edges: torch.Tensor  # (B, 3, n_d, 1): the dual-cone rows' directions on the ground
     ground_index: torch.Tensor | None  # (K,) the spheres that may touch the ground, None: all
+    hand_inv_mass: torch.Tensor | None  # (B, 16) the hand's block of M^-1, 1 / (h (D + h K)); None: no hand
 
 
 def prepare(model: Model, batch: int) -> Prepared:
@@ -44,31 +50,39 @@ def prepare(model: Model, batch: int) -> Prepared:
     inertia = p.inertia.expand(batch, 3, 3)
     mu = p.mu.expand(batch)
     ground_frame = _GROUND_FRAME.to(inertia).expand(batch, 3, 3)[..., None]
+    hand_inv_mass = None
+    if model.hand is not None:
+        h = model.hand
+        hand_inv_mass = inertia.new_full((batch, len(h.lower)), 1.0 / (model.dt * (h.damping + model.dt * h.stiffness)))
     return Prepared(1.0 / p.mass.expand(batch), inertia, math3d.inverse3(inertia), mu,
                     p.stiffness.expand(batch), p.damping.expand(batch), inertia.new_tensor(model.gravity),
-                    _edges(ground_frame, mu, model.contact.n_dirs), model.ground_candidates())
+                    _edges(ground_frame, mu, model.contact.n_dirs), model.ground_candidates(), hand_inv_mass)
 
 
 def step(model: Model, state: State, action: torch.Tensor | None = None) -> State:
-    """Advance one step of model.dt. action: pusher velocity (B, 3) m/s, or None for a still pusher."""
+    """Advance one step of model.dt. action: the pusher's velocity (B, 3) m/s, or with a hand the
+    change of its joint targets (B, 16) rad; None: a still pusher, unchanged targets."""
     check_state(state)
-    action = _check_action(action, state)
-    return step_prepared(model, prepare(model, state.position.shape[0]), state, action)
+    _check_hand(model, state)
+    batch = state.position.shape[0]
+    if action is None:
+        action = state.position.new_zeros(batch, model.action_size)
+    _check_actions(action, (batch, model.action_size), "action")
+    return step_prepared(model, prepare(model, batch), state, action)
 
 
 def rollout(model: Model, state: State, actions: torch.Tensor | None = None, steps: int | None = None) -> State:
-    """Run `steps` steps (or one per action in actions (B, T, 3)); returns the States stacked on a
-    time axis after the batch axis, (B, T + 1, ...), the initial state first."""
+    """Run `steps` steps (or one per action in actions (B, T, A), A = model.action_size); returns
+    the States stacked on a time axis after the batch axis, (B, T + 1, ...), the initial state first."""
     check_state(state)
+    _check_hand(model, state)
     batch = state.position.shape[0]
     if actions is None:
         if steps is None or steps < 0:
             raise ValueError(f"steps: expected a count >= 0 when no actions are given, got {steps}")
-        actions = state.position.new_zeros(batch, steps, 3)
-    elif actions.ndim != 3 or actions.shape[0] != batch or actions.shape[2] != 3:
-        raise ValueError(f"actions: expected shape (B, T, 3) with B = {batch}, got {tuple(actions.shape)}")
-    elif not torch.isfinite(actions).all():
-        raise ValueError("actions: expected finite pusher velocities, got NaN or inf")
+        actions = state.position.new_zeros(batch, steps, model.action_size)
+    else:
+        _check_actions(actions, (batch, None, model.action_size), "actions")
     prepared = prepare(model, batch)
     states = [state]
     for t in range(actions.shape[1]):
@@ -77,57 +91,118 @@ def rollout(model: Model, state: State, actions: torch.Tensor | None = None, ste
     return State(*(torch.stack(parts, dim=1) for parts in zip(*states)))
 
 
-def step_prepared(model: Model, prepared: Prepared, state: State, action: torch.Tensor) -> State:
+class HandKinematics(NamedTuple):
+    """The hand's kinematics at joint angles q0, held over a control step and used to first order in
+    q - q0 (the joints move a few hundredths of a radian in one): joints q0 (B, 16) rad; points
+    (B, P, 3) m, the query spheres' centres; jacobians (B, P, 3, 16), d points / d q; normals (B, P, 3),
+    the fixed contact normals (hand.HandModel.query_normals) in the world, zeros where none; axes
+    (B, 16, 3), the joints' axes in the world."""
+
+    joints: torch.Tensor
+    points: torch.Tensor
+    jacobians: torch.Tensor
+    normals: torch.Tensor
+    axes: torch.Tensor
+
+
+def hand_kinematics(model: Model, joints: torch.Tensor) -> HandKinematics:
+    """Forward kinematics and query-sphere Jacobians of model.hand at joints (B, 16) rad."""
+    hand = model.hand
+    link_poses = forward_kinematics(joints)  # (B, L, 4, 4), hand frame = world
+    points = link_points(link_poses, hand.query_link, hand.query_points.to(joints))
+    rotations = link_poses[:, hand.query_link, :3, :3]
+    normals = (rotations @ hand.query_normals.to(joints)[:, :, None])[..., 0]
+    return HandKinematics(joints, points, jacobian_at(link_poses, hand.query_link, points), normals,
+                          joint_axes(link_poses))
+
+
+def control_step(model: Model, prepared: Prepared, state: State, action: torch.Tensor, substeps: int) -> State:
+    """`substeps` physics steps as one control step, no input checks: a pusher keeps its velocity
+    action (B, 3) m/s throughout; a hand's target change action (B, 16) rad is applied at the first,
+    and its kinematics are worked out once, at the start (HandKinematics)."""
+    if model.hand is None:
+        for _ in range(substeps):
+            state = step_prepared(model, prepared, state, action)
+        return state
+    kinematics = hand_kinematics(model, state.hand)
+    for i in range(substeps):
+        state = step_prepared(model, prepared, state, action if i == 0 else torch.zeros_like(action), kinematics)
+    return state
+
+
+def step_prepared(model: Model, prepared: Prepared, state: State, action: torch.Tensor,
+                  kinematics: HandKinematics | None = None) -> State:
     """One step with the model's constants already prepared and no input checks: the inner loop
-    of rollout, planners and learners. action: pusher velocity (B, 3), m/s."""
-    dt, c = model.dt, prepared
+    of rollout, planners and learners. action: pusher velocity (B, 3) m/s, or with a hand the
+    change of its joint targets (B, 16) rad; kinematics: the hand's, from an earlier joint state
+    (control_step), or None to work them out at state.hand."""
+    dt, c, hand = model.dt, prepared, model.hand
     rot = math3d.quat_to_matrix(state.quat)
     inertia_world = rot @ c.inertia @ rot.transpose(-1, -2)
     inv_inertia_world = rot @ c.inv_inertia @ rot.transpose(-1, -2)
 
-    # Contact-free velocity b: gravity and the gyroscopic torque -omega x (I omega).
+    # Contact-free velocity b: gravity and the gyroscopic torque -omega x (I omega); the hand's
+    # joints pulled to their targets by springs whose torque saturates at the actuators' limit.
     gyro = torch.linalg.cross(math3d.matvec(inertia_world, state.omega), state.omega)
     b_vel = state.velocity + dt * c.gravity
     b_omega = state.omega + dt * math3d.matvec(inv_inertia_world, gyro)
+    pusher_velocity, target, b_hand = action, state.hand_target, None
+    if hand is not None:
+        pusher_velocity = torch.zeros_like(state.pusher)
+        lower, upper = hand.lower.to(action), hand.upper.to(action)
+        target = torch.minimum(torch.maximum(state.hand_target + action, lower), upper)
+        spring = hand.torque_limit * torch.tanh(hand.stiffness * (target - state.hand) / hand.torque_limit)
+        b_hand = spring * (dt * c.hand_inv_mass)
 
     kinds = []
     if model.ground_height is not None:
         kinds.append(ground_rows(model, c, state, rot))
     if model.pusher_points.shape[0] > 0:
-        kinds.append(pusher_rows(model, c, state, rot, action))
-    velocity, omega = b_vel, b_omega
+        kinds.append(pusher_rows(model, c, state, rot, pusher_velocity))
+    if hand is not None:
+        kinds.append(hand_rows(model, c, state, rot, kinematics or hand_kinematics(model, state.hand)))
+    velocity, omega, hand_velocity = b_vel, b_omega, b_hand
     if kinds:
         sizes = [k.phi.shape[1] for k in kinds]
 
         def joined(parts, dim):
             return parts[0] if len(parts) == 1 else torch.cat(parts, dim=dim)
 
-        def rows(lin, ang):
-            return joined([k.row_velocity(lin, ang) for k in kinds], 2)
+        def rows(lin, ang, joint_rates):
+            return joined([k.row_velocity(lin, ang, joint_rates) for k in kinds], 2)
 
-        def wrench(lam):
+        def generalized_force(lam):  # J~^T lam: force and torque on the object, torques on the hand's joints
             parts = [k.wrench(part) for k, part in zip(kinds, lam.split(sizes, dim=2))]
-            return sum(p[0] for p in parts), sum(p[1] for p in parts)
+            hand_torques = [p[2] for p in parts if p[2] is not None]
+            return sum(p[0] for p in parts), sum(p[1] for p in parts), sum(hand_torques) if hand_torques else None
 
         def coupling(weights):  # J~ M^-1 J~^T weights
-            force, torque = wrench(weights)
-            return rows(force * c.inv_mass[:, None], math3d.matvec(inv_inertia_world, torque))
+            force, torque, hand_torque = generalized_force(weights)
+            joint_rates = None if hand_torque is None else hand_torque * c.hand_inv_mass
+            return rows(force * c.inv_mass[:, None], math3d.matvec(inv_inertia_world, torque), joint_rates)
 
         lam = contact_forces(
-            joined([k.row_velocity(b_vel - k.other_velocity, b_omega) for k in kinds], 2),
+            joined([k.row_velocity(b_vel - k.other_velocity, b_omega, b_hand) for k in kinds], 2),
             joined([k.phi for k in kinds], 1),
-            joined([k.row_inv_mass(c.inv_mass, inv_inertia_world) for k in kinds], 2),
+            lambda: joined([k.row_inv_mass(c.inv_mass, inv_inertia_world, c.hand_inv_mass) for k in kinds], 2),
             coupling, c.stiffness, c.damping, dt, model.contact)
-        force, torque = wrench(lam)
+        force, torque, hand_torque = generalized_force(lam)
         velocity = b_vel + dt * force * c.inv_mass[:, None]
         omega = b_omega + dt * math3d.matvec(inv_inertia_world, torque)
+        if hand_torque is not None:
+            hand_velocity = b_hand + dt * hand_torque * c.hand_inv_mass
 
+    joints = state.hand
+    if hand is not None:
+        joints = torch.minimum(torch.maximum(joints + dt * hand_velocity, lower), upper)
     return State(
         position=state.position + dt * velocity,
         quat=math3d.quat_integrate(state.quat, omega, dt),
         velocity=velocity,
         omega=omega,
-        pusher=state.pusher + dt * action,
+        pusher=state.pusher + dt * pusher_velocity,
+        hand=joints,
+        hand_target=target,
     )
 
 
@@ -144,28 +219,37 @@ class ContactRows(NamedTuple):
     levers: torch.Tensor
     edges: torch.Tensor
     other_velocity: torch.Tensor
+    hand_jacobian: torch.Tensor | None = None
 
-    def row_velocity(self, lin: torch.Tensor, ang: torch.Tensor) -> torch.Tensor:
-        """J~ (lin, ang) for a twist (B, 3), (B, 3): the rows' velocities e_j . (lin + ang x r), (B, n_d, C)."""
+    def row_velocity(self, lin: torch.Tensor, ang: torch.Tensor, joint_rates: torch.Tensor | None) -> torch.Tensor:
+        """J~ (lin, ang, joint_rates) for an object twist (B, 3), (B, 3) and hand joint rates (B, 16):
+        the rows' velocities e_j . (lin + ang x r - J_hand joint_rates), (B, n_d, C)."""
         if self.edges.shape[-1] == 1:
             edges_t = self.edges[..., 0].transpose(1, 2)
             return edges_t @ lin[..., None] + (edges_t @ math3d.skew(ang)) @ self.levers
         point_vel = lin[..., None] + _cross(ang[..., None].expand_as(self.levers), self.levers)
+        if self.hand_jacobian is not None:
+            point_vel = point_vel - torch.einsum("bxjc,bj->bxc", self.hand_jacobian, joint_rates)
         return (self.edges * point_vel[:, :, None]).sum(1)
 
     def wrench(self, lam: torch.Tensor):
-        """Force and torque about the centre of mass, (B, 3) each, of row forces lam (B, n_d, C): J~^T lam."""
+        """J~^T lam for row forces lam (B, n_d, C): force and torque on the object about its centre of
+        mass, (B, 3) each, and the torques on the hand's joints (B, 16) (None without a hand)."""
         if self.edges.shape[-1] == 1:
             edges = self.edges[..., 0]
             force = (edges @ lam.sum(-1)[..., None])[..., 0]
             moments = (self.levers @ lam.transpose(1, 2)) @ edges.transpose(1, 2)  # sum_c r_c f_c^T
-        else:
-            forces = (self.edges * lam[:, None]).sum(2)
-            force, moments = forces.sum(-1), self.levers @ forces.transpose(1, 2)
-        return force, math3d.axial(moments)
+            return force, math3d.axial(moments), None
+        forces = (self.edges * lam[:, None]).sum(2)
+        force, moments = forces.sum(-1), self.levers @ forces.transpose(1, 2)
+        joint_torques = None
+        if self.hand_jacobian is not None:  # the reaction on the hand
+            joint_torques = -torch.einsum("bxjc,bxc->bj", self.hand_jacobian, forces)
+        return force, math3d.axial(moments), joint_torques
 
-    def row_inv_mass(self, inv_mass: torch.Tensor, inv_inertia: torch.Tensor) -> torch.Tensor:
-        """diag(J~ M^-1 J~^T) = |e|^2 / m + (r x e)^T I^-1 (r x e), (B, n_d, C)."""
+    def row_inv_mass(self, inv_mass: torch.Tensor, inv_inertia: torch.Tensor,
+                     hand_inv_mass: torch.Tensor | None) -> torch.Tensor:
+        """diag(J~ M^-1 J~^T) = |e|^2 / m + (r x e)^T I^-1 (r x e) + sum_j (e . J_hand,j)^2 / M_h,j, (B, n_d, C)."""
         if self.edges.shape[-1] == 1:
             # (r x e)^T W (r x e) = r^T Q r with Q = [e]x^T W [e]x, one 3x3 per row direction.
             edges = self.edges[..., 0]
@@ -175,7 +259,11 @@ class ContactRows(NamedTuple):
             return ((edges * edges).sum(1) * inv_mass[:, None])[..., None] + quadratic.flatten(2) @ outer
         arms = _cross(self.levers[:, :, None].expand(-1, -1, self.edges.shape[2], -1), self.edges)
         turned = (inv_inertia @ arms.flatten(2)).view_as(arms)
-        return (self.edges * self.edges).sum(1) * inv_mass[:, None, None] + (arms * turned).sum(1)
+        diagonal = (self.edges * self.edges).sum(1) * inv_mass[:, None, None] + (arms * turned).sum(1)
+        if self.hand_jacobian is not None:
+            along = torch.einsum("bxnc,bxjc->bnjc", self.edges, self.hand_jacobian)
+            diagonal = diagonal + (along * along * hand_inv_mass[:, None, :, None]).sum(2)
+        return diagonal
 
 
 def ground_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tensor) -> ContactRows:
@@ -204,6 +292,38 @@ def pusher_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tenso
                        _edges(frames, prepared.mu, model.contact.n_dirs), pusher_velocity)
 
 
+def hand_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tensor,
+              kinematics: HandKinematics) -> ContactRows:
+    """The hand's query spheres nearest the object (hand.max_contacts of them, picked by the grid's
+    broad phase) against the object's soft signed distance, with the hand's contact Jacobians."""
+    hand, g, k = model.hand, model.gaussians, kinematics
+    query = k.points + torch.einsum("bpxj,bj->bpx", k.jacobians, state.hand - k.joints)  # (B, P, 3) world
+    local = (query - state.position[:, None, :]) @ rot  # R^T (q - x), row-vector form
+    grid = model.sphere_grid()
+    radii = hand.query_radii.to(rot)
+    coarse = grid.nearest[grid.cell_of(local)] - radii
+    pick = coarse.topk(min(hand.max_contacts, coarse.shape[1]), dim=1, largest=False).indices  # (B, C)
+
+    def picked(x):  # (B, P, ...) -> (B, C, ...)
+        return x.gather(1, pick.view(*pick.shape, *[1] * (x.ndim - 2)).expand(-1, -1, *x.shape[2:]))
+
+    local = picked(local)
+    dist, normals_local = soft_sdf_grid(local, g.centers, g.radii, grid, model.sdf)
+    normals = normals_local @ rot.transpose(-1, -2)  # out of the object, towards the hand
+    levers = surface_points(local @ rot.transpose(-1, -2), dist, normals)  # from the object's centre
+    # Where the hand's surface is flat (the palm's face), its normal is the contact's.
+    fixed = picked(k.normals)
+    normals = torch.where((fixed != 0).any(-1, keepdim=True), -fixed, normals)
+    # The hand's Jacobian at the contact point: at the sphere's centre plus the joints' turn of the offset.
+    offset = levers + (state.position[:, None, :] - picked(query))
+    turn = torch.linalg.cross(k.axes[:, None], offset[:, :, None].expand(-1, -1, k.axes.shape[1], -1))
+    moves = hand.moves[hand.query_link[pick]]  # (B, C, 16)
+    jacobians = picked(k.jacobians) + (turn * moves[..., None]).transpose(-1, -2)  # (B, C, 3, 16)
+    frames = contact_frames(-normals).permute(0, 2, 3, 1)  # (B, 3, 3, C); the object moves away along -n
+    return ContactRows(dist - radii[pick], levers.transpose(1, 2), _edges(frames, prepared.mu, model.contact.n_dirs),
+                       torch.zeros_like(state.velocity), jacobians.permute(0, 2, 3, 1))
+
+
 def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Cross product along dim 1 (component-first layout), broadcasting the other dims."""
     a0, a1, a2 = a.unbind(1)
@@ -220,13 +340,19 @@ def _edges(frames: torch.Tensor, mu: torch.Tensor, n_dirs: int) -> torch.Tensor:
 _GROUND_FRAME = torch.eye(3)[[2, 0, 1]]
 
 
-def _check_action(action, state: State) -> torch.Tensor:
-    batch = state.position.shape[0]
-    if action is None:
-        return state.position.new_zeros(batch, 3)
-    if not isinstance(action, torch.Tensor) or action.shape != (batch, 3):
-        raise ValueError(f"action: expected a pusher velocity tensor of shape ({batch}, 3), "
-                         f"got {getattr(action, 'shape', type(action).__name__)}")
+def _check_hand(model: Model, state: State) -> None:
+    want = 0 if model.hand is None else len(model.hand.lower)
+    if state.hand.shape[1] != want:
+        raise ValueError(f"state.hand: expected shape (B, {want}) for a model {'with' if want else 'without'} "
+                         f"a hand, got {tuple(state.hand.shape)}")
+
+
+def _check_actions(action, shape: tuple, name: str) -> None:
+    """ValueError naming `name` unless action is a finite tensor of `shape` (None: any size there)."""
+    if (not isinstance(action, torch.Tensor) or action.ndim != len(shape)
+            or any(w is not None and a != w for a, w in zip(action.shape, shape))):
+        want = tuple("T" if w is None else w for w in shape)
+        raise ValueError(f"{name}: expected a tensor of shape {want} (pusher velocities m/s, or hand "
+                         f"joint-target changes rad), got {getattr(action, 'shape', type(action).__name__)}")
     if not torch.isfinite(action).all():
-        raise ValueError("action: expected finite pusher velocities, got NaN or inf")
-    return action
+        raise ValueError(f"{name}: expected finite values, got NaN or inf")

@@ -25,7 +25,7 @@ def test_contact_forces_gradcheck(mode):
     def forces(row_vel, phi, a, k, d):
         diag = a.diagonal(dim1=1, dim2=2).reshape(row_vel.shape)
         coupling = lambda w: (a @ w.reshape(w.shape[0], -1, 1)).reshape(w.shape)  # noqa: E731
-        return contact_forces(row_vel, phi, diag, coupling, k, d, 0.01, settings)
+        return contact_forces(row_vel, phi, lambda: diag, coupling, k, d, 0.01, settings)
 
     inputs = [t.clone().requires_grad_() for t in (row_vel, phi, a, *gains)]
     assert torch.autograd.gradcheck(forces, inputs)
@@ -49,7 +49,7 @@ def test_single_row_is_deadbeat_in_effective_mass_mode():
     settings = ContactSettings(softplus_sharpness=1e6)
     row_vel = torch.tensor([[[-0.3]]], dtype=torch.float64)
     phi = torch.tensor([[0.0001]], dtype=torch.float64)
-    lam = contact_forces(row_vel, phi, torch.full_like(row_vel, inv_mass), lambda w: inv_mass * w,
+    lam = contact_forces(row_vel, phi, lambda: torch.full_like(row_vel, inv_mass), lambda w: inv_mass * w,
                          torch.tensor([kappa], dtype=torch.float64), torch.tensor([delta], dtype=torch.float64),
                          dt, settings)
     after = row_vel + dt * inv_mass * lam

@@ -82,7 +82,7 @@ def test_leading_batch_dimensions():
 
 def test_jacobian_matches_finite_differences():
     q = _random_q(3, torch.float64, seed=1)
-    link, points, _ = hand.query_points(torch.float64)
+    link, points, _, _ = hand.query_points(torch.float64)
     x, J = hand.point_jacobian(q, link, points)
     torch.testing.assert_close(x, hand.query_points_world(q))
     eps = 1e-6
@@ -96,8 +96,8 @@ def test_jacobian_matches_finite_differences():
 
 
 def test_query_points_layout():
-    link, points, radii = hand.query_points()
-    assert link.shape == radii.shape == points.shape[:1] and points.shape[1] == 3
+    link, points, radii, normals = hand.query_points()
+    assert link.shape == radii.shape == points.shape[:1] and points.shape[1] == 3 and normals.shape == points.shape
     assert points.dtype == radii.dtype == torch.float32 and (radii > 0).all()
     names = [hand.LINK_NAMES[i] for i in link.tolist()]
     pads = 4 * hand.PAD_POINTS
@@ -110,6 +110,12 @@ def test_query_points_layout():
     top = world[link == 0, 2] + radii[link == 0]
     assert top.max() == pytest.approx(0.0345, abs=1e-6)
     assert (top > 0.0345 - 1e-6).sum() > 40
+    # The palm grid's contacts take the palm face's normal, +z in the hand frame; the others none.
+    face = normals.norm(dim=1) > 0
+    assert (link[face] == 0).all() and face.sum() > 50 and (normals[~face] == 0).all()
+    R_palm = hand.forward_kinematics(torch.zeros(16))[0, :3, :3]
+    up = normals[face] @ R_palm.T
+    assert up[top[face[link == 0]] > 0.0345 - 1e-6].allclose(torch.tensor([0.0, 0.0, 1.0]))
 
 
 def test_scene_cube_rests_and_actuators_hold_pose():

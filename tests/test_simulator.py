@@ -30,9 +30,9 @@ def test_step_gradcheck_through_state_params_and_spheres():
         centers, log_scales = theta_and_geometry[5:]
         g = dataclasses.replace(base.gaussians, centers=centers, log_scales=log_scales)
         model = dataclasses.replace(base, params=params, gaussians=g)
-        return tuple(step(model, State(position, quat, velocity, omega, pusher), action))
+        return tuple(step(model, State.make(position, quat, velocity, omega, pusher), action))[:5]
 
-    inputs = [*state, action, *base.params.tensors(), base.gaussians.centers, base.gaussians.log_scales]
+    inputs = [*state[:5], action, *base.params.tensors(), base.gaussians.centers, base.gaussians.log_scales]
     inputs = [t.detach().clone().requires_grad_() for t in inputs]
     out = one_step(*inputs)
     assert out[2][0, 2] > state.velocity[0, 2]  # contact pushed the falling cube up

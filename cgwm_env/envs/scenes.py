@@ -81,12 +81,11 @@ class SceneCore:
             reach = self._reach_along_minus_x(position, quat)
             pusher = torch.stack((reach - PUSHER_RADIUS - 0.005, torch.zeros(n), position[:, 2]), dim=1)
         idx = torch.as_tensor(np.flatnonzero(which))
-        fields = []
-        for old, new in zip(self.state, (position, quat, velocity, omega, pusher)):
-            old = old.clone()
-            old[idx] = new
-            fields.append(old)
-        self.state = State(*fields)
+        fields = {}
+        for name, new in dict(position=position, quat=quat, velocity=velocity, omega=omega, pusher=pusher).items():
+            fields[name] = getattr(self.state, name).clone()
+            fields[name][idx] = new
+        self.state = self.state._replace(**fields)
 
     def step(self, action: torch.Tensor) -> None:
         """Advance frame_skip physics steps; action: pusher velocity (B, 3) m/s (zeros for fall)."""

@@ -1,0 +1,268 @@
+"""ContactGaussian-LeapHand-v0: on-palm reorientation with the LEAP Hand on the differentiable world model.
+
+The task (spaces, start and goal, reward, success, drop) is leap_task's, shared with the MuJoCo
+twin. Each control step (1/30 s) applies the action (a change of the 16 joint targets, rad) and
+runs the world model's physics for CONTROL_DT / model.dt steps (simulator.control_step); images come
+from the Gaussian renderer through the scene's palm camera. One batched core serves the single
+environment (B = 1) and the natively batched vector environment.
+
+Planners use the world model directly: `env.unwrapped.model` (a cgwm_env.model.Model), `.state`
+(a batched State) and `.simulate(state, action)`, the pure control step (no env state changes).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from cgwm_env import math3d
+from cgwm_env.camera import from_mujoco
+from cgwm_env.contact import ContactSettings
+from cgwm_env.envs import leap_task as task
+from cgwm_env.gaussians import SphereGaussians
+from cgwm_env.hand import SCENE_XML, HandModel, forward_kinematics, hand_gaussians, link_points
+from cgwm_env.model import Model, State, box_model
+from cgwm_env.render import render
+from cgwm_env.simulator import control_step, prepare
+
+BACKGROUND = (0.93, 0.93, 0.93)
+DEFAULT_WORLD_MODEL = Path(__file__).resolve().parent.parent / "assets" / "world_models" / "cube"
+
+
+def default_model() -> Model:
+    """The bundled world model (assets/world_models/cube) with the LEAP Hand, no ground (an
+    object off the palm ends the episode), physics at 240 Hz."""
+    from cgwm_env.world_model import WorldModel
+
+    return WorldModel.load(DEFAULT_WORLD_MODEL).model(hand=HandModel(), ground_height=None)
+
+
+def cube_world_model() -> Model:
+    """The hand-scene cube the bundled model starts from: 5 cm, 100 g, mu 0.5, 488 spheres, physics
+    at 240 Hz with "plain" contact gains K = 40 N/m and D = 0.1 N s/m per row. (Effective-mass
+    gains make a cube resting on the palm's many grid contacts rock and creep by millimetres per
+    second; these rest still, 0.1 mm deep, as do K = 150, D = 0.3 at 480 Hz.)"""
+    return box_model(0.05, 0.1, 0.5, kappa=40.0, delta=0.1, dt=1.0 / 240.0, ground_height=None,
+                     contact=ContactSettings(gain_mode="plain"))
+
+
+@functools.cache
+def palm_camera(size: int):
+    """The scene's palm_cam as our Camera, size x size px."""
+    m = mujoco.MjModel.from_xml_path(str(SCENE_XML))
+    d = mujoco.MjData(m)
+    mujoco.mj_forward(m, d)
+    return from_mujoco(m, d, "palm_cam", size, size)
+
+
+class LeapCore:
+    """B environments: world-model state, goals, resets, control steps, observations and images."""
+
+    def __init__(self, batch: int, model: Model | None, image_size: int, image_obs: bool):
+        self.model = model if model is not None else default_model()
+        if self.model.hand is None:
+            raise ValueError("model: expected a Model with a hand (hand=cgwm_env.hand.HandModel())")
+        self.substeps = round(task.CONTROL_DT / self.model.dt)
+        if self.substeps < 1 or abs(self.substeps * self.model.dt - task.CONTROL_DT) > 1e-9:
+            raise ValueError(f"model.dt: expected a divisor of the control step {task.CONTROL_DT:.6g} s, "
+                             f"got {self.model.dt}")
+        if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 1:
+            raise ValueError(f"image_size: expected a positive integer (px), got {image_size!r}")
+        self.batch, self.image_size, self.image_obs = batch, int(image_size), image_obs
+        self.prepared = prepare(self.model, batch)
+        self.camera = palm_camera(self.image_size)
+        self.hand_links, self.hand_look = hand_gaussians()
+        home = torch.as_tensor(task.HOME_Q).expand(batch, -1)
+        self.state = State.make(torch.zeros(batch, 3), hand=home.clone(), hand_target=home.clone())
+        self.goal = np.tile(task.yaw_quat(0.0), (batch, 1))
+        self.start = np.zeros((batch, 3), np.float32)
+
+    def observation_space(self) -> gym.spaces.Dict:
+        return task.observation_space(self.image_size if self.image_obs else None)
+
+    def reset(self, which: np.ndarray, rng: np.random.Generator) -> None:
+        """New episodes where `which` (B,) is True: the open hand, the object upright at a random yaw."""
+        idx = np.flatnonzero(which)
+        if len(idx) == 0:
+            return
+        episodes = [task.sample_episode(rng) for _ in idx]
+        quat = torch.as_tensor(np.stack([task.yaw_quat(yaw) for yaw, _ in episodes]))
+        g = self.model.gaussians
+        lowest = (math3d.rotate(quat[:, None, :], g.centers[None].detach())[..., 2] - g.radii.detach()).min(1).values
+        position = torch.as_tensor(task.OBJECT_XY).repeat(len(idx), 1)
+        position = torch.cat((position, (task.PALM_Z - lowest)[:, None]), 1)
+        home = torch.as_tensor(task.HOME_Q)
+        new = dict(position=position, quat=quat, velocity=torch.zeros(len(idx), 3), omega=torch.zeros(len(idx), 3),
+                   hand=home, hand_target=home)
+        fields = {}
+        for name, value in new.items():
+            fields[name] = getattr(self.state, name).clone()
+            fields[name][torch.as_tensor(idx)] = value.to(fields[name].dtype)
+        self.state = self.state._replace(**fields)
+        self.goal[idx] = np.stack([goal for _, goal in episodes])
+        self.start[idx] = position.numpy()
+
+    def actions(self, action, batched: bool) -> torch.Tensor:
+        """Checked joint-target changes (B, 16) rad; a ValueError names `action` otherwise."""
+        a = np.asarray(action, dtype=np.float32)
+        want = (self.batch, task.N_JOINTS) if batched else (task.N_JOINTS,)
+        if a.shape != want:
+            raise ValueError(f"action: expected shape {want} joint-target changes (rad), got {a.shape}")
+        rows = [task.check_action(row) for row in a.reshape(-1, task.N_JOINTS)]
+        return torch.as_tensor(np.stack(rows)).to(self.state.position.dtype)
+
+    def simulate(self, state: State, action: torch.Tensor) -> State:
+        """The pure control step: `state` after joint-target changes `action` (B, 16) rad and CONTROL_DT s."""
+        return control_step(self.model, self.prepared, state, action, self.substeps)
+
+    def step(self, action: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.state = self.simulate(self.state, action)
+
+    def outcome(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Reward (B,), success (B,), orientation error (B,) and dropped (B,) of the current states."""
+        quat, pos = self.state.quat.double().numpy(), self.state.position.double().numpy()
+        return (task.reward(quat, self.goal), task.is_success(quat, self.goal),
+                task.orientation_error(quat, self.goal), task.dropped(pos, self.start))
+
+    def observation(self) -> dict:
+        s = self.state
+        obs = {"joint_pos": s.hand, "joint_target": s.hand_target, "object_pos": s.position, "object_quat": s.quat}
+        obs = {k: v.detach().numpy().astype(np.float32) for k, v in obs.items()}
+        low, high = task.joint_limits()
+        obs["joint_pos"] = np.clip(obs["joint_pos"], low, high)  # float32 rounding of values at a limit
+        obs["goal_quat"] = self.goal.astype(np.float32)
+        if self.image_obs:
+            obs["rgb"] = np.stack([self.image(i) for i in range(self.batch)])
+        return obs
+
+    def scene_gaussians(self, i: int) -> SphereGaussians:
+        """The hand and the object of environment i as one set of Gaussians in the world."""
+        s, g, h = self.state, self.model.gaussians, self.hand_look
+        with torch.no_grad():
+            hand_centers = link_points(forward_kinematics(s.hand[i].float()), self.hand_links, h.centers)
+            object_centers = g.transformed_centers(s.position[i], s.quat[i]).float()
+        return SphereGaussians(torch.cat((hand_centers, object_centers)),
+                               torch.cat((h.log_scales, g.log_scales.detach().float())),
+                               torch.cat((h.opacity_logits, g.opacity_logits.detach().float())),
+                               torch.cat((h.colors, g.colors.detach().float())))
+
+    def image(self, i: int) -> np.ndarray:
+        """(S, S, 3) uint8 view of environment i through the palm camera, drawn by the Gaussian renderer."""
+        with torch.no_grad():
+            rgb = render(self.scene_gaussians(i), self.camera, background=BACKGROUND).rgb
+        return (rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+class LeapHandEnv(gym.Env):
+    """One environment; see the module doc. kwargs: model (a Model with a hand, e.g. a learned world
+    model; default the bundled cube), image_size (px), image_obs (add "rgb" to the observation)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": round(1.0 / task.CONTROL_DT)}
+
+    def __init__(self, render_mode: str | None = None, model: Model | None = None, image_size: int = 128,
+                 image_obs: bool = False):
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode: expected None or 'rgb_array', got {render_mode!r}")
+        self.core = LeapCore(1, model, image_size, image_obs)
+        self.render_mode = render_mode
+        self.observation_space = self.core.observation_space()
+        self.action_space = task.action_space()
+
+    @property
+    def model(self) -> Model:
+        return self.core.model
+
+    @property
+    def state(self) -> State:
+        return self.core.state
+
+    def simulate(self, state: State, action: torch.Tensor) -> State:
+        """The pure control step of the world model (LeapCore.simulate)."""
+        return self.core.simulate(state, action)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.core.reset(np.ones(1, bool), self.np_random)
+        return _first(self.core.observation()), self._info()
+
+    def step(self, action):
+        self.core.step(self.core.actions(action, batched=False))
+        reward, _, _, dropped = self.core.outcome()
+        return _first(self.core.observation()), float(reward[0]), bool(dropped[0]), False, self._info()
+
+    def _info(self) -> dict:
+        _, success, error, _ = self.core.outcome()
+        return {"is_success": bool(success[0]), "orientation_error": float(error[0])}
+
+    def render(self):
+        return self.core.image(0) if self.render_mode == "rgb_array" else None
+
+
+class LeapHandVectorEnv(VectorEnv):
+    """num_envs environments stepped as one batch (gym.make_vec); next-step autoreset."""
+
+    metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, render_mode: str | None = None, model: Model | None = None,
+                 image_size: int = 128, image_obs: bool = False, max_episode_steps: int = task.MAX_EPISODE_STEPS):
+        if num_envs < 1 or max_episode_steps < 1:
+            raise ValueError(f"num_envs, max_episode_steps: expected positive counts, got {num_envs}, {max_episode_steps}")
+        self.core = LeapCore(num_envs, model, image_size, image_obs)
+        self.num_envs, self.render_mode, self.max_episode_steps = num_envs, render_mode, max_episode_steps
+        self.single_observation_space = self.core.observation_space()
+        self.single_action_space = task.action_space()
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._elapsed = np.zeros(num_envs, int)
+        self._needs_reset = np.zeros(num_envs, bool)
+
+    @property
+    def model(self) -> Model:
+        return self.core.model
+
+    @property
+    def state(self) -> State:
+        return self.core.state
+
+    def simulate(self, state: State, action: torch.Tensor) -> State:
+        """The pure control step of the world model (LeapCore.simulate)."""
+        return self.core.simulate(state, action)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.core.reset(np.ones(self.num_envs, bool), self.np_random)
+        self._elapsed[:] = 0
+        self._needs_reset[:] = False
+        return self.core.observation(), self._info()
+
+    def step(self, actions):
+        restart = self._needs_reset.copy()
+        action = self.core.actions(actions, batched=True)
+        action[torch.as_tensor(restart)] = 0.0
+        self.core.step(action)
+        self.core.reset(restart, self.np_random)  # those envs start over; their step is a reset
+        self._elapsed = np.where(restart, 0, self._elapsed + 1)
+        reward, _, _, dropped = self.core.outcome()
+        terminated = dropped & ~restart
+        truncated = (self._elapsed >= self.max_episode_steps) & ~terminated & ~restart
+        self._needs_reset = terminated | truncated
+        return self.core.observation(), np.where(restart, 0.0, reward), terminated, truncated, self._info()
+
+    def _info(self) -> dict:
+        _, success, error, _ = self.core.outcome()
+        return {"is_success": success, "orientation_error": error}
+
+    def render(self):
+        return tuple(self.core.image(i) for i in range(self.num_envs)) if self.render_mode == "rgb_array" else None
+
+
+def _first(obs: dict) -> dict:
+    return {k: v[0] for k, v in obs.items()}
