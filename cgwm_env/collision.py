@@ -45,21 +45,23 @@ def soft_sdf(points: torch.Tensor, centers: torch.Tensor, radii: torch.Tensor, s
     """
     if centers.shape[-2] == 0:
         raise ValueError("centers: expected at least one sphere, got an empty set")
-    diff = points[..., :, None, :] - centers[..., None, :, :]  # (..., P, N, 3)
-    return _soft_min_distance(diff, radii[..., None, :], settings)
+    offsets = [points[..., :, None, i] - centers[..., None, :, i] for i in range(3)]  # 3 x (..., P, N)
+    return _soft_min_distance(offsets, radii[..., None, :], settings)
 
 
-def _soft_min_distance(diff: torch.Tensor, radii: torch.Tensor, settings: SoftSDFSettings):
-    """phi (..., P) and normals (..., P, 3) from offsets diff (..., P, N, 3) of the points from
-    N sphere centres of radii (..., P or 1, N)."""
-    dist = torch.sqrt((diff * diff).sum(-1) + _EPS_LEN**2)
+def _soft_min_distance(offsets: list[torch.Tensor], radii: torch.Tensor, settings: SoftSDFSettings):
+    """phi (..., P) and normals (..., P, 3) from the x, y and z offsets (..., P, N) each of the
+    points from N sphere centres of radii (..., P or 1, N). (One tensor per component: several
+    times faster on the CPU than a trailing axis of 3.)"""
+    dx, dy, dz = offsets
+    dist = torch.sqrt(dx * dx + dy * dy + dz * dz + _EPS_LEN**2)
     gap = dist - radii
     beta = settings.beta
     phi_soft = -torch.logsumexp(-beta * gap, dim=-1) / beta
     # grad phi_soft = sum_i softmax_i (p - c_i) / |p - c_i|; phi's gradient has the same direction
     # wherever the clamp is increasing, which holds for phi_soft > -delta.
-    weights = torch.softmax(-beta * gap, dim=-1)
-    grad = (weights[..., None] * diff / dist[..., None]).sum(-2)
+    weights = torch.softmax(-beta * gap, dim=-1) / dist
+    grad = torch.stack([(weights * d).sum(-1) for d in offsets], dim=-1)
     normals = grad / torch.sqrt((grad * grad).sum(-1, keepdim=True) + _EPS_LEN**2)
     s = torch.sigmoid(settings.gamma * phi_soft)
     phi = s * phi_soft - (1 - s) * settings.delta
@@ -120,8 +122,11 @@ def soft_sdf_grid(points: torch.Tensor, centers: torch.Tensor, radii: torch.Tens
                   settings: SoftSDFSettings):
     """soft_sdf through a SphereGrid built for these spheres: points (..., P, 3) in the spheres'
     frame, centers (N, 3), radii (N,) -> phi (..., P) m, normals (..., P, 3)."""
-    near = grid.index[grid.cell_of(points)]  # (..., P, k)
-    return _soft_min_distance(points[..., None, :] - centers[near], radii[near], settings)
+    cells = grid.cell_of(points)
+    near = grid.index.index_select(0, cells.flatten()).view(*cells.shape, -1)  # (..., P, k)
+    flat = near.flatten()
+    offsets = [points[..., i, None] - centers[:, i].index_select(0, flat).view(near.shape) for i in range(3)]
+    return _soft_min_distance(offsets, radii.index_select(0, flat).view(near.shape), settings)
 
 
 def surface_points(points: torch.Tensor, phi: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:

@@ -225,8 +225,9 @@ class HandModel:
     its links (a grid of them on the palm's face).
 
     Each joint is a massless spring-damper pulled to its position target, implicit in time: with
-    contact torques tau_c over a step h,
-        qdot+ = (tau_max tanh(K (target - q) / tau_max) + tau_c) / (D + h K),   q+ = q + h qdot+,
+    gravity's torques tau_g on the links (link_masses (L,) kg at link_coms (L, 3) m in the link
+    frames) and contact torques tau_c over a step h,
+        qdot+ = (tau_max tanh(K (target - q) / tau_max) + tau_g + tau_c) / (D + h K),   q+ = q + h qdot+,
     so the hand's block of the mass matrix is M_h = h (D + h K) (h^2 K as D -> 0: a pure spring).
     stiffness K (N m/rad), damping D (N m s/rad) and torque_limit tau_max (N m) are the actuators'
     (MJCF: kp 3, joint damping 0.2, force range 0.2196). query_link (P,), query_points (P, 3) m,
@@ -247,6 +248,8 @@ class HandModel:
     lower: torch.Tensor = field(default_factory=lambda: LOWER.clone())
     upper: torch.Tensor = field(default_factory=lambda: UPPER.clone())
     moves: torch.Tensor = field(default_factory=lambda: MOVES.float())  # (L, 16): 1 where joint j moves link l
+    link_masses: torch.Tensor = field(default_factory=lambda: torch.tensor(_MODEL.body_mass[1:], dtype=torch.float32))
+    link_coms: torch.Tensor = field(default_factory=lambda: torch.tensor(_MODEL.body_ipos[1:], dtype=torch.float32))
 
     def __post_init__(self):
         for name in ("stiffness", "damping", "torque_limit"):
@@ -264,7 +267,8 @@ class HandModel:
 
     def to(self, dtype: torch.dtype) -> "HandModel":
         """The same hand with its float tensors cast to dtype."""
-        cast = {k: getattr(self, k).to(dtype) for k in ("query_points", "query_radii", "query_normals", "lower", "upper", "moves")}
+        cast = {k: getattr(self, k).to(dtype) for k in ("query_points", "query_radii", "query_normals", "lower", "upper", "moves",
+                                                    "link_masses", "link_coms")}
         return dataclasses.replace(self, **cast)
 
 

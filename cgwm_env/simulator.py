@@ -96,13 +96,14 @@ class HandKinematics(NamedTuple):
     q - q0 (the joints move a few hundredths of a radian in one): joints q0 (B, 16) rad; points
     (B, P, 3) m, the query spheres' centres; jacobians (B, P, 3, 16), d points / d q; normals (B, P, 3),
     the fixed contact normals (hand.HandModel.query_normals) in the world, zeros where none; axes
-    (B, 16, 3), the joints' axes in the world."""
+    (B, 16, 3), the joints' axes in the world; gravity_torques (B, 16), N m, gravity on the links."""
 
     joints: torch.Tensor
     points: torch.Tensor
     jacobians: torch.Tensor
     normals: torch.Tensor
     axes: torch.Tensor
+    gravity_torques: torch.Tensor
 
 
 def hand_kinematics(model: Model, joints: torch.Tensor) -> HandKinematics:
@@ -112,8 +113,12 @@ def hand_kinematics(model: Model, joints: torch.Tensor) -> HandKinematics:
     points = link_points(link_poses, hand.query_link, hand.query_points.to(joints))
     rotations = link_poses[:, hand.query_link, :3, :3]
     normals = (rotations @ hand.query_normals.to(joints)[:, :, None])[..., 0]
-    return HandKinematics(joints, points, jacobian_at(link_poses, hand.query_link, points), normals,
-                          joint_axes(link_poses))
+    links = torch.arange(len(hand.link_masses), device=joints.device)
+    coms = link_points(link_poses, links, hand.link_coms.to(joints))
+    weights = hand.link_masses.to(joints)[:, None] * joints.new_tensor(model.gravity)  # (L, 3) N
+    gravity_torques = torch.einsum("blxj,lx->bj", jacobian_at(link_poses, links, coms), weights)
+    jacobians = jacobian_at(link_poses, hand.query_link, points).contiguous()
+    return HandKinematics(joints, points, jacobians, normals, joint_axes(link_poses), gravity_torques)
 
 
 def control_step(model: Model, prepared: Prepared, state: State, action: torch.Tensor, substeps: int) -> State:
@@ -151,8 +156,9 @@ def step_prepared(model: Model, prepared: Prepared, state: State, action: torch.
         pusher_velocity = torch.zeros_like(state.pusher)
         lower, upper = hand.lower.to(action), hand.upper.to(action)
         target = torch.minimum(torch.maximum(state.hand_target + action, lower), upper)
+        kinematics = kinematics or hand_kinematics(model, state.hand)
         spring = hand.torque_limit * torch.tanh(hand.stiffness * (target - state.hand) / hand.torque_limit)
-        b_hand = spring * (dt * c.hand_inv_mass)
+        b_hand = (spring + kinematics.gravity_torques) * (dt * c.hand_inv_mass)
 
     kinds = []
     if model.ground_height is not None:
@@ -160,7 +166,7 @@ def step_prepared(model: Model, prepared: Prepared, state: State, action: torch.
     if model.pusher_points.shape[0] > 0:
         kinds.append(pusher_rows(model, c, state, rot, pusher_velocity))
     if hand is not None:
-        kinds.append(hand_rows(model, c, state, rot, kinematics or hand_kinematics(model, state.hand)))
+        kinds.append(hand_rows(model, c, state, rot, kinematics))
     velocity, omega, hand_velocity = b_vel, b_omega, b_hand
     if kinds:
         sizes = [k.phi.shape[1] for k in kinds]
@@ -295,30 +301,33 @@ def pusher_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tenso
 def hand_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tensor,
               kinematics: HandKinematics) -> ContactRows:
     """The hand's query spheres nearest the object (hand.max_contacts of them, picked by the grid's
-    broad phase) against the object's soft signed distance, with the hand's contact Jacobians."""
+    broad phase where they were at the control step's start) against the object's soft signed
+    distance, with the hand's contact Jacobians."""
     hand, g, k = model.hand, model.gaussians, kinematics
-    query = k.points + torch.einsum("bpxj,bj->bpx", k.jacobians, state.hand - k.joints)  # (B, P, 3) world
-    local = (query - state.position[:, None, :]) @ rot  # R^T (q - x), row-vector form
+    batch, count = k.points.shape[:2]
     grid = model.sphere_grid()
     radii = hand.query_radii.to(rot)
-    coarse = grid.nearest[grid.cell_of(local)] - radii
-    pick = coarse.topk(min(hand.max_contacts, coarse.shape[1]), dim=1, largest=False).indices  # (B, C)
+    start = (k.points - state.position[:, None, :]) @ rot  # R^T (p - x), row-vector form
+    coarse = grid.nearest[grid.cell_of(start)] - radii
+    pick = coarse.topk(min(hand.max_contacts, count), dim=1, largest=False).indices  # (B, C)
+    rows = (pick + count * torch.arange(batch, device=pick.device)[:, None]).flatten()
 
     def picked(x):  # (B, P, ...) -> (B, C, ...)
-        return x.gather(1, pick.view(*pick.shape, *[1] * (x.ndim - 2)).expand(-1, -1, *x.shape[2:]))
+        return x.reshape(batch * count, *x.shape[2:]).index_select(0, rows).view(*pick.shape, *x.shape[2:])
 
-    local = picked(local)
+    jacobians = picked(k.jacobians)  # (B, C, 3, 16) at the spheres' centres
+    query = picked(k.points) + (jacobians * (state.hand - k.joints)[:, None, None, :]).sum(-1)  # world
+    local = (query - state.position[:, None, :]) @ rot
     dist, normals_local = soft_sdf_grid(local, g.centers, g.radii, grid, model.sdf)
     normals = normals_local @ rot.transpose(-1, -2)  # out of the object, towards the hand
     levers = surface_points(local @ rot.transpose(-1, -2), dist, normals)  # from the object's centre
     # Where the hand's surface is flat (the palm's face), its normal is the contact's.
     fixed = picked(k.normals)
     normals = torch.where((fixed != 0).any(-1, keepdim=True), -fixed, normals)
-    # The hand's Jacobian at the contact point: at the sphere's centre plus the joints' turn of the offset.
-    offset = levers + (state.position[:, None, :] - picked(query))
-    turn = torch.linalg.cross(k.axes[:, None], offset[:, :, None].expand(-1, -1, k.axes.shape[1], -1))
-    moves = hand.moves[hand.query_link[pick]]  # (B, C, 16)
-    jacobians = picked(k.jacobians) + (turn * moves[..., None]).transpose(-1, -2)  # (B, C, 3, 16)
+    # The Jacobian at the contact point: the centre's plus each joint's turn of the offset, axis x offset.
+    (ox, oy, oz), (ax, ay, az) = (levers + state.position[:, None, :] - query)[..., None].unbind(2), k.axes[:, None].unbind(-1)
+    turn = torch.stack((ay * oz - az * oy, az * ox - ax * oz, ax * oy - ay * ox), dim=2)  # (B, C, 3, 16)
+    jacobians = jacobians + turn * hand.moves[hand.query_link[pick]][:, :, None, :]
     frames = contact_frames(-normals).permute(0, 2, 3, 1)  # (B, 3, 3, C); the object moves away along -n
     return ContactRows(dist - radii[pick], levers.transpose(1, 2), _edges(frames, prepared.mu, model.contact.n_dirs),
                        torch.zeros_like(state.velocity), jacobians.permute(0, 2, 3, 1))

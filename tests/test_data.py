@@ -36,14 +36,18 @@ def test_clip_round_trips_through_the_format(tmp_path):
     masks = rng.uniform(size=(T, H, W)) < 0.3
     states = {"times": np.arange(T) / 30.0, "object_pos": rng.normal(size=(T, 3)),
               "object_quat": math3d.quat_normalize(torch.randn(T, 4, dtype=torch.float64)).numpy(),
-              "pusher_vel": rng.normal(size=(T, 3))}
+              "pusher_vel": rng.normal(size=(T, 3)), "joint_target": rng.normal(size=(T, 16)).astype(np.float32)}
+    hand_masks = rng.uniform(size=(T, H, W)) < 0.2
     T_cw = np.eye(4)
     T_cw[:3, :3] = math3d.quat_to_matrix(math3d.quat_normalize(torch.tensor([0.9, 0.1, -0.3, 0.2]))).numpy()
     T_cw[:3, 3] = (0.01, -0.02, 0.4)
     camera = {"fx": 40.5, "fy": 41.0, "cx": 16.2, "cy": 11.9, "T_cw": T_cw.tolist()}
     meta = {"scenario": "push", "object": "cube", "fps": 30.0, "cameras": [camera], "physics": {"mass": 0.1}}
-    save_dataset(tmp_path / "clip", meta, images, masks, states)
+    with pytest.raises(ValueError, match=r"hand_masks: expected shape \(4, 24, 32\)"):
+        save_dataset(tmp_path / "bad", meta, images, masks, states, hand_masks[:, 1:])
+    save_dataset(tmp_path / "clip", meta, images, masks, states, hand_masks)
     data = load_dataset(tmp_path / "clip")
+    assert torch.equal(data.hand_masks, torch.from_numpy(hand_masks).float())
     assert data.images.dtype == torch.float32 and data.images.shape == (T, H, W, 3)
     assert torch.equal(data.images, torch.from_numpy(images).float() / 255)
     assert torch.equal(data.masks, torch.from_numpy(masks).float())

@@ -1,4 +1,5 @@
-"""The dataset format: a folder of PNG frames and masks, a meta.json and an optional states.npz.
+"""The dataset format: a folder of PNG frames and masks, a meta.json, an optional states.npz and
+optional hand masks.
 
 docs/datasets.md describes the format for users who write it by hand. Loading checks everything
 and raises a ValueError that names the file or field at fault.
@@ -20,15 +21,18 @@ from cgwm_env.camera import Camera
 
 FORMAT, VERSION = "cgwm-dataset", 1
 # Known arrays of states.npz and their per-frame shapes (others are allowed with a leading T).
+# joint_pos and joint_target are the LEAP Hand's 16 joints in sim order (cgwm_env.hand.JOINT_NAMES), rad.
 STATE_SHAPES = {"times": (), "object_pos": (3,), "object_quat": (4,), "object_vel": (3,),
-                "object_angvel": (3,), "pusher_pos": (3,), "pusher_vel": (3,)}
+                "object_angvel": (3,), "pusher_pos": (3,), "pusher_vel": (3,), "joint_pos": (16,),
+                "joint_target": (16,)}
 
 
 @dataclass(frozen=True)
 class Dataset:
     """A loaded dataset. images: (T, H, W, 3) float32 in [0, 1]; masks: (T, H, W) float32 in
     {0, 1}; cameras: one Camera per frame (a clip repeats its fixed camera); states: the arrays
-    of states.npz or None; background: (H, W, 3) float32 from background.png or None."""
+    of states.npz or None; background: (H, W, 3) float32 from background.png or None;
+    hand_masks: (T, H, W) float32 in {0, 1} from hand_masks/ or None."""
 
     meta: dict
     images: torch.Tensor
@@ -36,6 +40,7 @@ class Dataset:
     cameras: list
     states: dict | None
     background: torch.Tensor | None = None
+    hand_masks: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -54,22 +59,22 @@ def frame_name(index: int) -> str:
     return f"{index:05d}.png"
 
 
-def save_dataset(path, meta: dict, images: np.ndarray, masks: np.ndarray, states: dict | None = None) -> Path:
+def save_dataset(path, meta: dict, images: np.ndarray, masks: np.ndarray, states: dict | None = None,
+                 hand_masks: np.ndarray | None = None) -> Path:
     """Write a dataset folder at `path` and return it.
 
     meta: at least `scenario`, `object`, `cameras` (a list of 1 or T camera dicts, see
     camera_to_meta) and, for more than one frame with one camera, `fps`; `format`, `version`,
-    `width`, `height` and `num_frames` are filled in. images: (T, H, W, 3) uint8; masks:
-    (T, H, W) bool or uint8 0/1/255; states: arrays with a leading T (see STATE_SHAPES) or None.
+    `width`, `height` and `num_frames` are filled in. images: (T, H, W, 3) uint8; masks and
+    hand_masks (or None): (T, H, W) bool or uint8 0/1/255; states: arrays with a leading T (see
+    STATE_SHAPES) or None.
     """
-    images, masks = np.asarray(images), np.asarray(masks)
+    images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"images: expected (T, H, W, 3) uint8, got {images.shape} {images.dtype}")
-    if masks.shape != images.shape[:3]:
-        raise ValueError(f"masks: expected shape {images.shape[:3]} (as images), got {masks.shape}")
-    if masks.dtype != bool and not (np.isin(masks, (0, 1)).all() or np.isin(masks, (0, 255)).all()):
-        raise ValueError("masks: expected bool, or values 0/1 or 0/255")
-    masks = masks > 0
+    masks = _binary(masks, images.shape[:3], "masks")
+    if hand_masks is not None:
+        hand_masks = _binary(hand_masks, images.shape[:3], "hand_masks")
     T, H, W = images.shape[:3]
     meta = {"format": FORMAT, "version": VERSION, **meta, "width": W, "height": H, "num_frames": T}
     _check_meta(meta, "meta")
@@ -79,9 +84,13 @@ def save_dataset(path, meta: dict, images: np.ndarray, masks: np.ndarray, states
     path = Path(path)
     (path / "frames").mkdir(parents=True, exist_ok=True)
     (path / "masks").mkdir(exist_ok=True)
+    if hand_masks is not None:
+        (path / "hand_masks").mkdir(exist_ok=True)
     for t in range(T):
         iio.imwrite(path / "frames" / frame_name(t), images[t])
         iio.imwrite(path / "masks" / frame_name(t), masks[t].astype(np.uint8) * 255)
+        if hand_masks is not None:
+            iio.imwrite(path / "hand_masks" / frame_name(t), hand_masks[t].astype(np.uint8) * 255)
     if states is not None:
         np.savez(path / "states.npz", **states)
     text = json.dumps(meta, indent=1)  # then one line per list of numbers (a matrix row)
@@ -91,8 +100,18 @@ def save_dataset(path, meta: dict, images: np.ndarray, masks: np.ndarray, states
     return path
 
 
+def _binary(masks, shape: tuple, name: str) -> np.ndarray:
+    """Masks of `shape` (T, H, W) as bool; a ValueError names `name` otherwise."""
+    masks = np.asarray(masks)
+    if masks.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape} (as images), got {masks.shape}")
+    if masks.dtype != bool and not (np.isin(masks, (0, 1)).all() or np.isin(masks, (0, 255)).all()):
+        raise ValueError(f"{name}: expected bool, or values 0/1 or 0/255")
+    return masks > 0
+
+
 def save_background(path, image: np.ndarray) -> None:
-    """Write background.png (H, W, 3) uint8: the view without the object (and pusher)."""
+    """Write background.png (H, W, 3) uint8: the view without the object (and the pusher or the hand)."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image: expected (H, W, 3) uint8, got {image.shape} {image.dtype}")
@@ -114,10 +133,10 @@ def load_dataset(path) -> Dataset:
     _check_meta(meta, str(meta_file))
     T, H, W = meta["num_frames"], meta["height"], meta["width"]
     images = _read_series(path, "frames", T, (H, W, 3))
-    masks = _read_series(path, "masks", T, (H, W))
-    for t in range(T):
-        if not np.isin(masks[t], (0, 255)).all():
-            raise ValueError(f"{path / 'masks' / frame_name(t)}: expected values 0 or 255 only")
+    masks = _read_masks(path, "masks", T, (H, W))
+    hand_masks = None
+    if (path / "hand_masks").exists():
+        hand_masks = torch.from_numpy(_read_masks(path, "hand_masks", T, (H, W)) > 0).float()
     states = None
     if (path / "states.npz").exists():
         with np.load(path / "states.npz", allow_pickle=False) as npz:
@@ -131,7 +150,7 @@ def load_dataset(path) -> Dataset:
             for c in meta["cameras"]]
     cameras = cams * T if len(cams) == 1 else cams
     return Dataset(meta, torch.from_numpy(images).float() / 255.0, torch.from_numpy(masks > 0).float(),
-                   cameras, states, background)
+                   cameras, states, background, hand_masks)
 
 
 def _read_png(file: Path, shape: tuple) -> np.ndarray:
@@ -164,6 +183,15 @@ def _read_series(path: Path, folder: str, T: int, shape: tuple) -> np.ndarray:
             raise ValueError(f"{file}: missing frame {t} (meta.json num_frames = {T})")
         out[t] = _read_png(file, shape)
     return out
+
+
+def _read_masks(path: Path, folder: str, T: int, shape: tuple) -> np.ndarray:
+    """Masks 0..T-1 of `folder` (T, H, W) uint8, each holding only 0 and 255."""
+    masks = _read_series(path, folder, T, shape)
+    for t in range(T):
+        if not np.isin(masks[t], (0, 255)).all():
+            raise ValueError(f"{path / folder / frame_name(t)}: expected values 0 or 255 only")
+    return masks
 
 
 def _check_meta(meta: dict, where: str) -> None:

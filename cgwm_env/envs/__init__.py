@@ -5,9 +5,16 @@
 
 Both take `model=` (a cgwm_env.model.Model, e.g. a learned world model) and support
 `gym.make_vec(..., num_envs=N)` as one natively batched environment.
+
+- ContactGaussian-LeapHand-v0: the LEAP Hand reorientation task (leap_task) on the world model
+  (leap), natively batched under `gym.make_vec`;
+- ContactGaussian-LeapHandMuJoCo-v0: the LEAP Hand reorientation task (leap_task) in MuJoCo, the
+  twin plant (leap_mujoco); `gym.make_vec` steps copies of it one after another.
 """
 
 import gymnasium as gym
+
+from cgwm_env.envs.leap_task import MAX_EPISODE_STEPS
 
 for _name, _scenario in (("FallRebound", "fall"), ("PushSlide", "push")):
     _id = f"ContactGaussian-{_name}-v0"
@@ -19,3 +26,18 @@ for _name, _scenario in (("FallRebound", "fall"), ("PushSlide", "push")):
             max_episode_steps=60,
             kwargs={"scenario": _scenario},
         )
+
+if "ContactGaussian-LeapHand-v0" not in gym.registry:
+    gym.register(
+        id="ContactGaussian-LeapHand-v0",
+        entry_point="cgwm_env.envs.leap:LeapHandEnv",
+        vector_entry_point="cgwm_env.envs.leap:LeapHandVectorEnv",
+        max_episode_steps=MAX_EPISODE_STEPS,
+    )
+
+if "ContactGaussian-LeapHandMuJoCo-v0" not in gym.registry:
+    gym.register(
+        id="ContactGaussian-LeapHandMuJoCo-v0",
+        entry_point="cgwm_env.envs.leap_mujoco:LeapHandMujocoEnv",
+        max_episode_steps=MAX_EPISODE_STEPS,
+    )

@@ -1,0 +1,351 @@
+"""Open-loop playback of a planned joint trajectory on the LEAP Hand, real or virtual.
+
+Trajectory file: a NumPy .npz (read with allow_pickle=False) holding
+  times          (T,) float, s: when each target is sent, relative to the start; T >= 2,
+                 strictly increasing, times[0] >= 0 (the playback starts at times[0])
+  joint_targets  (T, 16) float, rad, sim order (cgwm_env.hand.JOINT_NAMES)
+Other arrays are ignored. `save_trajectory` writes one.
+
+The whole plan is checked before any motor moves (shape, NaN, joint limits, joint speed between
+consecutive targets, increasing times). The hand then moves slowly (approach_speed) from where it
+is to the first target and plays the targets at their times: velocity-like position control, as
+in the paper's appendix E, where each command is a position at most max_joint_speed * dt from the
+previous one (`LeapHand.command` enforces that for every command). Measured joints and frame k
+(when a camera is given: the newest camera frame) are read when target k has acted for one step,
+right after target k + 1 is sent (one step after the last target for the last frame). Timing
+jitter (actual minus planned send time) is logged and returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cgwm_env import hand as hand_model
+from cgwm_env.camera import Camera
+from cgwm_env.data.dataset import camera_to_meta, save_dataset
+from cgwm_env.metrics import psnr
+
+log = logging.getLogger(__name__)
+APPROACH_PERIOD = 0.02  # s between commands while moving to the first target
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """times (T,) s; joint_targets (T, 16) rad, sim order (float64 arrays)."""
+
+    times: np.ndarray
+    joint_targets: np.ndarray
+
+
+def validate_trajectory(times, joint_targets, max_joint_speed: float, uniform: bool = False) -> Trajectory:
+    """Check a plan and return it as float64 arrays; ValueError names the first problem.
+
+    Checks: times (T,) with T >= 2, finite, times[0] >= 0, strictly increasing (and, if uniform,
+    equal steps within 10%, as the dataset format needs); joint_targets (T, 16) finite, within
+    the joint limits (cgwm_env.hand.LOWER/UPPER, 1e-6 rad slack) and no joint faster than
+    max_joint_speed (rad/s) between consecutive targets.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    q = np.asarray(joint_targets, dtype=np.float64)
+    n = hand_model.N_JOINTS
+    if times.ndim != 1 or times.shape[0] < 2:
+        raise ValueError(f"times: expected shape (T,) with T >= 2 (s), got {times.shape}")
+    if q.shape != (times.shape[0], n):
+        raise ValueError(f"joint_targets: expected shape ({times.shape[0]}, {n}) (rad, sim order), got {q.shape}")
+    if not np.isfinite(times).all():
+        raise ValueError(f"times: NaN or inf at step {int(np.nonzero(~np.isfinite(times))[0][0])}")
+    bad = ~np.isfinite(q).all(axis=1)
+    if bad.any():
+        raise ValueError(f"joint_targets: NaN or inf at step {int(np.nonzero(bad)[0][0])}")
+    if times[0] < 0:
+        raise ValueError(f"times: expected times >= 0 s, got times[0] = {times[0]}")
+    dt = np.diff(times)
+    if (dt <= 0).any():
+        k = int(np.nonzero(dt <= 0)[0][0])
+        raise ValueError(f"times: expected strictly increasing times, got {times[k]} then {times[k + 1]} "
+                         f"at steps {k}, {k + 1}")
+    if uniform and np.abs(dt / dt.mean() - 1.0).max() > 0.1:
+        raise ValueError(f"times: a recording needs evenly spaced times (within 10%), got steps of "
+                         f"{dt.min():.6g} to {dt.max():.6g} s")
+    lower, upper = hand_model.LOWER.double().numpy() - 1e-6, hand_model.UPPER.double().numpy() + 1e-6
+    outside = (q < lower) | (q > upper)
+    if outside.any():
+        k, j = (int(i) for i in np.argwhere(outside)[0])
+        raise ValueError(f"joint_targets: step {k}, joint {j} ({hand_model.JOINT_NAMES[j]}) = {q[k, j]:.4f} rad "
+                         f"is outside its limits [{lower[j] + 1e-6:.4f}, {upper[j] - 1e-6:.4f}]")
+    if not (isinstance(max_joint_speed, (int, float)) and math.isfinite(max_joint_speed) and max_joint_speed > 0):
+        raise ValueError(f"max_joint_speed: expected a positive speed (rad/s), got {max_joint_speed!r}")
+    speed = np.abs(np.diff(q, axis=0)) / dt[:, None]
+    if speed.max() > max_joint_speed:
+        k, j = (int(i) for i in np.unravel_index(np.argmax(speed), speed.shape))
+        raise ValueError(f"joint_targets: joint {j} ({hand_model.JOINT_NAMES[j]}) moves at {speed[k, j]:.3f} rad/s "
+                         f"between steps {k} and {k + 1}, above max_joint_speed = {max_joint_speed} rad/s")
+    return Trajectory(times, q)
+
+
+def load_trajectory(path) -> Trajectory:
+    """Read a trajectory .npz (module docstring); shapes and values are checked by validate_trajectory."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as err:
+        raise ValueError(f"trajectory: cannot read {path} as a NumPy .npz without pickles ({err})") from err
+    missing = [k for k in ("times", "joint_targets") if k not in arrays]
+    if missing:
+        raise ValueError(f"trajectory: {path} lacks array(s) {', '.join(missing)} (has {sorted(arrays)})")
+    for key in ("times", "joint_targets"):
+        if arrays[key].dtype.kind not in "fiu":
+            raise ValueError(f"trajectory: {key} in {path}: expected numbers, got dtype {arrays[key].dtype}")
+    return Trajectory(arrays["times"].astype(np.float64), arrays["joint_targets"].astype(np.float64))
+
+
+def save_trajectory(path, times, joint_targets) -> Path:
+    """Write a trajectory .npz (times (T,) s, joint_targets (T, 16) rad, sim order)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, times=np.asarray(times, np.float64), joint_targets=np.asarray(joint_targets, np.float64))
+    return path
+
+
+@dataclass(frozen=True)
+class PlaybackResult:
+    """What happened, per step k: times (T,) planned s; sent_times (T,) s since the start;
+    targets (T, 16) planned rad; commands (T, 16) rad as sent (after the safety clamp);
+    measured (T, 16) rad and frames (T, H, W, 3) uint8 (or None) one step after target k was sent;
+    jitter: send-time error statistics (ms); clamped_steps: steps the safety clamp changed;
+    psnr (T,) dB of frames against predicted frames, or None."""
+
+    times: np.ndarray
+    sent_times: np.ndarray
+    targets: np.ndarray
+    commands: np.ndarray
+    measured: np.ndarray
+    frames: np.ndarray | None
+    jitter: dict
+    clamped_steps: int
+    psnr: np.ndarray | None = None
+
+
+def jitter_stats(planned: np.ndarray, actual: np.ndarray) -> dict:
+    """Send-time error actual - planned (s arrays (T,)) as ms: mean, std, max |error|, p99 |error|."""
+    err = (np.asarray(actual) - np.asarray(planned)) * 1e3
+    return {"mean_ms": float(err.mean()), "std_ms": float(err.std()), "max_abs_ms": float(np.abs(err).max()),
+            "p99_abs_ms": float(np.percentile(np.abs(err), 99))}
+
+
+def frame_psnr(recorded: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """PSNR (T,) dB between recorded and predicted frames, both (T, H, W, 3) uint8 (inf where equal)."""
+    recorded, predicted = np.asarray(recorded), np.asarray(predicted)
+    for name, a in (("recorded", recorded), ("predicted", predicted)):
+        if a.ndim != 4 or a.shape[-1] != 3 or a.dtype != np.uint8:
+            raise ValueError(f"{name}: expected (T, H, W, 3) uint8 frames, got {a.shape} {a.dtype}")
+    if recorded.shape != predicted.shape:
+        raise ValueError(f"predicted: expected the recorded frames' shape {recorded.shape}, got {predicted.shape}")
+    to_float = lambda a: torch.from_numpy(a).double() / 255.0  # noqa: E731
+    return psnr(to_float(predicted), to_float(recorded)).numpy()
+
+
+def _sleep_until(deadline: float) -> None:
+    """Sleep to within 0.2 ms of `deadline` (monotonic s), then spin."""
+    while (left := deadline - time.monotonic()) > 0:
+        if left > 2e-4:
+            time.sleep(left - 2e-4)
+
+
+def _check_predicted(predicted, T: int, size) -> np.ndarray:
+    predicted = np.asarray(predicted)
+    want = (T, *size, 3) if size else None
+    if predicted.ndim != 4 or predicted.shape[0] != T or predicted.shape[-1] != 3 or predicted.dtype != np.uint8 \
+            or (want and predicted.shape != want):
+        raise ValueError(f"predict_frames: expected ({T}, H, W, 3) uint8 frames"
+                         f"{f' with (H, W) = {size}' if size else ''}, got {predicted.shape} {predicted.dtype}")
+    return predicted
+
+
+def play(hand, trajectory: Trajectory, camera=None, predict_frames=None,
+         approach_speed: float = 0.5) -> PlaybackResult:
+    """Play `trajectory` open loop on a connected `hardware.dynamixel.LeapHand`.
+
+    camera: a `hardware.realsense.RealSenseCamera` (frames recorded) or None. predict_frames:
+    optional callable joint_targets (T, 16) -> (T, H, W, 3) uint8, the world model's frames for
+    the plan; called before anything moves, and the result's psnr compares them with the camera's.
+    approach_speed: rad/s for the move from the present pose to the first target.
+    """
+    traj = validate_trajectory(trajectory.times, trajectory.joint_targets, hand.config.max_joint_speed)
+    T = len(traj.times)
+    predicted = None
+    if predict_frames is not None:
+        if camera is None:
+            raise ValueError("predict_frames: comparing with predictions needs a camera")
+        predicted = _check_predicted(predict_frames(traj.joint_targets.copy()), T, (camera.height, camera.width))
+    if not approach_speed > 0:
+        raise ValueError(f"approach_speed: expected a positive speed (rad/s), got {approach_speed!r}")
+    _approach(hand, traj.joint_targets[0], approach_speed)
+
+    rel = traj.times - traj.times[0]
+    ends = np.append(rel[1:], rel[-1] + (rel[-1] - rel[-2]))  # when each target's step ends
+    sent_times, commands, measured = np.empty(T), np.empty((T, hand_model.N_JOINTS)), np.empty((T, hand_model.N_JOINTS))
+    frames = [] if camera is not None else None
+    start = time.monotonic() + 0.01
+    for k in range(T):
+        _sleep_until(start + rel[k])
+        sent_times[k] = time.monotonic() - start
+        commands[k] = hand.command(traj.joint_targets[k])
+        if k:  # after the command, so that commands keep their times
+            _observe(hand, camera, measured, frames, k - 1)
+    _sleep_until(start + ends[-1])
+    _observe(hand, camera, measured, frames, T - 1)
+    jitter = jitter_stats(rel, sent_times)
+    clamped = int((np.abs(commands - traj.joint_targets) > 1e-6).any(axis=1).sum())
+    log.info("played %d steps over %.3f s: jitter mean %.3f ms, std %.3f ms, max |.| %.3f ms; %d steps clamped",
+             T, ends[-1], jitter["mean_ms"], jitter["std_ms"], jitter["max_abs_ms"], clamped)
+    frames = np.stack(frames) if frames is not None else None
+    result = PlaybackResult(traj.times, sent_times, traj.joint_targets, commands, measured, frames, jitter, clamped)
+    if predicted is not None:
+        result = replace(result, psnr=frame_psnr(frames, predicted))
+    return result
+
+
+def _approach(hand, target: np.ndarray, speed: float) -> None:
+    """Move from the present pose to `target` at `speed` rad/s (straight line in joint space)."""
+    start = hand.read().q
+    distance = np.abs(target - start).max()
+    steps = max(1, math.ceil(distance / (speed * APPROACH_PERIOD)))
+    t0 = time.monotonic()
+    for i in range(1, steps + 1):
+        _sleep_until(t0 + i * APPROACH_PERIOD)
+        hand.command(start + (target - start) * (i / steps))
+    for i in range(steps + 1, steps + 11):  # let the motors settle on the first target (0.2 s)
+        _sleep_until(t0 + i * APPROACH_PERIOD)
+        hand.command(target)
+
+
+def _observe(hand, camera, measured, frames, k: int) -> None:
+    measured[k] = hand.read().q
+    if frames is not None:
+        frames.append(camera.read().color)
+
+
+def save_playback(result: PlaybackResult, path, camera: Camera | None, object_name: str = "unknown",
+                  meta: dict | None = None) -> Path:
+    """Write playback.json (jitter, clamps, tracking error, PSNR) into folder `path` and, with
+    frames, the recording as a dataset there (docs/datasets.md): frames, empty masks, states.npz
+    with times (planned), joint_target (planned), joint_command (sent), joint_pos (measured) and
+    sent_time (s since the start).
+    camera: the Camera the frames were taken with (intrinsics and calibrated pose)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    summary = {"steps": int(len(result.times)), "duration_s": float(result.times[-1] - result.times[0]),
+               "jitter": result.jitter, "clamped_steps": result.clamped_steps,
+               "tracking_error_rad": {"mean": float(np.abs(result.measured - result.targets).mean()),
+                                      "max": float(np.abs(result.measured - result.targets).max())},
+               "psnr_db": None if result.psnr is None else [float(x) for x in result.psnr], **(meta or {})}
+    (path / "playback.json").write_text(json.dumps(summary, indent=1))
+    if result.frames is not None:
+        if camera is None:
+            raise ValueError("camera: recorded frames need the Camera they were taken with")
+        fps = 1.0 / float(np.diff(result.times).mean())
+        states = {"times": result.times - result.times[0], "joint_target": result.targets,
+                  "joint_command": result.commands, "joint_pos": result.measured, "sent_time": result.sent_times}
+        save_dataset(path, {"scenario": "hand_playback", "object": object_name, "fps": fps,
+                            "cameras": [camera_to_meta(camera)], "masks_empty": True, **(meta or {})},
+                     result.frames, np.zeros(result.frames.shape[:3], bool), states)
+    return path
+
+
+def add_arguments(parser) -> None:
+    """The `cgwm play` arguments."""
+    parser.add_argument("trajectory", help=".npz with times (T,) s and joint_targets (T, 16) rad in sim order")
+    parser.add_argument("--virtual", action="store_true",
+                        help="no robot: a virtual bus backed by MuJoCo's LEAP hand and a software RealSense "
+                             "rendering the scene's palm_cam")
+    parser.add_argument("--config", default=None, help="hardware settings YAML (see configs/hardware.yaml)")
+    parser.add_argument("--camera", default=None,
+                        help="camera JSON from `cgwm calibrate` (needed to record on the real hand)")
+    parser.add_argument("--no-camera", action="store_true", help="play without recording frames")
+    parser.add_argument("--port", default=None, help="serial port of the hand (overrides the config)")
+    parser.add_argument("--out", default="out/play", help="folder for playback.json and the recorded dataset")
+    parser.add_argument("--object", default="unknown", help="object name written to the dataset's meta.json")
+
+
+def main(args) -> None:
+    """`cgwm play`: validate, connect, play, record. Hardware failures print a clear message and
+    exit with status 3 (torque is off by then, or the message says it could not be turned off)."""
+    from hardware.config import load_config
+    from hardware.dynamixel import HardwareError, LeapHand
+    from hardware.realsense import RealSenseError
+
+    config = load_config(args.config)
+    cam_cfg = config.camera
+    use_camera = not args.no_camera
+    traj = load_trajectory(args.trajectory)
+    validate_trajectory(traj.times, traj.joint_targets, config.hand.max_joint_speed, uniform=use_camera)
+    hand_config = config.hand if args.port is None else replace(config.hand, port=args.port)
+    if use_camera and not args.virtual and args.camera is None:
+        raise ValueError("--camera: recording on the real hand needs the camera JSON from `cgwm calibrate` "
+                         "(or pass --no-camera)")
+    try:
+        with _devices(args.virtual, hand_config, cam_cfg, use_camera, args.camera) as (hand_config, rs_camera, camera):
+            with LeapHand(hand_config) as hand:
+                result = play(hand, traj, rs_camera)
+    except (HardwareError, RealSenseError) as err:
+        print(f"cgwm play: hardware error: {err}", file=sys.stderr)
+        raise SystemExit(3) from err
+    meta = {"trajectory": str(args.trajectory), "virtual": bool(args.virtual),
+            "max_joint_speed": hand_config.max_joint_speed}
+    out = save_playback(result, args.out, camera, object_name=args.object, meta=meta)
+    j = result.jitter
+    err = np.abs(result.measured - result.targets)
+    print(f"{'steps':>6} {'seconds':>8} {'jitter mean ms':>15} {'std ms':>7} {'max ms':>7} {'clamped':>8} "
+          f"{'track err mean rad':>19} {'max rad':>8}")
+    print(f"{len(result.times):6d} {result.times[-1] - result.times[0]:8.3f} {j['mean_ms']:15.3f} {j['std_ms']:7.3f} "
+          f"{j['max_abs_ms']:7.3f} {result.clamped_steps:8d} {err.mean():19.4f} {err.max():8.4f}")
+    print(f"wrote {out}" + (" (dataset and playback.json)" if result.frames is not None else " (playback.json)"))
+
+
+@contextlib.contextmanager
+def _devices(virtual: bool, hand_config, cam_cfg, use_camera: bool, camera_json):
+    """(hand settings, RealSenseCamera or None, posed Camera or None) for a virtual or a real run;
+    the virtual bus and camera, or the real camera, are closed on leaving."""
+    from hardware.realsense import RealSenseCamera
+
+    with contextlib.ExitStack() as stack:
+        if virtual:
+            from cgwm_env.camera import from_mujoco
+            from hardware.virtual import VirtualBus, VirtualRealSense
+
+            bus = stack.enter_context(VirtualBus("mujoco"))
+            hand_config = replace(hand_config, port=bus.port)
+            camera = rs_camera = None
+            if use_camera:
+                sim = bus.motors
+                with sim.lock:
+                    camera = from_mujoco(sim.model, sim.data, "palm_cam", cam_cfg.width, cam_cfg.height)
+                source = stack.enter_context(VirtualRealSense(camera, cam_cfg.fps, cam_cfg.depth))
+                source.stream_mujoco(sim, "palm_cam")
+                rs_camera = stack.enter_context(RealSenseCamera(source.device, cam_cfg.width, cam_cfg.height,
+                                                                cam_cfg.fps, cam_cfg.depth))
+        else:
+            camera = rs_camera = None
+            if use_camera:
+                from hardware.calibration import load_camera
+
+                posed = load_camera(camera_json)
+                rs_camera = stack.enter_context(RealSenseCamera(None, cam_cfg.width, cam_cfg.height, cam_cfg.fps,
+                                                                cam_cfg.depth))
+                camera = rs_camera.camera(posed.T_cw)
+                if (camera.width, camera.height) != (posed.width, posed.height):
+                    raise ValueError(f"--camera: calibrated at {posed.width}x{posed.height}, streaming "
+                                     f"{camera.width}x{camera.height}; calibrate at the streaming size")
+        yield hand_config, rs_camera, camera
