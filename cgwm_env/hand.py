@@ -226,11 +226,12 @@ class HandModel:
 
     Each joint is a massless spring-damper pulled to its position target, implicit in time: with
     gravity's torques tau_g on the links (link_masses (L,) kg at link_coms (L, 3) m in the link
-    frames) and contact torques tau_c over a step h,
-        qdot+ = (tau_max tanh(K (target - q) / tau_max) + tau_g + tau_c) / (D + h K),   q+ = q + h qdot+,
+    frames), dry joint friction f and contact torques tau_c over a step h,
+        qdot+ = (shrink_f(tau_max tanh(K (target - q) / tau_max) + tau_g) + tau_c) / (D + h K),
+        q+ = q + h qdot+,   shrink_f(t) = sign(t) max(|t| - f, 0),
     so the hand's block of the mass matrix is M_h = h (D + h K) (h^2 K as D -> 0: a pure spring).
-    stiffness K (N m/rad), damping D (N m s/rad) and torque_limit tau_max (N m) are the actuators'
-    (MJCF: kp 3, joint damping 0.2, force range 0.2196). query_link (P,), query_points (P, 3) m,
+    stiffness K (N m/rad), damping D (N m s/rad), torque_limit tau_max (N m) and friction_loss f
+    (N m) are the actuators' and joints' (MJCF: kp 3, damping 0.2, force range 0.2196, frictionloss 0.02). query_link (P,), query_points (P, 3) m,
     query_radii (P,) m and query_normals (P, 3) in the link frames: the query spheres
     (query_points()). max_contacts: how many
     query spheres, the nearest the object, enter the contact solve each step (a cube resting on the
@@ -240,6 +241,7 @@ class HandModel:
     stiffness: float = 3.0
     damping: float = 0.2
     torque_limit: float = 0.2196
+    friction_loss: float = 0.02
     max_contacts: int = 48
     query_link: torch.Tensor = field(default_factory=lambda: query_points()[0])
     query_points: torch.Tensor = field(default_factory=lambda: query_points()[1])
@@ -252,9 +254,9 @@ class HandModel:
     link_coms: torch.Tensor = field(default_factory=lambda: torch.tensor(_MODEL.body_ipos[1:], dtype=torch.float32))
 
     def __post_init__(self):
-        for name in ("stiffness", "damping", "torque_limit"):
+        for name in ("stiffness", "damping", "torque_limit", "friction_loss"):
             value = getattr(self, name)
-            if not (value > 0 and math.isfinite(value)):
+            if not (value > 0 or name == "friction_loss" and value == 0) or not math.isfinite(value):
                 raise ValueError(f"{name}: expected a positive finite number, got {value}")
         p = self.query_link.shape[0]
         shapes = {"query_points": (p, 3), "query_radii": (p,), "query_normals": (p, 3)}

@@ -158,7 +158,8 @@ def step_prepared(model: Model, prepared: Prepared, state: State, action: torch.
         target = torch.minimum(torch.maximum(state.hand_target + action, lower), upper)
         kinematics = kinematics or hand_kinematics(model, state.hand)
         spring = hand.torque_limit * torch.tanh(hand.stiffness * (target - state.hand) / hand.torque_limit)
-        b_hand = (spring + kinematics.gravity_torques) * (dt * c.hand_inv_mass)
+        drive = torch.nn.functional.softshrink(spring + kinematics.gravity_torques, hand.friction_loss)
+        b_hand = drive * (dt * c.hand_inv_mass)
 
     kinds = []
     if model.ground_height is not None:

@@ -1,0 +1,164 @@
+"""The LEAP Hand on the world model: ContactGaussian-LeapHand-v0, its vector env, the hand in the
+simulator (gradients, rest, agreement with the MuJoCo twin)."""
+
+import dataclasses
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+import cgwm_env  # noqa: F401  (registers the environments)
+from cgwm_env.contact import ContactSettings
+from cgwm_env.envs import leap_task as task
+from cgwm_env.envs.leap import cube_world_model, default_model
+from cgwm_env.hand import HandModel
+from cgwm_env.model import State
+from cgwm_env.simulator import control_step, prepare, step
+
+LEAP, TWIN = "ContactGaussian-LeapHand-v0", "ContactGaussian-LeapHandMuJoCo-v0"
+THUMB_CURL = np.zeros(16, np.float32)
+THUMB_CURL[[13, 14, 15]] = task.ACTION_BOUND
+
+
+def test_env_passes_gymnasiums_checker_with_images():
+    env = gym.make(LEAP, render_mode="rgb_array", image_size=32, image_obs=True)
+    check_env(env.unwrapped, skip_render_check=False)
+    obs, info = env.reset(seed=0)
+    assert obs["rgb"].shape == (32, 32, 3) and obs["rgb"].dtype == np.uint8
+    assert (obs["rgb"] < 200).any()  # hand and cube drawn over the light background
+    assert set(info) == {"is_success", "orientation_error"}
+
+
+def test_bundled_model_is_the_saved_cube():
+    model = default_model()
+    assert model.hand is not None and model.ground_height is None
+    reference = cube_world_model()
+    torch.testing.assert_close(model.gaussians.centers, reference.gaussians.centers)
+    assert model.params.mu.item() == pytest.approx(0.5) and model.params.stiffness.item() == pytest.approx(150.0)
+
+
+def test_seeding_is_deterministic_and_episodes_follow_the_task():
+    a, b = gym.make(LEAP), gym.make(LEAP)
+    obs_a, _ = a.reset(seed=7)
+    obs_b, _ = b.reset(seed=7)
+    for key in obs_a:
+        np.testing.assert_array_equal(obs_a[key], obs_b[key])
+    np.testing.assert_array_equal(obs_a["joint_pos"], task.HOME_Q)
+    np.testing.assert_allclose(obs_a["object_pos"][:2], task.OBJECT_XY, atol=1e-6)
+    assert obs_a["object_pos"][2] == pytest.approx(task.PALM_Z + 0.025, abs=1e-3)  # the cube on the palm
+    # The goal is the start turned 90 degrees about z: error 0.5.
+    assert task.orientation_error(obs_a["object_quat"], obs_a["goal_quat"]) == pytest.approx(0.5, abs=1e-5)
+    for _ in range(3):
+        step_a, step_b = a.step(THUMB_CURL), b.step(THUMB_CURL)
+        np.testing.assert_array_equal(step_a[0]["object_pos"], step_b[0]["object_pos"])
+
+
+def test_bad_actions_raise_naming_action():
+    env = gym.make(LEAP)
+    env.reset(seed=0)
+    nan = np.zeros(16, np.float32)
+    nan[3] = np.nan
+    big = np.zeros(16, np.float32)
+    big[0] = 0.2
+    for bad in (nan, np.zeros(15, np.float32), np.zeros((1, 16), np.float32), big):
+        with pytest.raises(ValueError, match="action"):
+            env.step(bad)
+
+
+def test_vector_env_matches_single_envs_and_autoresets():
+    venv = gym.make_vec(LEAP, num_envs=2, max_episode_steps=3)
+    venv.reset(seed=3)
+    single = gym.make(LEAP).unwrapped
+    single.reset(seed=0)
+    core, vcore = single.core, venv.unwrapped.core
+    core.state = State(*(f[1:2].clone() for f in vcore.state))
+    core.goal, core.start = vcore.goal[1:2].copy(), vcore.start[1:2].copy()
+    actions = np.stack([np.zeros(16, np.float32), THUMB_CURL])
+    for _ in range(3):
+        obs, rewards, terminated, truncated, info = venv.step(actions)
+        single_obs, single_reward, *_ = single.step(actions[1])
+        for key in single_obs:
+            np.testing.assert_allclose(obs[key][1], single_obs[key], atol=1e-6)
+        assert rewards[1] == pytest.approx(single_reward)
+    assert truncated.all() and not terminated.any() and info["is_success"].shape == (2,)
+    obs, rewards, *_ = venv.step(actions)  # the step after the end resets
+    np.testing.assert_array_equal(obs["joint_target"], np.tile(task.HOME_Q, (2, 1)))
+
+
+def test_simulate_is_pure_and_is_the_env_step():
+    env = gym.make(LEAP).unwrapped
+    env.reset(seed=1)
+    before = env.state
+    after = env.simulate(before, torch.as_tensor(THUMB_CURL)[None])
+    assert all(torch.equal(x, y) for x, y in zip(env.state, before))
+    obs, *_ = env.step(THUMB_CURL)
+    np.testing.assert_allclose(obs["joint_pos"], after.hand[0].numpy(), atol=1e-6)
+    assert (obs["joint_target"] == np.clip(task.HOME_Q + THUMB_CURL, *task.joint_limits())).all()
+
+
+def test_cube_rests_on_the_palm_and_a_thumb_push_moves_it():
+    env = gym.make(LEAP)
+    obs, _ = env.reset(seed=2)
+    start = obs["object_pos"].copy()
+    for _ in range(60):  # 2 s without action
+        obs, reward, terminated, *_ = env.step(np.zeros(16, np.float32))
+    assert np.abs(obs["object_pos"] - start).max() < 2e-4 and not terminated
+    for _ in range(60):  # the thumb curls into the cube and shoves it along +y
+        obs, *_ = env.step(THUMB_CURL)
+    assert obs["object_pos"][1] - start[1] > 0.005
+    assert obs["object_pos"][2] == pytest.approx(start[2], abs=1e-3)  # still on the palm
+
+
+def test_free_fingers_track_targets_like_the_mujoco_twin():
+    """With nothing touched, the quasi-static joints (spring, damping, torque limit, gravity, dry
+    friction) follow the same targets as MuJoCo's position actuators to within 0.1 rad over 1.5 s."""
+    wm, twin = gym.make(LEAP), gym.make(TWIN)
+    wm.reset(seed=4)
+    twin.reset(seed=4)
+    action = np.zeros(16, np.float32)
+    action[[0, 2, 3, 8, 10, 11]] = task.ACTION_BOUND  # curl index and ring fingers, away from the cube
+    worst = 0.0
+    for _ in range(45):
+        obs_wm, *_ = wm.step(action)
+        obs_twin, *_ = twin.step(action)
+        worst = max(worst, np.abs(obs_wm["joint_pos"] - obs_twin["joint_pos"]).max())
+    assert worst < 0.1
+    assert obs_wm["joint_pos"][2] > 1.0  # the fingers did move
+
+
+def test_hand_step_gradcheck():
+    """One physics step with a fingertip pressing the cube, differentiated in float64 with respect
+    to the object's pose and velocity, the joints and their targets, and theta."""
+    model = dataclasses.replace(cube_world_model(), contact=ContactSettings(gain_mode="plain", softplus_sharpness=300.0))
+    model = dataclasses.replace(model, gaussians=model.gaussians.to(torch.float64), params=type(model.params)(
+        *(t.double() for t in model.params.tensors())), hand=HandModel(max_contacts=16).to(torch.float64))
+    # Curl the thumb on from a bent pose until it pushes the cube.
+    bent = torch.zeros(1, 16, dtype=torch.float64)
+    bent[0, [13, 14, 15]] = 1.2
+    state = State.make(torch.tensor([[-0.055, 0.035, 0.0595]], dtype=torch.float64), hand=bent)
+    prepared = prepare(model, 1)
+    curl = torch.as_tensor(THUMB_CURL, dtype=torch.float64)[None]
+    for _ in range(20):
+        state = control_step(model, prepared, state, curl, 16)
+    assert (state.position[0, 1] > 0.036).item()  # in contact: the cube has started to move
+    # Targets of the other fingers ahead of them, so that no drive sits on the dry-friction kink.
+    state = state._replace(hand_target=state.hand_target + 0.05 * (torch.arange(16) < 12))
+
+    def one_step(position, velocity, hand_joints, hand_target, *theta):
+        m = dataclasses.replace(model, params=type(model.params)(*theta))
+        s = state._replace(position=position, velocity=velocity, hand=hand_joints, hand_target=hand_target)
+        out = step(m, s, torch.zeros_like(hand_joints))
+        return out.position, out.velocity, out.omega, out.hand
+
+    inputs = [state.position, state.velocity, state.hand, state.hand_target, *model.params.tensors()]
+    inputs = [t.detach().clone().requires_grad_() for t in inputs]
+    assert torch.autograd.gradcheck(one_step, inputs, eps=1e-7, atol=1e-5, rtol=1e-3)
+
+
+def test_model_without_a_hand_is_refused():
+    with pytest.raises(ValueError, match="model"):
+        gym.make(LEAP, model=dataclasses.replace(cube_world_model(), hand=None))
+    with pytest.raises(ValueError, match="state.hand"):
+        step(dataclasses.replace(cube_world_model(), hand=HandModel()), State.make(torch.zeros(1, 3)))
