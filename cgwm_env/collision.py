@@ -72,22 +72,23 @@ class SphereGrid(NamedTuple):
     """A regular grid around a sphere union listing, per cell, every sphere that can carry weight in
     the LogSumExp at a point of that cell, so a query evaluates k spheres instead of all N.
 
-    origin (3,): centre of cell (0, 0, 0), m; cell: edge length, m; shape (3,): cells per axis;
-    index (cells, k): sphere indices per cell, row-major over shape; nearest (cells,): the hard
-    minimum gap min_i |g - c_i| - r_i at each cell centre g, m (a broad phase).
+    origin (3,): centre of cell (0, 0, 0), m; cell: edge length, m; last (3,): the last cell's
+    index per axis; strides (3,): of the row-major cell numbering; index (cells, k): sphere indices
+    per cell; nearest (cells,): the hard minimum gap min_i |g - c_i| - r_i at each cell centre g,
+    m (a broad phase).
     """
 
     origin: torch.Tensor
     cell: float
-    shape: tuple[int, int, int]
+    last: torch.Tensor
+    strides: torch.Tensor
     index: torch.Tensor
     nearest: torch.Tensor
 
     def cell_of(self, points: torch.Tensor) -> torch.Tensor:
         """Flat index (...,) of the cell holding each point (..., 3), the nearest cell for points outside."""
         ijk = torch.round((points.detach() - self.origin) / self.cell).long()
-        ijk = torch.minimum(ijk.clamp(min=0), torch.tensor(self.shape, device=points.device) - 1)
-        return (ijk[..., 0] * self.shape[1] + ijk[..., 1]) * self.shape[2] + ijk[..., 2]
+        return (torch.minimum(ijk.clamp(min=0), self.last) * self.strides).sum(-1)
 
 
 def sphere_grid(centers: torch.Tensor, radii: torch.Tensor, settings: SoftSDFSettings, cell: float = 0.003,
@@ -115,7 +116,10 @@ def sphere_grid(centers: torch.Tensor, radii: torch.Tensor, settings: SoftSDFSet
     near_surface = nearest[:, 0].abs() <= band
     k = max(1, int((gaps[near_surface] <= nearest[near_surface] + slack).sum(1).max())) if near_surface.any() else 1
     index = gaps.topk(k, dim=1, largest=False).indices
-    return SphereGrid(lo.to(centers), float(cell), shape, index.to(centers.device), nearest[:, 0].to(centers))
+    device = centers.device
+    return SphereGrid(lo.to(centers), float(cell), torch.tensor(shape, device=device) - 1,
+                      torch.tensor([shape[1] * shape[2], shape[2], 1], device=device), index.to(device),
+                      nearest[:, 0].to(centers))
 
 
 def soft_sdf_grid(points: torch.Tensor, centers: torch.Tensor, radii: torch.Tensor, grid: SphereGrid,
@@ -124,9 +128,9 @@ def soft_sdf_grid(points: torch.Tensor, centers: torch.Tensor, radii: torch.Tens
     frame, centers (N, 3), radii (N,) -> phi (..., P) m, normals (..., P, 3)."""
     cells = grid.cell_of(points)
     near = grid.index.index_select(0, cells.flatten()).view(*cells.shape, -1)  # (..., P, k)
-    flat = near.flatten()
-    offsets = [points[..., i, None] - centers[:, i].index_select(0, flat).view(near.shape) for i in range(3)]
-    return _soft_min_distance(offsets, radii.index_select(0, flat).view(near.shape), settings)
+    spheres = torch.cat((centers, radii[:, None]), 1).T.index_select(1, near.flatten()).view(4, *near.shape)
+    offsets = [points[..., i, None] - spheres[i] for i in range(3)]
+    return _soft_min_distance(offsets, spheres[3], settings)
 
 
 def surface_points(points: torch.Tensor, phi: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:

@@ -93,17 +93,27 @@ def rollout(model: Model, state: State, actions: torch.Tensor | None = None, ste
 
 class HandKinematics(NamedTuple):
     """The hand's kinematics at joint angles q0, held over a control step and used to first order in
-    q - q0 (the joints move a few hundredths of a radian in one): joints q0 (B, 16) rad; points
-    (B, P, 3) m, the query spheres' centres; jacobians (B, P, 3, 16), d points / d q; normals (B, P, 3),
-    the fixed contact normals (hand.HandModel.query_normals) in the world, zeros where none; axes
+    q - q0 (the joints move a few hundredths of a radian in one): joints q0 (B, 16) rad; table
+    (B, P, 54), per query sphere its centre (m), fixed contact normal (HandModel.query_normals in the
+    world, zeros where none) and d centre / d q (3 x 16), read through the properties below; axes
     (B, 16, 3), the joints' axes in the world; gravity_torques (B, 16), N m, gravity on the links."""
 
     joints: torch.Tensor
-    points: torch.Tensor
-    jacobians: torch.Tensor
-    normals: torch.Tensor
+    table: torch.Tensor
     axes: torch.Tensor
     gravity_torques: torch.Tensor
+
+    @property
+    def points(self) -> torch.Tensor:  # (B, P, 3)
+        return self.table[..., :3]
+
+    @property
+    def normals(self) -> torch.Tensor:  # (B, P, 3)
+        return self.table[..., 3:6]
+
+    @property
+    def jacobians(self) -> torch.Tensor:  # (B, P, 3, 16)
+        return self.table[..., 6:].unflatten(-1, (3, -1))
 
 
 def hand_kinematics(model: Model, joints: torch.Tensor) -> HandKinematics:
@@ -117,8 +127,9 @@ def hand_kinematics(model: Model, joints: torch.Tensor) -> HandKinematics:
     coms = link_points(link_poses, links, hand.link_coms.to(joints))
     weights = hand.link_masses.to(joints)[:, None] * joints.new_tensor(model.gravity)  # (L, 3) N
     gravity_torques = torch.einsum("blxj,lx->bj", jacobian_at(link_poses, links, coms), weights)
-    jacobians = jacobian_at(link_poses, hand.query_link, points).contiguous()
-    return HandKinematics(joints, points, jacobians, normals, joint_axes(link_poses), gravity_torques)
+    jacobians = jacobian_at(link_poses, hand.query_link, points)
+    table = torch.cat((points, normals, jacobians.flatten(-2)), -1)
+    return HandKinematics(joints, table, joint_axes(link_poses), gravity_torques)
 
 
 def control_step(model: Model, prepared: Prepared, state: State, action: torch.Tensor, substeps: int) -> State:
@@ -316,14 +327,15 @@ def hand_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tensor,
     def picked(x):  # (B, P, ...) -> (B, C, ...)
         return x.reshape(batch * count, *x.shape[2:]).index_select(0, rows).view(*pick.shape, *x.shape[2:])
 
-    jacobians = picked(k.jacobians)  # (B, C, 3, 16) at the spheres' centres
-    query = picked(k.points) + (jacobians * (state.hand - k.joints)[:, None, None, :]).sum(-1)  # world
+    table = picked(k.table)
+    jacobians = table[..., 6:].unflatten(-1, (3, -1))  # (B, C, 3, 16) at the spheres' centres
+    query = table[..., :3] + (jacobians * (state.hand - k.joints)[:, None, None, :]).sum(-1)  # world
     local = (query - state.position[:, None, :]) @ rot
     dist, normals_local = soft_sdf_grid(local, g.centers, g.radii, grid, model.sdf)
     normals = normals_local @ rot.transpose(-1, -2)  # out of the object, towards the hand
     levers = surface_points(local @ rot.transpose(-1, -2), dist, normals)  # from the object's centre
     # Where the hand's surface is flat (the palm's face), its normal is the contact's.
-    fixed = picked(k.normals)
+    fixed = table[..., 3:6]
     normals = torch.where((fixed != 0).any(-1, keepdim=True), -fixed, normals)
     # The Jacobian at the contact point: the centre's plus each joint's turn of the offset, axis x offset.
     (ox, oy, oz), (ax, ay, az) = (levers + state.position[:, None, :] - query)[..., None].unbind(2), k.axes[:, None].unbind(-1)
