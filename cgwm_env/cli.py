@@ -10,23 +10,38 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cgwm", description="ContactGaussian world model")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
-    demo = verbs.add_parser("demo", help="simulator demo: a cube dropped and a cube pushed; table and plot")
-    demo.add_argument("--out", default="out/demo", help="folder for the plot and summary (default out/demo)")
-    demo.add_argument("--seconds", type=float, default=1.5, help="simulated time, s")
-    demo.add_argument("--config", default=None, help="simulator settings YAML (see configs/physics.yaml)")
+    demo = verbs.add_parser("demo", help="MPC demo: the cube world model turns a cube on the LEAP Hand's palm in "
+                                          "MuJoCo; video and summary (--scene sim: the simulator demo)")
+    demo.add_argument("--scene", choices=["mpc", "sim"], default="mpc",
+                      help="mpc: MPC reorientation (default); sim: a cube dropped and a cube pushed, table and plot")
+    demo.add_argument("--out", default="out/demo", help="folder for the video or plot and summary (default out/demo)")
+    demo.add_argument("--seed", type=int, default=0, help="mpc: the task's seed (start and goal yaw)")
+    demo.add_argument("--steps", type=int, default=None, help="mpc: most control steps (default 500)")
+    demo.add_argument("--seconds", type=float, default=1.5, help="sim: simulated time, s")
+    demo.add_argument("--config", default=None,
+                      help="settings YAML: mpc: configs/mpc.yaml (the default); sim: configs/physics.yaml")
 
     from cgwm_env import sggs
     from cgwm_env.data import synth
 
     synth.add_arguments(verbs.add_parser("synth", help="record MuJoCo datasets: fall, push or multiview"))
     sggs.add_arguments(verbs.add_parser("init", help="stage I: spherical Gaussians from a multiview dataset"))
+    from cgwm_env import evaluate, refine
 
-    bench = verbs.add_parser("bench", help="speed benchmarks; print a table and write JSON")
-    bench.add_argument("suite", choices=["physics", "render", "init"])
+    refine.add_arguments(verbs.add_parser("learn", help="stage II: physical parameters and geometry from video"))
+    evaluate.add_arguments(verbs.add_parser("eval", help="open-loop test errors beside No_opt and CEM+MuJoCo+R"))
+    from hardware import calibration, playback
+
+    calibration.add_arguments(verbs.add_parser("calibrate", help="camera pose from ArUco markers; writes a camera JSON"))
+    playback.add_arguments(verbs.add_parser("play", help="open-loop playback of a joint trajectory on the LEAP Hand"))
+
+    bench = verbs.add_parser("bench", help="speed and accuracy benchmarks; print a table and write JSON")
+    bench.add_argument("suite", choices=["physics", "render", "init", "env", "accuracy", "hardware", "mpc"])
     bench.add_argument("--out", default=None, help="JSON file to write")
     bench.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run, noisier figures)")
     bench.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads (default: torch's choice); 1 gives steadier figures on a busy machine")
+    bench.add_argument("--trials", type=int, default=None, help="mpc: episodes per object (default 20, quick 3)")
 
     args = parser.parse_args(argv)
     try:
@@ -46,6 +61,26 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         from cgwm_env import sggs
 
         sggs.main(args)
+    elif args.verb == "learn":
+        from cgwm_env import refine
+
+        refine.main(args)
+    elif args.verb == "eval":
+        from cgwm_env import evaluate
+
+        evaluate.main(args)
+    elif args.verb == "calibrate":
+        from hardware import calibration
+
+        calibration.main(args)
+    elif args.verb == "play":
+        from hardware import playback
+
+        playback.main(args)
+    elif args.verb == "demo" and args.scene == "mpc":
+        from cgwm_env import mpc_demo
+
+        mpc_demo.run(args.out, seed=args.seed, max_steps=args.steps, config=args.config)
     elif args.verb == "demo":
         from cgwm_env import sim_demo
         from cgwm_env.config import load_model_settings
@@ -67,6 +102,22 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             from cgwm_env.bench import render
 
             render.run(args.out, repeats=5 if args.quick else 20)
+        elif args.suite == "env":
+            from cgwm_env.bench import env
+
+            env.run(args.out, quick=args.quick)
+        elif args.suite == "mpc":
+            from cgwm_env.bench import mpc
+
+            mpc.run(args.out, quick=args.quick, trials=args.trials)
+        elif args.suite == "hardware":
+            from hardware import bench as hardware_bench
+
+            hardware_bench.run(args.out, quick=args.quick)
+        elif args.suite == "accuracy":
+            from cgwm_env.bench import accuracy
+
+            accuracy.run(args.out, quick=args.quick)
         else:
             from cgwm_env.bench import init
 

@@ -167,7 +167,10 @@ def _load_gaussians(folder: Path, doc: dict, key: str, file: Path) -> SphereGaus
     name = doc[key]
     if not isinstance(name, str) or Path(name).name != name or not (folder / name).is_file():
         raise ValueError(f"{file}: {key}: expected the name of a .npz file inside {folder}, got {name!r}")
-    return SphereGaussians.load_npz(folder / name)
+    try:
+        return SphereGaussians.load_npz(folder / name)
+    except ValueError as err:
+        raise ValueError(f"{file}: {key}: {folder / name} is not a Gaussians .npz ({err})") from err
 
 
 def params_values(params: PhysicalParams) -> dict:

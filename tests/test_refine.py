@@ -1,0 +1,258 @@
+"""Stage II (refine.py), the WorldModel bundle and `cgwm eval`, at small image sizes."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cgwm_env import evaluate, refine
+from cgwm_env.camera import Camera, look_at
+from cgwm_env.contact import ContactSettings
+from cgwm_env.gaussians import SphereGaussians
+from cgwm_env.metrics import e_trans
+from cgwm_env.model import PhysicalParams, State, box_model, solid_box_inertia
+from cgwm_env.render import render
+from cgwm_env.world_model import WorldModel, predict_states, render_states
+
+SIZE, FPS, SUB, FRAMES = 48, 30.0, 8, 12
+MU, K, D = 0.5, 10.0, 1.0  # plain gains: K N/m and D N s/m per row; K shows as the resting sink
+PLAIN = dict(contact=ContactSettings(gain_mode="plain"))
+
+
+def _truth_model():
+    return box_model(0.05, 0.1, MU, per_edge=5, kappa=K, delta=D, dt=1.0 / (FPS * SUB), **PLAIN)
+
+
+def _clip(start: State, name: str) -> refine.Clip:
+    """A clip drawn by our simulator and renderer with the true parameters."""
+    model = _truth_model()
+    camera = Camera.from_fovy(math.radians(40), SIZE, SIZE, look_at((0.05, -0.25, 0.08), (0.05, 0.0, 0.02)))
+    background = torch.full((SIZE, SIZE, 3), 0.8)
+    with torch.no_grad():
+        states = predict_states(model, start, FRAMES, SUB)
+        images = render_states(model.gaussians, states.position[0], states.quat[0], camera, background).clamp(0, 1)
+    return refine.Clip(name, images, torch.ones(FRAMES, SIZE, SIZE), camera, background, FPS, "fall", "box",
+                       truth=states)
+
+
+@pytest.fixture(scope="module")
+def learned():
+    torch.manual_seed(0)
+    train_start = State.make([[0.0, 0.0, 0.03]], velocity=[[0.5, 0.0, 0.0]])
+    train = _clip(train_start, "train")
+    initial = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), MU - 0.3, K / 3, D)
+    settings = refine.LearnSettings(iterations=80, lr=0.1, lr_geometry=0.0, window=0)
+    wm, history = refine.learn(_truth_model().gaussians, [train], initial, settings, progress=False,
+                               model_kwargs=PLAIN, starts=[train_start])
+    return wm, history, initial
+
+
+def test_learning_recovers_mu_and_stiffness(learned):
+    wm, history, _ = learned
+    mu, k = float(wm.params.mu), float(wm.params.stiffness)
+    print(f"mu {MU - 0.3} -> {mu:.3f} (truth {MU}); K {K / 3:.2f} -> {k:.2f} (truth {K}); "
+          f"PSNR {history[0]['psnr']:.1f} -> {history[wm.info['best_iteration']]['psnr']:.1f} dB")
+    assert abs(mu - MU) < 0.06  # started 0.3 off
+    assert abs(math.log(k / K)) < math.log(1.5)  # started a factor 3 off
+    assert history[wm.info["best_iteration"]]["psnr"] > history[0]["psnr"] + 10.0
+
+
+def test_learned_model_predicts_a_held_out_clip_better(learned):
+    wm, _, initial = learned
+    start = State.make([[0.0, 0.01, 0.035]], velocity=[[0.35, 0.1, 0.0]])
+    held = _clip(start, "held")
+    errors = {}
+    for name, params in (("initial", initial), ("learned", wm.params)):
+        with torch.no_grad():
+            states = predict_states(wm.model(params=params), start, FRAMES, SUB)
+        errors[name] = float(e_trans(held.truth.position, states.position))
+    print(f"held-out E_trans: initial {errors['initial'] * 100:.2f} cm, learned {errors['learned'] * 100:.2f} cm")
+    assert errors["learned"] < 0.6 * errors["initial"]
+
+
+def test_world_model_bundle_round_trips(learned, tmp_path):
+    wm, _, _ = learned
+    wm.save(tmp_path / "wm")
+    back = WorldModel.load(tmp_path / "wm")
+    for a, b in zip(wm.params.tensors(), back.params.tensors()):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(wm.gaussians.tensors(), back.gaussians.tensors()):
+        torch.testing.assert_close(a, b)
+    assert back.contact.gain_mode == "plain" and back.dt == wm.dt and back.initial_gaussians is not None
+    model = back.model(params=back.initial_params)
+    torch.testing.assert_close(model.params.mu, wm.initial_params.mu)
+    start = State.make([[0.0, 0.0, 0.03]])
+    torch.testing.assert_close(predict_states(back.model(), start, 3, SUB).position,
+                               predict_states(wm.model(), start, 3, SUB).position)
+
+
+def test_bundle_loader_names_what_is_wrong(learned, tmp_path):
+    wm, _, _ = learned
+    folder = wm.save(tmp_path / "wm")
+    with pytest.raises(ValueError, match="path"):
+        WorldModel.load(tmp_path / "missing")
+    doc = json.loads((folder / "world_model.json").read_text())
+    bad = dict(doc, params={"raw": {**doc["params"]["raw"], "mu_raw": [1.0, 2.0]}})
+    (folder / "world_model.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="mu_raw"):
+        WorldModel.load(folder)
+    (folder / "world_model.json").write_text(json.dumps(dict(doc, dt=-1)))
+    with pytest.raises(ValueError, match="dt"):
+        WorldModel.load(folder)
+    (folder / "world_model.json").write_text(json.dumps(dict(doc, gaussians="../elsewhere.npz")))
+    with pytest.raises(ValueError, match="gaussians"):
+        WorldModel.load(folder)
+    (folder / "world_model.json").write_text("{not json")
+    with pytest.raises(ValueError, match="JSON"):
+        WorldModel.load(folder)
+    (folder / "world_model.json").write_text(json.dumps(doc))
+    (folder / "gaussians.npz").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="npz"):
+        WorldModel.load(folder)
+    with pytest.raises(ValueError, match="not a Model field"):
+        wm.model(stiffness=3.0)
+
+
+def test_corrupt_inputs_fail_clearly(tmp_path):
+    with pytest.raises(ValueError, match="lambda_structure"):
+        refine.LearnSettings(lambda_structure=2.0)
+    with pytest.raises(ValueError, match="loftr_weights"):
+        refine.LearnSettings(structure="loftr")
+    with pytest.raises(ValueError, match="loftr_weights"):
+        refine.LoftrFeatureLoss(tmp_path / "none.ckpt")
+    with pytest.raises(ValueError, match="data"):
+        refine.clip_paths(tmp_path / "nothing", "train")
+    with pytest.raises(ValueError, match="data"):
+        refine.clip_paths(tmp_path, "train")
+    g = SphereGaussians.from_spheres(torch.zeros(1, 3), 0.01)
+    with pytest.raises(ValueError, match="clips"):
+        refine.learn(g, [], PhysicalParams.from_values(0.1, [1e-5] * 3, 0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="gaussians"):
+        refine.run_learn(tmp_path, tmp_path / "g.txt", tmp_path / "out")
+    with pytest.raises(ValueError, match="mass"):
+        refine.volume_inertia(g, -1.0)
+    start = State.make([[0.0, 0.0, 0.1]])
+    with pytest.raises(ValueError, match="pusher_velocity"):
+        predict_states(_truth_model(), start, 3, 2, torch.zeros(1, 5, 3))
+    clip = _clip(start, "blank")
+    blank = dataclasses.replace(clip, masks=torch.zeros_like(clip.masks))
+    with pytest.raises(ValueError, match="mask of frame 0 is empty"):
+        refine.estimate_pose(_truth_model().gaussians, blank, 0)
+
+
+def test_pose_estimate_finds_the_true_pose():
+    start = State.make([[0.01, 0.0, 0.06]], quat=[[0.9, 0.3, -0.2, 0.25]])
+    start = start._replace(quat=start.quat / start.quat.norm())
+    clip = _clip(start, "pose")
+    alpha = render(_truth_model().gaussians, clip.camera, pose=(start.position[0], start.quat[0])).alpha
+    clip = dataclasses.replace(clip, masks=(alpha > 0.5).float().expand(FRAMES, SIZE, SIZE))
+    settings = refine.LearnSettings()
+    position, quat, _ = refine.estimate_pose(_truth_model().gaussians, clip, 0, settings)
+    angle = 2 * math.acos(min(1.0, abs(float((quat * start.quat[0]).sum()))))
+    print(f"pose error {float((position - start.position[0]).norm()) * 1e3:.1f} mm, {angle:.3f} rad")
+    assert float((position - start.position[0]).norm()) < 5e-3 and angle < 0.15
+
+
+def test_volume_inertia_of_a_box_shell_is_the_solid_boxs():
+    g = box_model(0.05, 0.1, 0.5, per_edge=8).gaussians
+    inertia = refine.volume_inertia(g, 0.1)
+    expected = torch.diag(solid_box_inertia(0.1, 0.05))
+    torch.testing.assert_close(inertia, expected, rtol=0.08, atol=1e-7)
+
+
+def test_learning_variables_map_to_params_with_exact_gradients():
+    params = PhysicalParams.from_values(0.2, torch.tensor([[2e-4, 1e-5, 0.0], [1e-5, 3e-4, 2e-5], [0.0, 2e-5, 1e-4]]),
+                                        0.4, 0.6, 0.3, dtype=torch.float64)
+    leaves = refine._to_leaves(params)
+    back = refine._from_leaves(leaves)
+    torch.testing.assert_close(back.inertia, params.inertia)
+    variables = [t.detach().clone().requires_grad_() for t in leaves]
+
+    def inertia(log_diag, relative):
+        return refine._from_leaves([variables[0], log_diag, relative, *variables[3:]]).inertia
+
+    assert torch.autograd.gradcheck(inertia, (variables[1], variables[2]))
+
+
+def test_image_loss_and_loftr_features(tmp_path):
+    from kornia.feature import LoFTR
+
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 32, 32, 3), torch.rand(2, 32, 32, 3)
+    loss = refine.ImageLoss(refine.LearnSettings(lambda_structure=0.2))
+    assert torch.allclose(loss(a, a), torch.zeros(2), atol=1e-6) and (loss(a, b) > 0.1).all()
+    torch.save({"state_dict": {f"matcher.{k}": v for k, v in LoFTR(pretrained=None).state_dict().items()}},
+               tmp_path / "loftr.ckpt")
+    loftr = refine.ImageLoss(refine.LearnSettings(structure="loftr", loftr_weights=str(tmp_path / "loftr.ckpt")))
+    pred = a.clone().requires_grad_()
+    value = loftr(pred, b).sum()
+    value.backward()
+    assert value > 0 and torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+    assert torch.allclose(loftr(b, b), torch.zeros(2), atol=1e-5)
+    torch.save({"backbone.nonsense": torch.zeros(1)}, tmp_path / "bad.ckpt")
+    with pytest.raises(ValueError, match="loftr_weights"):
+        refine.LoftrFeatureLoss(tmp_path / "bad.ckpt")
+
+
+def test_eval_table_lists_every_method():
+    row = {"object": "cube", "Ours": {"e_trans": 0.01, "e_rot": 0.02, "e_psnr": 30.0},
+           "No_opt": {"e_trans": 0.03, "e_rot": 0.04, "e_psnr": 25.0}}
+    table = evaluate.format_table([row, {**row, "object": "duck"}], "fall")
+    assert table.startswith("Fall-and-rebound") and "| cube | 0.0100 | 0.0200 | 0.0300 | 0.0400 | 30.00 | 25.00 |" in table
+    assert "| **mean** |" in table
+    with pytest.raises(ValueError, match="samples"):
+        evaluate.CemSettings(samples=1)
+    with pytest.raises(ValueError, match="mu_range"):
+        evaluate.CemSettings(mu_range=(0.5, 0.1))
+
+
+@pytest.fixture(scope="module")
+def fall_data(tmp_path_factory):
+    from cgwm_env.data.synth import synth
+
+    root = tmp_path_factory.mktemp("fall")
+    synth("fall", "cube", root / "data", episodes=1, seed=1, size=32)
+    return root
+
+
+def test_mujoco_twin_replays_the_recorded_clip(fall_data):
+    clip = refine.load_clip(fall_data / "data" / "test_000")
+    physics = clip.physics
+    twin = evaluate.MujocoTwin("cube", physics["timestep"], physics["substeps"], False, 2)
+    true = np.array([[physics["mass"], physics["friction"], *physics["solref"]]] * 2)
+    position, quat = twin.rollout(true, evaluate.first_state(clip), len(clip))
+    assert position.shape == (2, len(clip), 3) and quat.shape == (2, len(clip), 4)
+    assert float(e_trans(clip.truth.position[0], position[0])) < 2e-3
+    other = np.array([[physics["mass"], 0.1, 0.03, 1.0]])
+    assert float(e_trans(clip.truth.position[0], twin.rollout(other, evaluate.first_state(clip), len(clip))[0][0])) > 2e-3
+
+
+def test_learn_and_eval_commands_write_their_outputs(fall_data, tmp_path):
+    from cgwm_env.cli import main
+
+    gfile = tmp_path / "g.npz"
+    box_model(0.05, 0.1, 0.5, per_edge=5).gaussians.save_npz(gfile)
+    config = tmp_path / "learn.yaml"
+    config.write_text("candidates: 4\npose_iterations: 3\nvelocity_iterations: 2\ninitial:\n  mu: 0.3\n")
+    model = tmp_path / "model"
+    assert main(["learn", "--data", str(fall_data / "data"), "--gaussians", str(gfile), "--out", str(model),
+                 "--config", str(config), "--iterations", "2"]) == 0
+    log = [json.loads(line) for line in (model / "learn_log.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in log] == [0, 1, 2] and log[0]["mu"] == pytest.approx(0.3, abs=1e-5)
+    wm = WorldModel.load(model)
+    assert wm.info["initial_states"][0]["velocity_mode"] == "estimate"
+    assert (model / "psnr.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["eval", "--model", str(model), "--data", str(fall_data / "data"), "--cem-iterations", "1",
+                 "--cem-samples", "4"]) == 0
+    result = json.loads((model / "eval" / "eval.json").read_text())
+    for method in ("Ours", "No_opt", "CEM+MuJoCo+R"):
+        assert np.isfinite(result[method]["e_trans"]) and result[method]["e_psnr"] > 5.0
+    assert "| cube |" in (model / "eval" / "table.md").read_text()
+    assert (model / "eval" / "test_000.gif").read_bytes()[:3] == b"GIF"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("iterashuns: 3\n")
+    assert main(["learn", "--data", str(fall_data / "data"), "--gaussians", str(gfile), "--out", str(model),
+                 "--config", str(bad)]) == 2
