@@ -13,15 +13,22 @@ from cgwm_env.contact import ContactSettings
 _TOP_KEYS = {"dt", "gravity", "ground_height", "ground_contacts", "sdf", "contact"}
 
 
-def load_model_settings(path: str | Path) -> dict:
-    """Keyword arguments for Model (or box_model) from a YAML file; a ValueError names any
-    unknown or malformed key."""
+def read_yaml_mapping(path: str | Path, name: str = "path") -> dict:
+    """The mapping in a YAML file ({} for an empty file); a ValueError names `name` if the file
+    cannot be read or parsed, or holds something else than a mapping."""
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"path: cannot read settings from {path}: {err}") from err
+        raise ValueError(f"{name}: cannot read settings from {path}: {err}") from err
     if not isinstance(data, dict):
-        raise ValueError(f"path: {path} must hold a mapping of settings, got {type(data).__name__}")
+        raise ValueError(f"{name}: {path} must hold a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def load_model_settings(path: str | Path) -> dict:
+    """Keyword arguments for Model (or box_model) from a YAML file; a ValueError names any
+    unknown or malformed key."""
+    data = read_yaml_mapping(path)
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise ValueError(f"{sorted(unknown)[0]}: unknown setting in {path}; expected some of {sorted(_TOP_KEYS)}")

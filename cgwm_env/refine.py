@@ -637,14 +637,9 @@ def plot_curves(curves: dict, path, title: str) -> None:
 def load_learn_settings(path) -> dict:
     """LearnSettings fields and initial values (mass, mu, stiffness, damping) from a YAML file;
     a ValueError names an unknown key."""
-    import yaml
+    from cgwm_env.config import read_yaml_mapping
 
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"config: cannot read {path}: {err}") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"config: {path} must hold a mapping, got {type(data).__name__}")
+    data = read_yaml_mapping(path, "config")
     known = {f.name for f in dataclasses.fields(LearnSettings)} | {"initial"}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -4,10 +4,8 @@ the camera's streams, and the calibration markers."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 
-import yaml
-
+from cgwm_env.config import read_yaml_mapping
 from hardware.calibration import MarkerLayout
 from hardware.dynamixel import HandConfig
 
@@ -44,12 +42,7 @@ def load_config(path=None) -> HardwareConfig:
     where a section or key is absent (None: all defaults). Unknown keys raise ValueError."""
     if path is None:
         return HardwareConfig()
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"path: cannot read hardware settings from {path}: {err}") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"path: {path} must hold a mapping of settings, got {type(data).__name__}")
+    data = read_yaml_mapping(path)
     unknown = sorted(set(data) - {"hand", "camera", "calibration"})
     if unknown:
         raise ValueError(f"{unknown[0]}: unknown section in {path}; expected hand, camera, calibration")

@@ -162,7 +162,25 @@ class LeapCore:
         return (rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
-class LeapHandEnv(gym.Env):
+class PlannerAccess:
+    """What planners read of an env on the world model: its Model, batched State and pure step."""
+
+    core: LeapCore
+
+    @property
+    def model(self) -> Model:
+        return self.core.model
+
+    @property
+    def state(self) -> State:
+        return self.core.state
+
+    def simulate(self, state: State, action: torch.Tensor) -> State:
+        """The pure control step of the world model (LeapCore.simulate)."""
+        return self.core.simulate(state, action)
+
+
+class LeapHandEnv(PlannerAccess, gym.Env):
     """One environment; see the module doc. kwargs: model (a Model with a hand, e.g. a learned world
     model; default the bundled cube), image_size (px), image_obs (add "rgb" to the observation)."""
 
@@ -176,18 +194,6 @@ class LeapHandEnv(gym.Env):
         self.render_mode = render_mode
         self.observation_space = self.core.observation_space()
         self.action_space = task.action_space()
-
-    @property
-    def model(self) -> Model:
-        return self.core.model
-
-    @property
-    def state(self) -> State:
-        return self.core.state
-
-    def simulate(self, state: State, action: torch.Tensor) -> State:
-        """The pure control step of the world model (LeapCore.simulate)."""
-        return self.core.simulate(state, action)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -207,7 +213,7 @@ class LeapHandEnv(gym.Env):
         return self.core.image(0) if self.render_mode == "rgb_array" else None
 
 
-class LeapHandVectorEnv(VectorEnv):
+class LeapHandVectorEnv(PlannerAccess, VectorEnv):
     """num_envs environments stepped as one batch (gym.make_vec); next-step autoreset."""
 
     metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -224,18 +230,6 @@ class LeapHandVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._elapsed = np.zeros(num_envs, int)
         self._needs_reset = np.zeros(num_envs, bool)
-
-    @property
-    def model(self) -> Model:
-        return self.core.model
-
-    @property
-    def state(self) -> State:
-        return self.core.state
-
-    def simulate(self, state: State, action: torch.Tensor) -> State:
-        """The pure control step of the world model (LeapCore.simulate)."""
-        return self.core.simulate(state, action)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
