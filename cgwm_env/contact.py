@@ -21,7 +21,6 @@ Gain modes:
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -59,19 +58,10 @@ def cone_edges(mu: torch.Tensor, n_dirs: int) -> torch.Tensor:
     mu: (B,) -> (B, 3, n_dirs). A row's velocity is (frame velocity) @ edges, and a row force
     lambda_j acts along the frame vector edges[:, :, j].
     """
-    normal, tangential = _cone_directions(n_dirs, mu.dtype, mu.device)  # (1, 3, n_d) each
-    return normal - mu[:, None, None] * tangential
-
-
-@functools.cache
-def _cone_directions(n_dirs: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1, 0, 0) and (0, cos a_j, sin a_j) as (1, 3, n_dirs) tensors."""
-    angles = torch.arange(n_dirs, dtype=torch.float64) * (2 * torch.pi / n_dirs)
-    normal = torch.zeros(1, 3, n_dirs, dtype=dtype, device=device)
-    normal[:, 0] = 1.0
-    tangential = torch.zeros_like(normal)
-    tangential[0, 1:] = torch.stack((torch.cos(angles), torch.sin(angles))).to(dtype)
-    return normal, tangential
+    angles = torch.arange(n_dirs, dtype=mu.dtype, device=mu.device) * (2 * torch.pi / n_dirs)
+    tangential = torch.stack((torch.cos(angles), torch.sin(angles)))  # (2, n_dirs)
+    ones = torch.ones_like(angles).expand(mu.shape[0], 1, n_dirs)
+    return torch.cat((ones, -mu[:, None, None] * tangential), dim=1)
 
 
 def contact_forces(

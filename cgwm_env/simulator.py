@@ -18,12 +18,13 @@ the CPU than (B, C, 3).
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
 
 from cgwm_env import math3d
-from cgwm_env.collision import contact_frames, plane_sdf, soft_sdf, soft_sdf_grid, surface_points
+from cgwm_env.collision import SphereGrid, contact_frames, plane_sdf, soft_sdf, soft_sdf_grid, surface_points
 from cgwm_env.contact import cone_edges, contact_forces
 from cgwm_env.hand import forward_kinematics, jacobian_at, joint_axes, link_points
 from cgwm_env.model import Model, State, check_state
@@ -35,13 +36,14 @@ class Prepared(NamedTuple):
     inv_mass: torch.Tensor  # (B,) 1/kg
     inertia: torch.Tensor  # (B, 3, 3) body frame, kg m^2
     inv_inertia: torch.Tensor  # (B, 3, 3)
-    mu: torch.Tensor  # (B,)
     stiffness: torch.Tensor  # (B,)
     damping: torch.Tensor  # (B,)
     gravity: torch.Tensor  # (3,) m/s^2
+    cone: torch.Tensor  # (B, 3, n_d): the dual-cone rows in contact-frame coordinates (contact.cone_edges)
     ground_edges: torch.Tensor  # (B, 3, n_d, 1): the dual-cone rows' directions on the ground
     ground_index: torch.Tensor | None  # (K,) the spheres that may touch the ground, None: all
     hand_inv_mass: torch.Tensor | None  # (B, 16) the hand's block of M^-1, 1 / (h (D + h K)); None: no hand
+    grid: SphereGrid | None  # the object's neighbour grid for the hand's soft distances; None: no hand
 
 
 def prepare(model: Model, batch: int) -> Prepared:
@@ -50,13 +52,15 @@ def prepare(model: Model, batch: int) -> Prepared:
     inertia = p.inertia.expand(batch, 3, 3)
     mu = p.mu.expand(batch)
     ground_frame = _GROUND_FRAME.to(inertia).expand(batch, 3, 3)[..., None]
-    hand_inv_mass = None
+    hand_inv_mass = grid = None
     if model.hand is not None:
         h = model.hand
         hand_inv_mass = inertia.new_full((batch, len(h.lower)), 1.0 / (model.dt * (h.damping + model.dt * h.stiffness)))
-    return Prepared(1.0 / p.mass.expand(batch), inertia, math3d.inverse3(inertia), mu,
-                    p.stiffness.expand(batch), p.damping.expand(batch), inertia.new_tensor(model.gravity),
-                    _edges(ground_frame, mu, model.contact.n_dirs), model.ground_candidates(), hand_inv_mass)
+        grid = model.sphere_grid()
+    cone = cone_edges(mu, model.contact.n_dirs)
+    return Prepared(1.0 / p.mass.expand(batch), inertia, math3d.inverse3(inertia),
+                    p.stiffness.expand(batch), p.damping.expand(batch), inertia.new_tensor(model.gravity), cone,
+                    _edges(ground_frame, cone), model.ground_candidates(), hand_inv_mass, grid)
 
 
 def step(model: Model, state: State, action: torch.Tensor | None = None) -> State:
@@ -132,18 +136,27 @@ def hand_kinematics(model: Model, joints: torch.Tensor) -> HandKinematics:
     return HandKinematics(joints, table, joint_axes(link_poses), gravity_torques)
 
 
-def control_step(model: Model, prepared: Prepared, state: State, action: torch.Tensor, substeps: int) -> State:
+def control_step(model: Model, prepared: Prepared, state: State, action: torch.Tensor, substeps: int,
+                 compiled: bool = False) -> State:
     """`substeps` physics steps as one control step, no input checks: a pusher keeps its velocity
     action (B, 3) m/s throughout; a hand's target change action (B, 16) rad is applied at the first,
-    and its kinematics are worked out once, at the start (HandKinematics)."""
+    and its kinematics are worked out once, at the start (HandKinematics). compiled: run the physics
+    steps through torch.compile (several times faster at small batches; the first call per model,
+    batch size and dtype compiles for 20-60 s)."""
+    physics_step = _compiled_step() if compiled else step_prepared
     if model.hand is None:
         for _ in range(substeps):
-            state = step_prepared(model, prepared, state, action)
+            state = physics_step(model, prepared, state, action)
         return state
     kinematics = hand_kinematics(model, state.hand)
     for i in range(substeps):
-        state = step_prepared(model, prepared, state, action if i == 0 else torch.zeros_like(action), kinematics)
+        state = physics_step(model, prepared, state, action if i == 0 else torch.zeros_like(action), kinematics)
     return state
+
+
+@functools.cache
+def _compiled_step():
+    return torch.compile(step_prepared, dynamic=False)
 
 
 def step_prepared(model: Model, prepared: Prepared, state: State, action: torch.Tensor,
@@ -307,7 +320,7 @@ def pusher_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tenso
     levers = surface_points(query, dist, normals) - state.position[:, None, :]
     frames = contact_frames(-normals).permute(0, 2, 3, 1)  # (B, 3, 3, P); the object moves away along -n
     return ContactRows(dist - model.pusher_radii, levers.transpose(1, 2),
-                       _edges(frames, prepared.mu, model.contact.n_dirs), pusher_velocity)
+                       _edges(frames, prepared.cone), pusher_velocity)
 
 
 def hand_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tensor,
@@ -317,7 +330,7 @@ def hand_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tensor,
     distance, with the hand's contact Jacobians."""
     hand, g, k = model.hand, model.gaussians, kinematics
     batch, count = k.points.shape[:2]
-    grid = model.sphere_grid()
+    grid = prepared.grid
     radii = hand.query_radii.to(rot)
     start = (k.points - state.position[:, None, :]) @ rot  # R^T (p - x), row-vector form
     coarse = grid.nearest[grid.cell_of(start)] - radii
@@ -342,7 +355,7 @@ def hand_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tensor,
     turn = torch.stack((ay * oz - az * oy, az * ox - ax * oz, ax * oy - ay * ox), dim=2)  # (B, C, 3, 16)
     jacobians = jacobians + turn * hand.moves[hand.query_link[pick]][:, :, None, :]
     frames = contact_frames(-normals).permute(0, 2, 3, 1)  # (B, 3, 3, C); the object moves away along -n
-    return ContactRows(dist - radii[pick], levers.transpose(1, 2), _edges(frames, prepared.mu, model.contact.n_dirs),
+    return ContactRows(dist - radii[pick], levers.transpose(1, 2), _edges(frames, prepared.cone),
                        torch.zeros_like(state.velocity), jacobians.permute(0, 2, 3, 1))
 
 
@@ -353,9 +366,10 @@ def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.stack((a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0), dim=1)
 
 
-def _edges(frames: torch.Tensor, mu: torch.Tensor, n_dirs: int) -> torch.Tensor:
-    """World directions of the dual-cone rows for frames (B, 3 (n, t1, t2), 3 (xyz), C): (B, 3, n_d, C)."""
-    return torch.einsum("bkn,bkxc->bxnc", cone_edges(mu, n_dirs), frames)
+def _edges(frames: torch.Tensor, cone: torch.Tensor) -> torch.Tensor:
+    """World directions of the dual-cone rows for frames (B, 3 (n, t1, t2), 3 (xyz), C) and the
+    cone's rows in frame coordinates (B, 3, n_d): (B, 3, n_d, C)."""
+    return torch.einsum("bkn,bkxc->bxnc", cone, frames)
 
 
 # Rows (n, t1, t2) of the ground's contact frame: moving the object up opens the gap.

@@ -66,7 +66,7 @@ def palm_camera(size: int):
 class LeapCore:
     """B environments: world-model state, goals, resets, control steps, observations and images."""
 
-    def __init__(self, batch: int, model: Model | None, image_size: int, image_obs: bool):
+    def __init__(self, batch: int, model: Model | None, image_size: int, image_obs: bool, compiled: bool = False):
         self.model = model if model is not None else default_model()
         if self.model.hand is None:
             raise ValueError("model: expected a Model with a hand (hand=cgwm_env.hand.HandModel())")
@@ -76,7 +76,7 @@ class LeapCore:
                              f"got {self.model.dt}")
         if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 1:
             raise ValueError(f"image_size: expected a positive integer (px), got {image_size!r}")
-        self.batch, self.image_size, self.image_obs = batch, int(image_size), image_obs
+        self.batch, self.image_size, self.image_obs, self.compiled = batch, int(image_size), image_obs, compiled
         self.prepared = prepare(self.model, batch)
         self.camera = palm_camera(self.image_size)
         self.hand_links, self.hand_look = hand_gaussians()
@@ -121,7 +121,7 @@ class LeapCore:
 
     def simulate(self, state: State, action: torch.Tensor) -> State:
         """The pure control step: `state` after joint-target changes `action` (B, 16) rad and CONTROL_DT s."""
-        return control_step(self.model, self.prepared, state, action, self.substeps)
+        return control_step(self.model, self.prepared, state, action, self.substeps, self.compiled)
 
     def step(self, action: torch.Tensor) -> None:
         with torch.no_grad():
@@ -182,15 +182,17 @@ class PlannerAccess:
 
 class LeapHandEnv(PlannerAccess, gym.Env):
     """One environment; see the module doc. kwargs: model (a Model with a hand, e.g. a learned world
-    model; default the bundled cube), image_size (px), image_obs (add "rgb" to the observation)."""
+    model; default the bundled cube), image_size (px), image_obs (add "rgb" to the observation),
+    compile (run the physics through torch.compile: several times faster, after 20-60 s of
+    compilation on the first step)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": round(1.0 / task.CONTROL_DT)}
 
     def __init__(self, render_mode: str | None = None, model: Model | None = None, image_size: int = 128,
-                 image_obs: bool = False):
+                 image_obs: bool = False, compile: bool = False):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode: expected None or 'rgb_array', got {render_mode!r}")
-        self.core = LeapCore(1, model, image_size, image_obs)
+        self.core = LeapCore(1, model, image_size, image_obs, compile)
         self.render_mode = render_mode
         self.observation_space = self.core.observation_space()
         self.action_space = task.action_space()
@@ -214,15 +216,17 @@ class LeapHandEnv(PlannerAccess, gym.Env):
 
 
 class LeapHandVectorEnv(PlannerAccess, VectorEnv):
-    """num_envs environments stepped as one batch (gym.make_vec); next-step autoreset."""
+    """num_envs environments stepped as one batch (gym.make_vec); next-step autoreset; kwargs as
+    LeapHandEnv's."""
 
     metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, model: Model | None = None,
-                 image_size: int = 128, image_obs: bool = False, max_episode_steps: int = task.MAX_EPISODE_STEPS):
+                 image_size: int = 128, image_obs: bool = False, max_episode_steps: int = task.MAX_EPISODE_STEPS,
+                 compile: bool = False):
         if num_envs < 1 or max_episode_steps < 1:
             raise ValueError(f"num_envs, max_episode_steps: expected positive counts, got {num_envs}, {max_episode_steps}")
-        self.core = LeapCore(num_envs, model, image_size, image_obs)
+        self.core = LeapCore(num_envs, model, image_size, image_obs, compile)
         self.num_envs, self.render_mode, self.max_episode_steps = num_envs, render_mode, max_episode_steps
         self.single_observation_space = self.core.observation_space()
         self.single_action_space = task.action_space()
