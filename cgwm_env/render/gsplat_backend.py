@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 
-def render(centers, log_scales, opacity_logits, colors, camera, near: float) -> torch.Tensor:
+def render(centers, log_scales, opacity_logits, colors, camera, near: float, antialiased: bool = False) -> torch.Tensor:
     """Same contract as torch_backend.render: per-pixel sums (H, W, 5) = sum w rgb, sum w z, alpha.
 
     gsplat differs in small ways: alpha is capped at 0.999 (not 0.99), a pixel stops at
@@ -34,7 +34,7 @@ def render(centers, log_scales, opacity_logits, colors, camera, near: float) -> 
         sh_degree=None,
         packed=False,
         render_mode="RGB+ED",
-        rasterize_mode="classic",
+        rasterize_mode="antialiased" if antialiased else "classic",
     )
     alpha = alphas[0]  # (H, W, 1)
     # "ED" divides the accumulated depth by alpha; undo it to return the sum like the torch backend.

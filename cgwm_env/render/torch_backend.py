@@ -31,11 +31,14 @@ _OY = torch.arange(TILE * TILE) // TILE
 _BASIS = torch.stack((torch.ones(TILE * TILE), _OX, _OY, _OX**2, _OX * _OY, _OY**2)).double()  # (6, 16)
 
 
-def render(centers, log_scales, opacity_logits, colors, camera, near: float) -> torch.Tensor:
+def render(centers, log_scales, opacity_logits, colors, camera, near: float, antialiased: bool = False) -> torch.Tensor:
     """Per-pixel sums (H, W, 5) = (sum w rgb, sum w z, alpha) of Gaussians seen by one camera.
 
     centers (N, 3) world, m; log_scales (N,); opacity_logits (N,); colors (N, 3); w_i is the
     compositing weight alpha_i T_i of Gaussian i at the pixel and z its centre's camera depth.
+    antialiased: scale each opacity by sqrt(det Sigma2d / det(Sigma2d + EPS2D I)) (gsplat's
+    "antialiased" mode, Mip-Splatting's 2D filter), so that the low-pass does not fatten Gaussians
+    that project small: a scene's silhouette then keeps its size with distance.
     """
     H, W = camera.height, camera.width
     p = camera.world_to_camera(centers)
@@ -53,6 +56,8 @@ def render(centers, log_scales, opacity_logits, colors, camera, near: float) -> 
     det = sxx * syy - sxy * sxy
     ca, cb, cc = syy / det, -sxy / det, sxx / det  # conic: q = ca dx^2 + 2 cb dx dy + cc dy^2
     log_o = torch.nn.functional.logsigmoid(opacity_logits[visible])
+    if antialiased:
+        log_o = log_o + 0.5 * torch.log(((sxx - EPS2D) * (syy - EPS2D) - sxy * sxy) / det)
     table = torch.cat((torch.stack((u, v, ca, cb, cc, log_o)), colors[visible].T, z[None]))  # (10, N)
     with torch.no_grad():
         qmax = torch.clamp(2.0 * (log_o - math.log(ALPHA_MIN)), max=9.0)
