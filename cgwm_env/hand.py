@@ -275,8 +275,9 @@ class HandModel:
 
 
 def hand_gaussians(spacing: float = 0.007) -> tuple[torch.Tensor, SphereGaussians]:
-    """Gaussians for drawing the hand: spheres of radius spacing / 2 about `spacing` m apart on the
-    surfaces of its collision geoms, coloured as the MJCF colours them. Returns the link index (N,)
+    """Gaussians for drawing the hand: scale 0.35 spacing (radius 0.7 spacing: neighbours overlap
+    into a closed surface, which smaller ones leave open in the antialiased renderer), about
+    `spacing` m apart on the surfaces of its collision geoms, coloured as the MJCF colours them. Returns the link index (N,)
     of each and the Gaussians in their link frames; place them with link_points(forward_kinematics(q), ...)."""
     links, centers, colors = [], [], []
     for g in range(_MODEL.ngeom):
@@ -293,7 +294,7 @@ def hand_gaussians(spacing: float = 0.007) -> tuple[torch.Tensor, SphereGaussian
         centers.append(_to_link(g, local))
         colors.append(np.repeat(_MODEL.geom_rgba[g:g + 1, :3], len(local), 0))
     gaussians = SphereGaussians.from_spheres(torch.tensor(np.concatenate(centers), dtype=torch.float32),
-                                             spacing / 2, torch.tensor(np.concatenate(colors), dtype=torch.float32))
+                                             0.7 * spacing, torch.tensor(np.concatenate(colors), dtype=torch.float32))
     return torch.as_tensor(np.concatenate(links)), gaussians
 
 

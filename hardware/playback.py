@@ -19,6 +19,7 @@ jitter (actual minus planned send time) is logged and returned.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -277,6 +278,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--port", default=None, help="serial port of the hand (overrides the config)")
     parser.add_argument("--out", default="out/play", help="folder for playback.json and the recorded dataset")
     parser.add_argument("--object", default="unknown", help="object name written to the dataset's meta.json")
+    parser.add_argument("--model", default=None,
+                        help="WorldModel bundle whose predicted frames the recording is compared with "
+                             "(PSNR per frame; default the bundled cube model)")
 
 
 def main(args) -> None:
@@ -297,8 +301,12 @@ def main(args) -> None:
                          "(or pass --no-camera)")
     try:
         with _devices(args.virtual, hand_config, cam_cfg, use_camera, args.camera) as (hand_config, rs_camera, camera):
+            predict = None
+            if camera is not None:
+                predict = functools.partial(_predicted_frames, camera=camera, frame_dt=float(traj.times[1] - traj.times[0]),
+                                            model_path=args.model)
             with LeapHand(hand_config) as hand:
-                result = play(hand, traj, rs_camera)
+                result = play(hand, traj, rs_camera, predict_frames=predict)
     except (HardwareError, RealSenseError) as err:
         print(f"cgwm play: hardware error: {err}", file=sys.stderr)
         raise SystemExit(3) from err
@@ -311,7 +319,20 @@ def main(args) -> None:
           f"{'track err mean rad':>19} {'max rad':>8}")
     print(f"{len(result.times):6d} {result.times[-1] - result.times[0]:8.3f} {j['mean_ms']:15.3f} {j['std_ms']:7.3f} "
           f"{j['max_abs_ms']:7.3f} {result.clamped_steps:8d} {err.mean():19.4f} {err.max():8.4f}")
+    if result.psnr is not None:
+        print(f"PSNR of the recorded frames against the world model's: mean {result.psnr.mean():.2f} dB, "
+              f"min {result.psnr.min():.2f} dB over {len(result.psnr)} frames")
     print(f"wrote {out}" + (" (dataset and playback.json)" if result.frames is not None else " (playback.json)"))
+
+
+def _predicted_frames(joint_targets, camera, frame_dt: float, model_path) -> np.ndarray:
+    """The world model's frames for the plan (cgwm_env.envs.leap.predict_frames)."""
+    from cgwm_env.envs.leap import predict_frames
+    from cgwm_env.hand import HandModel
+    from cgwm_env.world_model import WorldModel
+
+    model = None if model_path is None else WorldModel.load(model_path).model(hand=HandModel(), ground_height=None)
+    return predict_frames(joint_targets, camera, frame_dt, model)
 
 
 @contextlib.contextmanager

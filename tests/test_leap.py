@@ -175,3 +175,21 @@ def test_model_without_a_hand_is_refused():
         gym.make(LEAP, model=dataclasses.replace(cube_world_model(), hand=None))
     with pytest.raises(ValueError, match="state.hand"):
         step(dataclasses.replace(cube_world_model(), hand=HandModel()), State.make(torch.zeros(1, 3)))
+
+
+def test_predict_frames_draws_the_plan():
+    """The world model's frames for an open-loop plan (what `cgwm play` compares recordings with)."""
+    from cgwm_env.camera import Camera, look_at
+    from cgwm_env.envs.leap import predict_frames
+
+    cam = Camera.from_fovy(np.radians(45.0), 48, 36, look_at((0.2, -0.12, 0.25), (-0.03, 0.0, 0.03)))
+    targets = np.zeros((4, 16), np.float32)
+    targets[:, [13, 14, 15]] = np.linspace(0.0, 0.3, 4)[:, None]
+    frames = predict_frames(targets, cam)
+    assert frames.shape == (4, 36, 48, 3) and frames.dtype == np.uint8
+    assert (frames[-1] != frames[0]).any()  # the thumb moved
+    np.testing.assert_array_equal(predict_frames(targets, cam), frames)
+    with pytest.raises(ValueError, match="joint_targets"):
+        predict_frames(np.zeros((4, 15)), cam)
+    with pytest.raises(ValueError, match="frame_dt"):
+        predict_frames(targets, cam, frame_dt=0.001)

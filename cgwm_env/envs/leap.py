@@ -95,10 +95,7 @@ class LeapCore:
             return
         episodes = [task.sample_episode(rng) for _ in idx]
         quat = torch.as_tensor(np.stack([task.yaw_quat(yaw) for yaw, _ in episodes]))
-        g = self.model.gaussians
-        lowest = (math3d.rotate(quat[:, None, :], g.centers[None].detach())[..., 2] - g.radii.detach()).min(1).values
-        position = torch.as_tensor(task.OBJECT_XY).repeat(len(idx), 1)
-        position = torch.cat((position, (task.PALM_Z - lowest)[:, None]), 1)
+        position = self.resting_position(quat)
         home = torch.as_tensor(task.HOME_Q)
         new = dict(position=position, quat=quat, velocity=torch.zeros(len(idx), 3), omega=torch.zeros(len(idx), 3),
                    hand=home, hand_target=home)
@@ -109,6 +106,12 @@ class LeapCore:
         self.state = self.state._replace(**fields)
         self.goal[idx] = np.stack([goal for _, goal in episodes])
         self.start[idx] = position.numpy()
+
+    def resting_position(self, quat: torch.Tensor) -> torch.Tensor:
+        """Positions (n, 3) m at which the object, turned by quat (n, 4), rests on the palm at OBJECT_XY."""
+        g = self.model.gaussians
+        lowest = (math3d.rotate(quat[:, None, :], g.centers[None].detach())[..., 2] - g.radii.detach()).min(1).values
+        return torch.cat((torch.as_tensor(task.OBJECT_XY).repeat(len(quat), 1), (task.PALM_Z - lowest)[:, None]), 1)
 
     def actions(self, action, batched: bool) -> torch.Tensor:
         """Checked joint-target changes (B, 16) rad; a ValueError names `action` otherwise."""
@@ -265,3 +268,27 @@ class LeapHandVectorEnv(PlannerAccess, VectorEnv):
 
 def _first(obs: dict) -> dict:
     return {k: v[0] for k, v in obs.items()}
+
+
+def predict_frames(joint_targets, camera, frame_dt: float = task.CONTROL_DT, model: Model | None = None) -> np.ndarray:
+    """The frames (T, H, W, 3) uint8 the world model predicts for an open-loop plan of joint targets
+    (T, 16) rad, one every frame_dt s, seen by `camera` (a cgwm_env.camera.Camera): the hand starts
+    at rest at the first targets, the object upright at the task's start (yaw 0), and the targets
+    step to the next row every frame_dt. model: a Model with a hand (default the bundled one)."""
+    targets = torch.as_tensor(np.asarray(joint_targets, dtype=np.float32))
+    if targets.ndim != 2 or targets.shape[1] != task.N_JOINTS or not torch.isfinite(targets).all():
+        raise ValueError(f"joint_targets: expected finite (T, {task.N_JOINTS}) rad, got shape {tuple(targets.shape)}")
+    core = LeapCore(1, model, camera.width, False)
+    substeps = round(frame_dt / core.model.dt)
+    if substeps < 1 or abs(substeps * core.model.dt - frame_dt) > 1e-9:
+        raise ValueError(f"frame_dt: expected a multiple of the model's step {core.model.dt:.6g} s, got {frame_dt}")
+    core.camera = camera
+    quat = torch.as_tensor(task.yaw_quat(0.0))[None]
+    core.state = State.make(core.resting_position(quat), quat=quat, hand=targets[:1], hand_target=targets[:1])
+    frames = [core.image(0)]
+    with torch.no_grad():
+        for k in range(1, len(targets)):
+            change = targets[k:k + 1] - core.state.hand_target
+            core.state = control_step(core.model, core.prepared, core.state, change, substeps)
+            frames.append(core.image(0))
+    return np.stack(frames)
