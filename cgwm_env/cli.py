@@ -15,7 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--scene", choices=["mpc", "sim"], default="mpc",
                       help="mpc: MPC reorientation (default); sim: a cube dropped and a cube pushed, table and plot")
     demo.add_argument("--out", default="out/demo", help="folder for the video or plot and summary (default out/demo)")
-    demo.add_argument("--seed", type=int, default=0, help="mpc: the task's seed (start and goal yaw)")
+    demo.add_argument("--seed", type=int, default=7,
+                      help="mpc: the task's seed, start and goal yaw (default 7, one the MPC benchmark solves)")
     demo.add_argument("--steps", type=int, default=None, help="mpc: most control steps (default 500)")
     demo.add_argument("--seconds", type=float, default=1.5, help="sim: simulated time, s")
     demo.add_argument("--config", default=None,
@@ -109,7 +110,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         elif args.suite == "mpc":
             from cgwm_env.bench import mpc
 
-            mpc.run(args.out, quick=args.quick, trials=args.trials)
+            mpc.run(args.out, quick=args.quick, trials=args.trials, threads=args.threads)
         elif args.suite == "hardware":
             from hardware import bench as hardware_bench
 

@@ -12,7 +12,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_demo_writes_plot_and_summary(tmp_path):
-    assert main(["demo", "--out", str(tmp_path), "--seconds", "0.8", "--config", str(CONFIGS / "physics.yaml")]) == 0
+    assert main(["demo", "--scene", "sim", "--out", str(tmp_path), "--seconds", "0.8",
+                 "--config", str(CONFIGS / "physics.yaml")]) == 0
     summary = json.loads((tmp_path / "sim_demo.json").read_text())
     assert summary["drop_final_height_mm"] == pytest.approx(25.0, abs=0.5)  # resting on a face
     assert summary["drop_final_tilt_deg"] < 1.0

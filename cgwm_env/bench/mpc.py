@@ -1,0 +1,95 @@
+"""`cgwm bench mpc`: the gradient-based MPC's on-palm reorientation in the MuJoCo twin, per object.
+
+Per object with a world model (a bundle in cgwm_env/assets/world_models/<object>; today only the
+cube ships one), `trials` episodes of ContactGaussian-LeapHandMuJoCo-v0 (seeds 0..trials-1) with
+the world model planning (controllers.tasks.run_episode, settings from configs/mpc.yaml or
+MPCSettings' defaults). Reports success (error < 0.04 for 20 consecutive steps within 500), the
+mean final angle error in degrees, the rate of ending within 0.1 rad, drops, and the planner's
+median and 95th-percentile solve time with the rate it allows. Objects without a world model are
+listed as skipped. Solve times are wall time on a machine shared with other work (one torch
+thread unless --threads says otherwise); compare figures from one run.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import torch
+
+from cgwm_env.data.objects import OBJECTS
+from cgwm_env.envs.leap import DEFAULT_WORLD_MODEL
+from cgwm_env.hand import HandModel
+
+WORLD_MODELS = DEFAULT_WORLD_MODEL.parent
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mpc.yaml"
+
+
+def load_settings(config=None):
+    """MPCSettings from the YAML `config`, else from configs/mpc.yaml where present, else the
+    defaults; returns them and where they came from (a path or "MPCSettings defaults")."""
+    from controllers.mpc import MPCSettings
+
+    if config:
+        return MPCSettings.from_yaml(config), str(config)
+    if CONFIG.is_file():
+        return MPCSettings.from_yaml(CONFIG), str(CONFIG)
+    return MPCSettings(), "MPCSettings defaults"
+
+
+def run(out: str | None = None, quick: bool = False, trials: int | None = None, config: str | None = None,
+        threads: int | None = None) -> dict:
+    """Run the benchmark, print a table, write JSON to `out` (default out/bench_mpc.json); returns
+    the figures. quick: 3 trials of at most 300 steps; trials: episodes per object (default 20);
+    threads: torch CPU threads (default 1: batch-1 planning is op-overhead bound, and a second
+    thread on a busy machine made solves 20 times slower)."""
+    from controllers.mpc import ReorientationMPC
+    from controllers.tasks import MAX_STEPS, run_episode, summarize
+    from cgwm_env.world_model import WorldModel
+
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+        raise ValueError(f"trials: expected a count >= 1, got {trials!r}")
+    torch.set_num_threads(threads or 1)
+    trials = trials or (3 if quick else 20)
+    max_steps = 300 if quick else MAX_STEPS
+    settings, source = load_settings(config)
+    rows = []
+    for name in OBJECTS:
+        bundle = WORLD_MODELS / name
+        if not (bundle / "world_model.json").is_file():
+            rows.append({"object": name, "skipped": f"no world model in {bundle}"})
+            continue
+        model = WorldModel.load(bundle).model(hand=HandModel(), ground_height=None)
+        planner = ReorientationMPC(model, settings)
+        env = gym.make("ContactGaussian-LeapHandMuJoCo-v0", object=name)
+        results, start = [], time.perf_counter()
+        for seed in range(trials):
+            r = run_episode(env, planner, seed, max_steps=max_steps)
+            results.append(r)
+            print(f"{name} trial {seed + 1}/{trials}: {'success' if r.success else 'failure'} in {r.steps} steps, "
+                  f"final error {r.final_angle_deg:.1f} deg{', dropped' if r.dropped else ''}", flush=True)
+        env.close()
+        row = {"object": name, **summarize(results), "wall_s": time.perf_counter() - start,
+               "episodes_detail": [{k: v for k, v in vars(r).items() if k != "solve_times"} for r in results]}
+        rows.append(row)
+    print(f"\n{'object':8} {'trials':>6} {'success':>8} {'final deg':>9} {'<0.1 rad':>8} {'dropped':>7} "
+          f"{'solve ms p50':>12} {'p95':>7} {'MPC Hz':>7}")
+    for r in rows:
+        if "skipped" in r:
+            print(f"{r['object']:8} skipped: {r['skipped']}")
+            continue
+        print(f"{r['object']:8} {r['episodes']:>6} {r['success_rate']:>8.0%} {r['mean_final_error_deg']:>9.1f} "
+              f"{r['reach_0.1rad_rate']:>8.0%} {r['dropped']:>7} {r['solve_ms_median']:>12.1f} "
+              f"{r['solve_ms_p95']:>7.1f} {r['mpc_hz']:>7.1f}")
+    result = {"task": "on-palm reorientation, MuJoCo twin, world model planning", "trials": trials,
+              "max_steps": max_steps, "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__},
+              "config": source, "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(), "rows": rows}
+    out = Path(out or "out/bench_mpc.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return result

@@ -1,0 +1,218 @@
+"""Gradient-based model-predictive control of the LEAP Hand over a world model (paper section IV-C).
+
+Each control step the planner optimizes the changes of the 16 joint targets over a horizon of H
+control steps, U (H, 16) rad within +-action_bound, by a few projected Adam steps on the cost of
+the complementarity-free MPC literature (Jin 2024, on-palm reorientation):
+
+    sum_t  w_o (1 - <q_t, q*>^2) + w_p |x_t - x_hold|^2 + w_f sum_i |tip_i,t - x_t|^2 + w_u |u_t|^2
+
+over the predicted states t = 1..H: the orientation error to the goal q*, the object's centre held
+where it started on the palm, the four fingertip pads' centres drawn to the object's centre (to
+make contact) and the action's size, backpropagating through the world model. (Jin weighs
+orientation and position at the horizon's end only, over 0.4 s; over our 0.1 s horizon that left
+the cube where it was, a cost at every step turned it.) The solver is Adam with one second moment
+for the whole plan (the largest squared gradient entry): a plain per-coordinate Adam turns the
+near-zero gradients of joints that touch nothing into full-size noisy steps, and the cube was
+pushed off the palm. It sends U[0] and keeps the rest, shifted by one step, as the next call's
+start (the first moment too).
+
+The rollout runs on a coarser copy of the world model (planning_model): physics step plan_dt
+(1/60 s in configs/mpc.yaml, 2 per control step instead of 16) with "plain" contact gains scaled
+to stay stable, K' = gain_scale K (dt / plan_dt)^2 and D' = damping_scale D dt / plan_dt, fewer
+hand contacts, and no dry joint friction (its dead zone gives a small target change no gradient,
+and a plan starts from small changes). The hand's kinematics are worked out once per call, at
+the measured joints, and used to first order in the joint change over the whole horizon
+(simulator.HandKinematics), so no forward kinematics is differentiated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from cgwm_env.config import read_yaml_mapping
+from cgwm_env.envs.leap_task import ACTION_BOUND, CONTROL_DT
+from cgwm_env.hand import LINK_NAMES, PAD_RADIUS
+from cgwm_env.model import Model, State, check_state
+from cgwm_env.simulator import HandKinematics, hand_kinematics, prepare, step_prepared
+
+FINGERTIPS = ("if_ds", "mf_ds", "rf_ds", "th_ds")  # the links whose pads the proximity term draws to the object
+
+
+@dataclass(frozen=True)
+class MPCSettings:
+    """horizon: control steps planned ahead; iterations: projected Adam steps per control step;
+    step_size: Adam's step, rad (about the largest move of a coordinate per iteration); betas:
+    Adam's moment decays; plan_dt: the planning model's physics step, s (a divisor of the control
+    step); gain_scale, damping_scale: multipliers of the scaled
+    plain contact gains (see the module doc); max_contacts: hand query spheres in the planning
+    model's contact solve; the cost's weights (module doc), each per step of the horizon:
+    w_fingertip (1/m^2, on the four pads' squared distances to the object's centre), w_action
+    (1/rad^2), w_position (1/m^2), w_orientation (per unit of error)."""
+
+    horizon: int = 3
+    iterations: int = 2
+    step_size: float = 0.02
+    betas: tuple[float, float] = (0.7, 0.9)
+    plan_dt: float = 1.0 / 60.0
+    gain_scale: float = 0.5
+    damping_scale: float = 1.0
+    max_contacts: int = 32
+    w_fingertip: float = 5.0
+    w_action: float = 0.1
+    w_position: float = 600.0
+    w_orientation: float = 1.0
+
+    def __post_init__(self):
+        for name in ("horizon", "iterations", "max_contacts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+        for name in ("step_size", "plan_dt", "gain_scale", "damping_scale"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: expected a positive number, got {value!r}")
+        for name in ("w_orientation", "w_position", "w_fingertip", "w_action"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas: expected two numbers in [0, 1), got {self.betas!r}")
+
+    @classmethod
+    def from_yaml(cls, path) -> "MPCSettings":
+        """Settings from a YAML mapping (configs/mpc.yaml); a ValueError names an unknown key."""
+        data = read_yaml_mapping(path)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown MPC setting in {path}; expected some of {sorted(names)}")
+        if "betas" in data:
+            data["betas"] = tuple(data["betas"])
+        return cls(**data)
+
+
+def planning_model(model: Model, settings: MPCSettings, control_dt: float = CONTROL_DT) -> tuple[Model, int]:
+    """The coarse copy of `model` the planner rolls out, and its physics steps per control step.
+    Plain gains (N/m, N s/m) are rescaled to plan_dt; effective-mass gains are dimensionless and kept;
+    the hand keeps settings.max_contacts contacts at most and loses its dry joint friction."""
+    if model.hand is None:
+        raise ValueError("model: expected a Model with a hand (hand=cgwm_env.hand.HandModel())")
+    substeps = round(control_dt / settings.plan_dt)
+    if substeps < 1 or abs(substeps * settings.plan_dt - control_dt) > 1e-9:
+        raise ValueError(f"plan_dt: expected a divisor of the control step {control_dt:.6g} s, got {settings.plan_dt}")
+    params = model.params
+    if model.contact.gain_mode == "plain":
+        ratio = model.dt / settings.plan_dt
+        params = dataclasses.replace(
+            params, log_stiffness=params.log_stiffness.detach() + math.log(settings.gain_scale * ratio * ratio),
+            log_damping=params.log_damping.detach() + math.log(settings.damping_scale * ratio))
+    hand = dataclasses.replace(model.hand, max_contacts=min(settings.max_contacts, model.hand.max_contacts),
+                               friction_loss=0.0)
+    return dataclasses.replace(model, dt=settings.plan_dt, params=params, hand=hand), substeps
+
+
+class ReorientationMPC:
+    """Gradient-based MPC turning the object on the palm to a goal orientation (module doc).
+
+    model: the world model (a cgwm_env Model with a hand); settings: MPCSettings; action_bound:
+    the largest change of a joint target per control step, rad. Call plan(state, goal) once per
+    control step; reset() between episodes. solve_times holds each plan's wall time, s.
+    """
+
+    def __init__(self, model: Model, settings: MPCSettings = MPCSettings(), action_bound: float = ACTION_BOUND,
+                 control_dt: float = CONTROL_DT):
+        if not (math.isfinite(action_bound) and action_bound > 0):
+            raise ValueError(f"action_bound: expected a positive number of radians, got {action_bound!r}")
+        self.settings, self.action_bound = settings, float(action_bound)
+        self.model, self.substeps = planning_model(model, settings, control_dt)
+        self.prepared = prepare(self.model, 1)
+        self.plan_dtype = self.model.params.log_mass.dtype
+        hand = self.model.hand
+        tips = torch.as_tensor([LINK_NAMES.index(name) for name in FINGERTIPS])
+        on_pad = ((hand.query_radii - PAD_RADIUS).abs() < 1e-9) & (hand.query_link[:, None] == tips).any(1)
+        pad_of = (hand.query_link[:, None] == tips).float().argmax(1)
+        # (4, P): each pad's mean over its query spheres; the pads' centres are this times the spheres'
+        self._pad_mean = torch.stack([(on_pad & (pad_of == i)).float() for i in range(len(FINGERTIPS))])
+        self._pad_mean = (self._pad_mean / self._pad_mean.sum(1, keepdim=True)).to(self.plan_dtype)
+        self.solve_times: list[float] = []
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous plan and the solver's moments (a new episode)."""
+        shape, dtype = (self.settings.horizon, len(self.model.hand.lower)), self.plan_dtype
+        self.plan_actions = torch.zeros(shape, dtype=dtype)
+        self._m, self._v, self._count = torch.zeros(shape, dtype=dtype), torch.zeros((), dtype=dtype), 0
+        self.last_cost = math.nan
+
+    def plan(self, state: State, goal, hold_position=None) -> torch.Tensor:
+        """The next joint-target change (16,) rad, within +-action_bound, for the world-model state
+        `state` (batch 1), the goal orientation `goal` (4,) unit quaternion (w, x, y, z) and the
+        object position to hold, hold_position (3,) m (default: the state's). A NaN state or an
+        impossible goal raises ValueError before anything is planned."""
+        start = time.perf_counter()
+        state, goal, hold = self._checked(state, goal, hold_position)
+        s = self.settings
+        with torch.no_grad():
+            kinematics = hand_kinematics(self.model, state.hand)
+            tips0 = self._pad_mean @ kinematics.points[0]  # (4, 3) m, the pads' centres
+            tips_jac = torch.einsum("ip,pxj->ixj", self._pad_mean, kinematics.jacobians[0])  # (4, 3, 16)
+        actions = self.plan_actions.clone()
+        for _ in range(s.iterations):
+            actions.requires_grad_(True)
+            cost = self._cost(state, kinematics, tips0, tips_jac, goal, hold, actions[None])[0]
+            (grad,) = torch.autograd.grad(cost, actions)
+            with torch.no_grad():
+                grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+                self._count += 1
+                b1, b2 = s.betas
+                self._m = b1 * self._m + (1 - b1) * grad
+                self._v = b2 * self._v + (1 - b2) * grad.square().max()
+                m_hat, v_hat = self._m / (1 - b1 ** self._count), self._v / (1 - b2 ** self._count)
+                actions = (actions - s.step_size * m_hat / (v_hat.sqrt() + 1e-12)).clamp(-self.action_bound,
+                                                                                         self.action_bound)
+            self.last_cost = float(cost.detach())
+        first = actions[0].detach().clone()
+        self.plan_actions = torch.cat((actions[1:].detach(), torch.zeros_like(actions[:1])))
+        self._m = torch.cat((self._m[1:], torch.zeros_like(self._m[:1])))
+        self.solve_times.append(time.perf_counter() - start)
+        return first
+
+    def _cost(self, state: State, kinematics: HandKinematics, tips0, tips_jac, goal, hold, actions) -> torch.Tensor:
+        """The costs (B,) (module doc) of the plans `actions` (B, H, 16) rad from `state` (batch B);
+        tips0 (4, 3) m and tips_jac (4, 3, 16): the pads' centres and their Jacobians at kinematics.joints."""
+        s = self.settings
+        total = s.w_action * actions.square().sum((1, 2))
+        for t in range(actions.shape[1]):
+            for i in range(self.substeps):
+                action = actions[:, t] if i == 0 else torch.zeros_like(actions[:, t])
+                state = step_prepared(self.model, self.prepared, state, action, kinematics)
+            tips = tips0 + torch.einsum("ixj,bj->bix", tips_jac, state.hand - kinematics.joints)  # (B, 4, 3)
+            dot = (state.quat * goal).sum(-1)
+            total = total + (s.w_fingertip * (tips - state.position[:, None]).square().sum((1, 2))
+                             + s.w_position * (state.position - hold).square().sum(-1)
+                             + s.w_orientation * (1 - dot * dot))
+        return total
+
+    def _checked(self, state: State, goal, hold_position):
+        check_state(state)
+        if state.position.shape[0] != 1 or state.hand.shape[1] != len(self.model.hand.lower):
+            raise ValueError(f"state: expected a batch of 1 with {len(self.model.hand.lower)} hand joints, "
+                             f"got batch {state.position.shape[0]} and hand {tuple(state.hand.shape)}")
+        dtype = self.plan_actions.dtype
+        state = State(*(x.detach().to(dtype) for x in state))
+        goal = torch.as_tensor(goal, dtype=torch.float64).detach()
+        if goal.shape != (4,) or not torch.isfinite(goal).all() or abs(float(goal.norm()) - 1.0) > 1e-3:
+            raise ValueError(f"goal: expected a unit quaternion (w, x, y, z) of shape (4,), "
+                             f"got {goal.tolist() if goal.numel() <= 8 else tuple(goal.shape)}")
+        if hold_position is None:
+            hold = state.position[0]
+        else:
+            hold = torch.as_tensor(hold_position, dtype=torch.float64).detach()
+            if hold.shape != (3,) or not torch.isfinite(hold).all():
+                raise ValueError(f"hold_position: expected 3 finite numbers (m), got {hold.tolist()}")
+        return state, (goal / goal.norm()).to(dtype), hold.to(dtype)

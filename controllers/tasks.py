@@ -1,0 +1,142 @@
+"""The on-palm reorientation task as the complementarity-free MPC literature states it (Jin 2024),
+its success test, and the closed loop of a planner with either plant.
+
+Start and goal come from cgwm_env.envs.leap_task: the object upright on the palm at a random
+yaw in (-90, 90) degrees, the goal the same pose turned a further +-90 degrees about +z. The
+orientation error is 1 - <q, q*>^2; an episode succeeds when the error stays below
+SUCCESS_THRESHOLD (0.04, about 23 degrees) for SUCCESS_HOLD consecutive control steps within
+MAX_STEPS, and ends there (or at MAX_STEPS, or when the object leaves the palm). Reported per
+episode: success, the final angle error in degrees and whether it is within REACH_ANGLE (0.1 rad).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from cgwm_env.envs import leap_task
+from cgwm_env.envs.leap_task import CONTROL_DT, SUCCESS_THRESHOLD, orientation_error
+from cgwm_env.model import State
+
+SUCCESS_HOLD = 20  # consecutive control steps below SUCCESS_THRESHOLD
+MAX_STEPS = leap_task.MAX_EPISODE_STEPS  # 500 control steps (16.7 s)
+REACH_ANGLE = 0.1  # rad
+
+
+def angle_error(quat, goal) -> np.ndarray:
+    """The rotation angle (rad, in [0, pi]) between unit quaternions quat and goal (..., 4)."""
+    return 2.0 * np.arccos(np.sqrt(np.clip(1.0 - orientation_error(quat, goal), 0.0, 1.0)))
+
+
+class SuccessTracker:
+    """Counts consecutive control steps below SUCCESS_THRESHOLD; `succeeded` once SUCCESS_HOLD in a row."""
+
+    def __init__(self, hold: int = SUCCESS_HOLD, threshold: float = SUCCESS_THRESHOLD):
+        if hold < 1 or not 0 < threshold < 1:
+            raise ValueError(f"hold, threshold: expected a count >= 1 and an error in (0, 1), got {hold}, {threshold}")
+        self.hold, self.threshold, self.streak = hold, threshold, 0
+
+    def update(self, error: float) -> bool:
+        """Record one control step's orientation error; returns whether the task is now done."""
+        self.streak = self.streak + 1 if error < self.threshold else 0
+        return self.succeeded
+
+    @property
+    def succeeded(self) -> bool:
+        return self.streak >= self.hold
+
+
+def state_from_observation(obs: dict, previous: dict | None = None, dt: float = CONTROL_DT) -> State:
+    """The world model's State (batch 1) of a task observation (leap_task's dict): the object's
+    pose, the joint positions and targets; the object's velocities finite-differenced from the
+    previous observation over dt s (zero without one), the joints' from their positions."""
+    pos = torch.as_tensor(obs["object_pos"], dtype=torch.float32)[None]
+    quat = torch.as_tensor(obs["object_quat"], dtype=torch.float32)[None]
+    velocity, omega = torch.zeros(1, 3), torch.zeros(1, 3)
+    if previous is not None:
+        velocity = (pos - torch.as_tensor(previous["object_pos"], dtype=torch.float32)[None]) / dt
+        q0 = torch.as_tensor(previous["object_quat"], dtype=torch.float64)
+        q1 = torch.as_tensor(obs["object_quat"], dtype=torch.float64)
+        q0 = q0 if float((q0 * q1).sum()) >= 0 else -q0
+        # omega (world frame) from q1 = exp(dt omega / 2) q0: 2 vec(q1 q0^-1) / dt to first order
+        w0, v0 = q0[0], -q0[1:]
+        w1, v1 = q1[0], q1[1:]
+        vec = w1 * v0 + w0 * v1 + torch.linalg.cross(v1, v0)
+        omega = (2.0 * vec / dt).to(torch.float32)[None]
+    return State(pos, quat, velocity, omega, torch.tensor([[0.0, 0.0, 10.0]]),
+                 torch.as_tensor(obs["joint_pos"], dtype=torch.float32)[None],
+                 torch.as_tensor(obs["joint_target"], dtype=torch.float32)[None])
+
+
+@dataclass
+class EpisodeResult:
+    """One episode: seed; success; steps taken; final orientation error (1 - <q, q*>^2) and angle
+    (degrees); reached (final angle < REACH_ANGLE); dropped (the object left the palm); the
+    planner's solve times, s."""
+
+    seed: int
+    success: bool
+    steps: int
+    final_error: float
+    final_angle_deg: float
+    reached: bool
+    dropped: bool
+    solve_times: list = field(default_factory=list)
+
+
+def run_episode(env, planner, seed: int, max_steps: int = MAX_STEPS, finite_difference: bool = True,
+                on_step: Callable[[int, dict, dict], None] | None = None) -> EpisodeResult:
+    """Reset `env` (ContactGaussian-LeapHand-v0 or its MuJoCo twin, through gym.make or not) with
+    `seed` and run `planner` (controllers.mpc.ReorientationMPC) in closed loop until success, the
+    object drops, or max_steps. The world-model env's State is read directly; for any other env it
+    is built from the observation (state_from_observation; object velocities finite-differenced
+    when finite_difference, else zero). on_step(t, obs, info) is called after every step."""
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps: expected a count >= 1, got {max_steps!r}")
+    planner.reset()
+    first_solve = len(planner.solve_times)
+    obs, info = env.reset(seed=seed)
+    world_model = getattr(env.unwrapped, "state", None) is not None and hasattr(env.unwrapped, "simulate")
+    goal, hold = obs["goal_quat"].astype(np.float64), obs["object_pos"].astype(np.float64)
+    tracker, previous, dropped, steps = SuccessTracker(), None, False, 0
+    for steps in range(1, max_steps + 1):
+        state = env.unwrapped.state if world_model else state_from_observation(
+            obs, previous if finite_difference else None)
+        action = planner.plan(state, goal, hold)
+        previous = obs
+        obs, _, terminated, _, info = env.step(action.numpy())
+        if on_step is not None:
+            on_step(steps, obs, info)
+        if tracker.update(info["orientation_error"]):
+            break
+        if terminated:
+            dropped = True
+            break
+    angle = float(angle_error(obs["object_quat"], goal))
+    return EpisodeResult(seed, tracker.succeeded, steps, float(info["orientation_error"]), math.degrees(angle),
+                         angle < REACH_ANGLE, dropped, planner.solve_times[first_solve:])
+
+
+def summarize(results: list[EpisodeResult]) -> dict:
+    """Success rate, mean final angle error (degrees), rate of ending within REACH_ANGLE, drops,
+    and the solve time's median and 95th percentile (ms) with the rate they allow (Hz)."""
+    if not results:
+        raise ValueError("results: expected at least one EpisodeResult")
+    times = np.array([t for r in results for t in r.solve_times]) * 1e3
+    median = float(np.median(times)) if len(times) else math.nan
+    return {
+        "episodes": len(results),
+        "success_rate": statistics.fmean(r.success for r in results),
+        "mean_final_error_deg": statistics.fmean(r.final_angle_deg for r in results),
+        "reach_0.1rad_rate": statistics.fmean(r.reached for r in results),
+        "dropped": sum(r.dropped for r in results),
+        "mean_steps": statistics.fmean(r.steps for r in results),
+        "solve_ms_median": median,
+        "solve_ms_p95": float(np.percentile(times, 95)) if len(times) else math.nan,
+        "mpc_hz": 1e3 / median if len(times) else math.nan,
+    }
