@@ -19,13 +19,12 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space
 
 from cgwm_env import math3d
 from cgwm_env.camera import from_mujoco
 from cgwm_env.contact import ContactSettings
 from cgwm_env.envs import leap_task as task
+from cgwm_env.envs.batched import BatchedVectorEnv
 from cgwm_env.gaussians import SphereGaussians
 from cgwm_env.hand import SCENE_XML, HandModel, forward_kinematics, hand_gaussians, link_points
 from cgwm_env.model import Model, State, box_model
@@ -218,52 +217,22 @@ class LeapHandEnv(PlannerAccess, gym.Env):
         return self.core.image(0) if self.render_mode == "rgb_array" else None
 
 
-class LeapHandVectorEnv(PlannerAccess, VectorEnv):
+class LeapHandVectorEnv(PlannerAccess, BatchedVectorEnv):
     """num_envs environments stepped as one batch (gym.make_vec); next-step autoreset; kwargs as
     LeapHandEnv's."""
-
-    metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, model: Model | None = None,
                  image_size: int = 128, image_obs: bool = False, max_episode_steps: int = task.MAX_EPISODE_STEPS,
                  compile: bool = False):
-        if num_envs < 1 or max_episode_steps < 1:
-            raise ValueError(f"num_envs, max_episode_steps: expected positive counts, got {num_envs}, {max_episode_steps}")
-        self.core = LeapCore(num_envs, model, image_size, image_obs, compile)
-        self.num_envs, self.render_mode, self.max_episode_steps = num_envs, render_mode, max_episode_steps
-        self.single_observation_space = self.core.observation_space()
-        self.single_action_space = task.action_space()
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self._elapsed = np.zeros(num_envs, int)
-        self._needs_reset = np.zeros(num_envs, bool)
+        core = LeapCore(num_envs, model, image_size, image_obs, compile)
+        super().__init__(core, core.observation_space(), task.action_space(), render_mode, max_episode_steps)
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        self.core.reset(np.ones(self.num_envs, bool), self.np_random)
-        self._elapsed[:] = 0
-        self._needs_reset[:] = False
-        return self.core.observation(), self._info()
+    def checked_actions(self, actions) -> torch.Tensor:
+        return self.core.actions(actions, batched=True)
 
-    def step(self, actions):
-        restart = self._needs_reset.copy()
-        action = self.core.actions(actions, batched=True)
-        action[torch.as_tensor(restart)] = 0.0
-        self.core.step(action)
-        self.core.reset(restart, self.np_random)  # those envs start over; their step is a reset
-        self._elapsed = np.where(restart, 0, self._elapsed + 1)
-        reward, _, _, dropped = self.core.outcome()
-        terminated = dropped & ~restart
-        truncated = (self._elapsed >= self.max_episode_steps) & ~terminated & ~restart
-        self._needs_reset = terminated | truncated
-        return self.core.observation(), np.where(restart, 0.0, reward), terminated, truncated, self._info()
-
-    def _info(self) -> dict:
-        _, success, error, _ = self.core.outcome()
-        return {"is_success": success, "orientation_error": error}
-
-    def render(self):
-        return tuple(self.core.image(i) for i in range(self.num_envs)) if self.render_mode == "rgb_array" else None
+    def outcome(self):
+        reward, success, error, dropped = self.core.outcome()
+        return reward, dropped, {"is_success": success, "orientation_error": error}
 
 
 def _first(obs: dict) -> dict:

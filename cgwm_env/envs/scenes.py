@@ -14,11 +14,10 @@ import math
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space
 
 from cgwm_env import math3d
 from cgwm_env.camera import Camera, look_at
+from cgwm_env.envs.batched import BatchedVectorEnv
 from cgwm_env.gaussians import SphereGaussians
 from cgwm_env.model import Model, State, box_model
 from cgwm_env.render import render
@@ -185,45 +184,19 @@ class SceneEnv(gym.Env):
         return self.core.image(0) if self.render_mode == "rgb_array" else None
 
 
-class SceneVectorEnv(VectorEnv):
+class SceneVectorEnv(BatchedVectorEnv):
     """num_envs environments of a scene stepped as one batch (gym.make_vec); next-step autoreset."""
-
-    metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, scenario: str, num_envs: int = 1, render_mode: str | None = None, model: Model | None = None,
                  frame_skip: int = 16, image_size: int = 128, max_episode_steps: int = 60):
-        if num_envs < 1 or max_episode_steps < 1:
-            raise ValueError(f"num_envs, max_episode_steps: expected positive counts, got {num_envs}, {max_episode_steps}")
-        self.core = SceneCore(scenario, num_envs, model, frame_skip, image_size)
-        self.num_envs, self.render_mode, self.max_episode_steps = num_envs, render_mode, max_episode_steps
-        self.single_observation_space = self.core.observation_space()
-        self.single_action_space = self.core.action_space()
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self._elapsed = np.zeros(num_envs, int)
-        self._needs_reset = np.zeros(num_envs, bool)
+        core = SceneCore(scenario, num_envs, model, frame_skip, image_size)
+        super().__init__(core, core.observation_space(), core.action_space(), render_mode, max_episode_steps)
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        self.core.reset(np.ones(self.num_envs, bool), self.np_random)
-        self._elapsed[:] = 0
-        self._needs_reset[:] = False
-        return self.core.observation(), {}
+    def checked_actions(self, actions) -> torch.Tensor:
+        return self.core.actions(actions, self.action_space.shape)
 
-    def step(self, actions):
-        restart = self._needs_reset.copy()
-        action = self.core.actions(actions, self.action_space.shape)
-        action[torch.as_tensor(restart)] = 0.0
-        self.core.step(action)
-        self.core.reset(restart, self.np_random)  # those envs start over; their step is a reset
-        self._elapsed = np.where(restart, 0, self._elapsed + 1)
-        terminated = self.core.fell() & ~restart
-        truncated = (self._elapsed >= self.max_episode_steps) & ~terminated & ~restart
-        self._needs_reset = terminated | truncated
-        return self.core.observation(), np.zeros(self.num_envs), terminated, truncated, {}
-
-    def render(self):
-        return tuple(self.core.image(i) for i in range(self.num_envs)) if self.render_mode == "rgb_array" else None
+    def outcome(self):
+        return np.zeros(self.num_envs), self.core.fell(), {}
 
 
 def _first(obs: dict) -> dict:
