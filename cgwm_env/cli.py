@@ -3,7 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+
+# Verbs whose module has add_arguments(parser) and main(args): module, help.
+STAGES = {
+    "synth": ("cgwm_env.data.synth", "record MuJoCo datasets: fall, push, multiview or leap (the LEAP Hand)"),
+    "init": ("cgwm_env.sggs", "stage I: spherical Gaussians from a multiview dataset"),
+    "learn": ("cgwm_env.refine", "stage II: physical parameters and geometry from video"),
+    "eval": ("cgwm_env.evaluate", "open-loop test errors beside No_opt and CEM+MuJoCo+R"),
+    "calibrate": ("hardware.calibration", "camera pose from ArUco markers; writes a camera JSON"),
+    "play": ("hardware.playback", "open-loop playback of a joint trajectory on the LEAP Hand"),
+}
+# Benchmark suites: modules with run(out, ...).
+BENCHES = {"physics": "cgwm_env.bench.physics", "render": "cgwm_env.bench.render", "init": "cgwm_env.bench.init",
+           "env": "cgwm_env.bench.env", "accuracy": "cgwm_env.bench.accuracy", "hardware": "hardware.bench",
+           "mpc": "cgwm_env.bench.mpc"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,22 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--config", default=None,
                       help="settings YAML: mpc: configs/mpc.yaml (the default); sim: configs/physics.yaml")
 
-    from cgwm_env import sggs
-    from cgwm_env.data import synth
-
-    synth.add_arguments(verbs.add_parser("synth", help="record MuJoCo datasets: fall, push or multiview"))
-    sggs.add_arguments(verbs.add_parser("init", help="stage I: spherical Gaussians from a multiview dataset"))
-    from cgwm_env import evaluate, refine
-
-    refine.add_arguments(verbs.add_parser("learn", help="stage II: physical parameters and geometry from video"))
-    evaluate.add_arguments(verbs.add_parser("eval", help="open-loop test errors beside No_opt and CEM+MuJoCo+R"))
-    from hardware import calibration, playback
-
-    calibration.add_arguments(verbs.add_parser("calibrate", help="camera pose from ArUco markers; writes a camera JSON"))
-    playback.add_arguments(verbs.add_parser("play", help="open-loop playback of a joint trajectory on the LEAP Hand"))
+    for verb, (module, help_text) in STAGES.items():
+        importlib.import_module(module).add_arguments(verbs.add_parser(verb, help=help_text))
 
     bench = verbs.add_parser("bench", help="speed and accuracy benchmarks; print a table and write JSON")
-    bench.add_argument("suite", choices=["physics", "render", "init", "env", "accuracy", "hardware", "mpc"])
+    bench.add_argument("suite", choices=list(BENCHES))
     bench.add_argument("--out", default=None, help="JSON file to write")
     bench.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run, noisier figures)")
     bench.add_argument("--threads", type=int, default=None,
@@ -54,30 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.verb == "synth":
-        from cgwm_env.data import synth
-
-        synth.main(args)
-    elif args.verb == "init":
-        from cgwm_env import sggs
-
-        sggs.main(args)
-    elif args.verb == "learn":
-        from cgwm_env import refine
-
-        refine.main(args)
-    elif args.verb == "eval":
-        from cgwm_env import evaluate
-
-        evaluate.main(args)
-    elif args.verb == "calibrate":
-        from hardware import calibration
-
-        calibration.main(args)
-    elif args.verb == "play":
-        from hardware import playback
-
-        playback.main(args)
+    if args.verb in STAGES:
+        importlib.import_module(STAGES[args.verb][0]).main(args)
     elif args.verb == "demo" and args.scene == "mpc":
         from cgwm_env import mpc_demo
 
@@ -95,34 +78,13 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             if args.threads < 1:
                 parser.error(f"--threads: expected a count >= 1, got {args.threads}")
             torch.set_num_threads(args.threads)
-        if args.suite == "physics":
-            from cgwm_env.bench import physics
-
-            physics.run(args.out, quick=args.quick)
-        elif args.suite == "render":
-            from cgwm_env.bench import render
-
-            render.run(args.out, repeats=5 if args.quick else 20)
-        elif args.suite == "env":
-            from cgwm_env.bench import env
-
-            env.run(args.out, quick=args.quick)
+        suite = importlib.import_module(BENCHES[args.suite])
+        if args.suite == "render":
+            suite.run(args.out, repeats=5 if args.quick else 20)
         elif args.suite == "mpc":
-            from cgwm_env.bench import mpc
-
-            mpc.run(args.out, quick=args.quick, trials=args.trials, threads=args.threads)
-        elif args.suite == "hardware":
-            from hardware import bench as hardware_bench
-
-            hardware_bench.run(args.out, quick=args.quick)
-        elif args.suite == "accuracy":
-            from cgwm_env.bench import accuracy
-
-            accuracy.run(args.out, quick=args.quick)
+            suite.run(args.out, quick=args.quick, trials=args.trials, threads=args.threads)
         else:
-            from cgwm_env.bench import init
-
-            init.run(args.out, quick=args.quick)
+            suite.run(args.out, quick=args.quick)
 
 
 if __name__ == "__main__":
