@@ -291,8 +291,10 @@ def test_playback_on_the_virtual_bus_follows_the_plan():
     np.testing.assert_allclose(result.commands, targets)
     assert sent[-1] == {MOTOR_OF_JOINT[j]: round((targets[-1, j] + math.pi) * 4096 / (2 * math.pi)) for j in range(16)}
     # First-order motors (tau 30 ms), read one step (20 ms) after each target: a ramp of plan steps d
-    # leaves them e = d exp(-20/30) / (1 - exp(-20/30)) = 1.05 d behind; never more than 1.2 steps.
-    assert np.abs(result.measured - targets).max() < 1.2 * np.abs(np.diff(targets, axis=0)).max()
+    # leaves them e = d exp(-20/30) / (1 - exp(-20/30)) = 1.05 d behind. The virtual motors run on
+    # the wall clock, so on a loaded machine a read can land a step late: at most 2.5 steps behind.
+    lag = np.abs(result.measured - targets).max()
+    assert 0 < lag < 2.5 * np.abs(np.diff(targets, axis=0)).max()
     assert abs(result.sent_times[-1] - (times[-1] - times[0])) < 0.05
     assert set(result.jitter) == {"mean_ms", "std_ms", "max_abs_ms", "p99_abs_ms"} and result.frames is None
 
