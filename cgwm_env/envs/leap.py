@@ -202,16 +202,18 @@ class LeapHandEnv(PlannerAccess, gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.core.reset(np.ones(1, bool), self.np_random)
-        return _first(self.core.observation()), self._info()
+        return _first(self.core.observation()), self._outcome()[2]
 
     def step(self, action):
         self.core.step(self.core.actions(action, batched=False))
-        reward, _, _, dropped = self.core.outcome()
-        return _first(self.core.observation()), float(reward[0]), bool(dropped[0]), False, self._info()
+        reward, dropped, info = self._outcome()
+        return _first(self.core.observation()), reward, dropped, False, info
 
-    def _info(self) -> dict:
-        _, success, error, _ = self.core.outcome()
-        return {"is_success": bool(success[0]), "orientation_error": float(error[0])}
+    def _outcome(self) -> tuple[float, bool, dict]:
+        """Reward, dropped and the info dict of the current state."""
+        reward, success, error, dropped = self.core.outcome()
+        return (float(reward[0]), bool(dropped[0]),
+                {"is_success": bool(success[0]), "orientation_error": float(error[0])})
 
     def render(self):
         return self.core.image(0) if self.render_mode == "rgb_array" else None
