@@ -12,8 +12,11 @@ Gain modes:
 - "effective_mass" (default): K_r = kappa / (h^2 S_r), D_r = delta / (h S_r) with dimensionless
   kappa, delta and S_r the row's inverse effective mass including its coupling to the other
   pushing rows: S_r = A_rr + relu(sum_{s != r} A_rs a_s), A = J~ M^-1 J~^T, a_s in (0, 1) the
-  smooth indicator that row s pushes. A resting face of n rows gets K = kappa m / (n h^2) per row
-  and a lone corner row the full kappa m_eff / h^2, so one setting serves both. Linearized, a
+  smooth indicator that row s pushes, and all n_d rows of a contact take the largest S_r among
+  them (one gain per contact: rows with gains of their own pull unequally at rest, and an object
+  on a support of sub-mm bumps crept centimetres per second). A resting face of n rows gets
+  K = kappa m / (n h^2) per row and a lone corner row the full kappa m_eff / h^2, so one
+  setting serves both. Linearized, a
   row's velocity after the step is (1 - kappa - delta) w - kappa phi / h: stable for
   0 < kappa + delta < 2 and rests without penetration for kappa + delta = 1. Rebounds are weaker
   than that single-row picture suggests (the rows of a face share the impact and the next steps
@@ -92,5 +95,7 @@ def contact_forces(
         active = torch.sigmoid(push / settings.activity_width)
         diagonal = row_inv_mass()
         inv_eff_mass = diagonal + F.relu(coupling(active) - diagonal * active)
-        arg = push / (dt * dt * inv_eff_mass)
+        # One gain for all rows of a contact (their largest S): rows with their own gains pull
+        # unequally at rest, and an object on an uneven support of sub-mm bumps crept cm/s.
+        arg = push / (dt * dt * inv_eff_mass.amax(dim=1, keepdim=True))
     return F.softplus(arg, beta=settings.softplus_sharpness)

@@ -1,13 +1,16 @@
 import dataclasses
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
 import cgwm_env  # noqa: F401  (registers the environments)
-from cgwm_env.envs.scenes import default_model
+from cgwm_env.data.scenes import box_on_plane_xml
+from cgwm_env.envs.scenes import PUSHER_RADIUS, default_model
+from cgwm_env.model import State
 
 FALL, PUSH = "ContactGaussian-FallRebound-v0", "ContactGaussian-PushSlide-v0"
 NO_ACTION = np.zeros(0, np.float32)
@@ -34,16 +37,29 @@ def test_fall_settles_on_the_ground():
     assert np.linalg.norm(obs["object_vel"]) < 1e-2
 
 
-def test_push_moves_the_cube_and_no_push_leaves_it():
+def test_push_moves_the_cube_where_mujoco_moves_it_and_no_push_leaves_it():
     env = gym.make(PUSH)
-    obs, _ = env.reset(seed=2)
-    start = obs["object_pos"].copy()
+    env.reset(seed=2)
+    core = env.unwrapped.core
+    start = np.array([0.0, 0.0, 0.025], np.float32)  # face on, the pusher 5 mm behind the -x face
+    pusher = np.array([-0.025 - PUSHER_RADIUS - 0.005, 0.0, 0.025], np.float32)
+    core.state = State.make(torch.as_tensor(start)[None], pusher=torch.as_tensor(pusher)[None])
     for _ in range(10):
         obs, *_ = env.step(np.zeros(3, np.float32))
     np.testing.assert_allclose(obs["object_pos"], start, atol=1e-4)
-    for _ in range(15):  # 0.5 s at 0.2 m/s: 10 cm of pusher travel, 5 mm of it before touching
+
+    m = mujoco.MjModel.from_xml_string(box_on_plane_xml(0.05, 0.1, float(core.model.params.mu), core.model.dt,
+                                                        PUSHER_RADIUS))
+    d = mujoco.MjData(m)
+    d.qpos[:3], d.mocap_pos[0] = start, pusher
+    for _ in range(15 * core.frame_skip):  # 0.5 s at 0.2 m/s: 10 cm of pusher travel
+        d.mocap_pos[0, 0] += 0.2 * m.opt.timestep
+        mujoco.mj_step(m, d)
+    for _ in range(15):
         obs, *_ = env.step(np.array([0.2, 0.0, 0.0], np.float32))
-    assert obs["object_pos"][0] - start[0] == pytest.approx(0.095, abs=0.015)
+    assert obs["object_pos"][0] - start[0] == pytest.approx(0.095, abs=0.005)  # 10 cm less the 5 mm gap
+    # MuJoCo's default soft contact lets the pusher sink about 6 mm into the box
+    np.testing.assert_allclose(obs["object_pos"], d.qpos[:3], atol=0.01)
     assert obs["pusher_pos"][0] < obs["object_pos"][0]
 
 

@@ -10,6 +10,11 @@ of the true mass and mu in [0.1, 1] for ours, No_opt and CEM alike, stiffness an
 (kappa, delta) in [0.2, 0.9] for ours; CEM samples its 100 first parameter sets from the same mass
 and mu ranges (its time constant and damping ratio from CemSettings' ranges).
 
+Beside the methods, each row has "MuJoCo reference": the data's own simulator on the test clips,
+with its true parameters and with each of them (mass, mu, solref time constant and damping ratio)
+off by +-SENSITIVITY (2%) in turn. It is the floor any learned model meets on that data: with a
+tumbling fall, 2% off in one parameter already costs centimetres and tenths of a radian.
+
 Writes the JSON of every row (`--out`, default out/bench_accuracy.json), the two tables as
 markdown beside it (.md) and, in a folder of the same name, each run's bundle, PSNR curves and
 side-by-side GIFs.
@@ -28,12 +33,14 @@ from cgwm_env import refine, sggs
 from cgwm_env.world_model import params_values
 from cgwm_env.data.objects import get_object
 from cgwm_env.data.synth import synth, synth_multiview
-from cgwm_env.evaluate import CemSettings, evaluate, format_table
+from cgwm_env.evaluate import CemSettings, MujocoTwin, evaluate, first_state, format_table
+from cgwm_env.metrics import e_rot, e_trans
 
 FULL_OBJECTS = ("cube", "duck", "lblock", "bottle", "mug", "cup")
 QUICK_OBJECTS = ("cube",)
 SCENARIOS = ("fall", "push")
 MU_RANGE, MASS_FACTOR, GAIN_RANGE = (0.1, 1.0), (0.5, 2.0), (0.2, 0.9)
+SENSITIVITY = 0.02
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +73,44 @@ def draw_initial(name: str, scenario: str, seed: int) -> dict:
     mass = get_object(name).mass * rng.uniform(*MASS_FACTOR)
     return {"mass": float(mass), "mu": float(rng.uniform(*MU_RANGE)), "stiffness": float(rng.uniform(*GAIN_RANGE)),
             "damping": float(rng.uniform(*GAIN_RANGE))}
+
+
+def mujoco_reference(data, fraction: float = SENSITIVITY) -> dict:
+    """E_trans (m) and E_rot (rad) over the test clips under `data` of MuJoCo itself: with the
+    clips' true parameters ("true"; what is left is float32 states and rollout rounding), and the
+    mean over the runs with one parameter of (mass, mu, solref time constant, damping ratio) off
+    by -+`fraction` ("perturbed")."""
+    tests = [refine.load_clip(p) for p in refine.clip_paths(data, "test")]
+    physics = tests[0].physics
+    true = np.array([physics["mass"], physics["friction"], *physics["solref"]], dtype=float)
+    params = [true]
+    for i in range(4):
+        for sign in (-1.0, 1.0):
+            params.append(true * np.where(np.arange(4) == i, 1.0 + sign * fraction, 1.0))
+    twin = MujocoTwin(tests[0].object, physics["timestep"], physics["substeps"], tests[0].pusher_start is not None,
+                      len(params))
+    trans, rot = [], []
+    for clip in tests:
+        pos, quat = twin.rollout(np.stack(params), first_state(clip), len(clip), clip.pusher_start,
+                                 clip.pusher_velocity)
+        true_pos, true_quat = clip.truth.position[0, 1:], clip.truth.quat[0, 1:]
+        trans.append([float(e_trans(p[1:], true_pos)) for p in pos])
+        rot.append([float(e_rot(q[1:], true_quat)) for q in quat])
+    trans, rot = np.mean(trans, axis=0), np.mean(rot, axis=0)
+    return {"fraction": fraction, "true": {"e_trans": float(trans[0]), "e_rot": float(rot[0])},
+            "perturbed": {"e_trans": float(trans[1:].mean()), "e_rot": float(rot[1:].mean())}}
+
+
+def format_reference(rows: list[dict]) -> str:
+    """The markdown table of the rows' MuJoCo references."""
+    lines = [f"MuJoCo on its own data: true parameters, and one parameter off by +-{SENSITIVITY:.0%} (mean)", "",
+             "| object | scenario | true Trans. [m] | true Orient. [rad] | perturbed Trans. [m] | perturbed Orient. [rad] |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        ref = r["MuJoCo reference"]
+        lines.append(f"| {r['object']} | {r['scenario']} | {ref['true']['e_trans']:.4f} | {ref['true']['e_rot']:.4f} | "
+                     f"{ref['perturbed']['e_trans']:.4f} | {ref['perturbed']['e_rot']:.4f} |")
+    return "\n".join(lines)
 
 
 def run(out: str | None = None, quick: bool = False, seed: int = 0, objects=None) -> list[dict]:
@@ -103,8 +148,8 @@ def run(out: str | None = None, quick: bool = False, seed: int = 0, objects=None
                          "train_psnr_first": history[0]["psnr"], "train_psnr_best": history[wm.info["best_iteration"]]["psnr"],
                          "stage1_seconds": init_seconds, "learn_seconds": learn_seconds,
                          **{m: result[m] for m in ("Ours", "No_opt", "CEM+MuJoCo+R") if m in result},
-                         "cem_params": result.get("cem_params")})
-    tables = [format_table([r for r in rows if r["scenario"] == s], s) for s in SCENARIOS]
+                         "cem_params": result.get("cem_params"), "MuJoCo reference": mujoco_reference(data)})
+    tables = [format_table([r for r in rows if r["scenario"] == s], s) for s in SCENARIOS] + [format_reference(rows)]
     timing = "\n".join(f"- {r['object']} {r['scenario']}: stage II {r['learn_seconds']:.0f} s" for r in rows)
     text = "\n\n".join(tables) + "\n\n" + timing + "\n"
     print(text)
