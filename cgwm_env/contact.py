@@ -20,8 +20,9 @@ Gain modes:
   row's velocity after the step is (1 - kappa - delta) w - kappa phi / h: stable for
   0 < kappa + delta < 2 and rests without penetration for kappa + delta = 1. Rebounds are weaker
   than that single-row picture suggests (the rows of a face share the impact and the next steps
-  damp the rebound): a flat 5 cm drop at h = 1/480 s comes back with a restitution of 0.1-0.3 for
-  kappa + delta <= 1 and 0.36-0.64 only for kappa 1.5-1.8 with delta <= 0.1 (measured).
+  damp the rebound): a flat 5 cm drop at h = 1/480 s comes back with a restitution (rebound over
+  impact speed) of 0-0.1 for kappa + delta <= 1 and 0.35-0.64 only for kappa 1.5-1.8 with
+  delta <= 0.1 (measured).
 """
 
 from __future__ import annotations
