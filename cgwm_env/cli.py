@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads (default: torch's choice); 1 gives steadier figures on a busy machine")
     bench.add_argument("--trials", type=int, default=None, help="mpc: episodes per object (default 20, quick 3)")
+    bench.add_argument("--objects", nargs="+", default=None, metavar="NAME",
+                       help="accuracy: library objects (default cube duck lblock bottle mug; quick: cube)")
 
     args = parser.parse_args(argv)
     try:
@@ -83,6 +85,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             suite.run(args.out, repeats=5 if args.quick else 20)
         elif args.suite == "mpc":
             suite.run(args.out, quick=args.quick, trials=args.trials, threads=args.threads)
+        elif args.suite == "accuracy":
+            suite.run(args.out, quick=args.quick, objects=args.objects)
         else:
             suite.run(args.out, quick=args.quick)
 

@@ -32,8 +32,8 @@ from cgwm_env import math3d
 from cgwm_env.gaussians import SphereGaussians
 from cgwm_env.metrics import e_psnr, e_rot, e_trans
 from cgwm_env.model import Model, State
-from cgwm_env.refine import Clip, clip_paths, load_clip, plot_curves
-from cgwm_env.world_model import WorldModel, predict_states, render_states
+from cgwm_env.refine import Clip, clip_paths, hand_fields, leap_state, load_clip, paste_recorded_hand, plot_curves
+from cgwm_env.world_model import WorldModel, predict_hand_states, predict_states, render_states
 
 METHODS = ("Ours", "No_opt", "CEM+MuJoCo+R")
 
@@ -42,15 +42,21 @@ METHODS = ("Ours", "No_opt", "CEM+MuJoCo+R")
 
 
 def first_state(clip: Clip) -> State:
-    """The clip's first true state (batch of 1)."""
+    """The clip's first true state (batch of 1); with the LEAP Hand, the hand as recorded."""
     if clip.truth is None:
         raise ValueError(f"clip: {clip.path} has no recorded states (states.npz) to start from and compare with")
+    if clip.joint_target is not None:
+        return leap_state(clip, clip.truth.position[:, 0], clip.truth.quat[:, 0])
     return type(clip.truth)(*(x[:, 0] for x in clip.truth))
 
 
 @torch.no_grad()
 def predict_ours(model: Model, clip: Clip, start: State, substeps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions (T, 3) and quaternions (T, 4) at the clip's frames, open loop from `start`."""
+    """Positions (T, 3) and quaternions (T, 4) at the clip's frames, open loop from `start` (the
+    hand, if any, following the recorded joint targets)."""
+    if clip.joint_target is not None:
+        states = predict_hand_states(model, start, clip.joint_target[None], substeps)
+        return states.position[0], states.quat[0]
     actions = None if clip.pusher_velocity is None else clip.pusher_velocity[None]
     states = predict_states(model, start, len(clip), substeps, actions)
     return states.position[0], states.quat[0]
@@ -58,9 +64,11 @@ def predict_ours(model: Model, clip: Clip, start: State, substeps: int) -> tuple
 
 @torch.no_grad()
 def render_prediction(gaussians: SphereGaussians, clip: Clip, position, quat) -> torch.Tensor:
-    """Images (T, H, W, 3) of predicted poses over the clip's background, pusher included."""
-    return render_states(gaussians, position, quat, clip.camera, clip.background, clip.pusher_positions(),
-                         clip.pusher_look()).clamp(0.0, 1.0)
+    """Images (T, H, W, 3) of predicted poses over the clip's background, pusher included; a LEAP
+    Hand's pixels are the recording's (refine.paste_recorded_hand)."""
+    images = render_states(gaussians, position, quat, clip.camera, clip.background, clip.pusher_positions(),
+                           clip.pusher_look()).clamp(0.0, 1.0)
+    return images if clip.joint_target is None else paste_recorded_hand(images, clip, first=0)
 
 
 def scores(clips: list[Clip], positions: list, quats: list, images: list) -> dict:
@@ -219,16 +227,18 @@ def evaluate(world_model: WorldModel, data, out=None, cem: CemSettings | None = 
                          f"dt = {world_model.dt} s steps")
     start_time = time.perf_counter()
     initial_g = world_model.gaussians if world_model.initial_gaussians is None else world_model.initial_gaussians
-    models = {"Ours": (world_model.model(), world_model.gaussians)}
+    scene = hand_fields(tests)  # the LEAP Hand, for its clips
+    models = {"Ours": (world_model.model(**scene), world_model.gaussians)}
     if world_model.initial_params is not None:
-        models["No_opt"] = (world_model.model(params=world_model.initial_params, gaussians=initial_g), initial_g)
+        models["No_opt"] = (world_model.model(params=world_model.initial_params, gaussians=initial_g, **scene),
+                            initial_g)
     predictions = {}
     for name, (model, g) in models.items():
         runs = [predict_ours(model, c, first_state(c), substeps) for c in tests]
         predictions[name] = (runs, g)
     curves = {"Ours": list(history), "No_opt": [history[0]] * len(history)} if history else {}
     results = {"object": tests[0].object, "scenario": tests[0].scenario, "test_clips": [c.path for c in tests]}
-    if cem is not None:
+    if cem is not None and not scene:  # the MuJoCo twin of the baseline has no hand
         cem_result = _run_cem(world_model, data, tests, initial_g, cem, progress)
         if cem_result is not None:
             twin, params, curve = cem_result

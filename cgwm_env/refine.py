@@ -40,8 +40,8 @@ from cgwm_env.gaussians import SphereGaussians
 from cgwm_env.metrics import d_ssim
 from cgwm_env.model import Model, PhysicalParams, State
 from cgwm_env.render import render
-from cgwm_env.world_model import (WorldModel, params_values, predict_states, pusher_gaussians, render_states,
-                                  with_pusher)
+from cgwm_env.world_model import (WorldModel, params_values, predict_hand_states, predict_states, pusher_gaussians,
+                                  render_states, with_pusher)
 
 STRUCTURES = ("dssim", "loftr")
 VELOCITY_MODES = ("auto", "estimate", "rest")
@@ -52,7 +52,8 @@ class LearnSettings:
     """iterations: Adam steps; lr: step on the unconstrained parameters (log mass, inertia
     factor, softplus^-1 mu, log stiffness, log damping); lr_geometry: step of the sphere
     centres, m (log-scales get lr_geometry / median scale; 0 freezes geometry); max_shift: how
-    far a centre may move from stage I's, m; window: frames per truncated-BPTT window (0: the
+    far a centre may move from stage I's, m; max_scale_change: how far a scale may move from
+    stage I's, as a fraction of it; window: frames per truncated-BPTT window (0: the
     whole clip); lambda_structure: weight l of the structural term; structure: "dssim" or
     "loftr" (then loftr_weights, a local kornia LoFTR state dict, is required); substeps:
     physics steps per frame (dt = 1 / (fps substeps)); candidates: orientations tried for the
@@ -62,8 +63,9 @@ class LearnSettings:
 
     iterations: int = 150
     lr: float = 0.04
-    lr_geometry: float = 2e-5
+    lr_geometry: float = 0.0
     max_shift: float = 0.002
+    max_scale_change: float = 0.1
     window: int = 5
     lambda_structure: float = 0.2
     structure: str = "dssim"
@@ -85,6 +87,8 @@ class LearnSettings:
         for name in ("lr", "max_shift", "max_stiffness_damping"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
+        if not 0.0 < self.max_scale_change < 1.0:
+            raise ValueError(f"max_scale_change: expected a fraction in (0, 1), got {self.max_scale_change!r}")
         if not self.lr_geometry >= 0:
             raise ValueError(f"lr_geometry: expected a number >= 0 (m), got {self.lr_geometry!r}")
         if not 0.0 <= self.lambda_structure <= 1.0:
@@ -104,7 +108,9 @@ class Clip:
     black with the images composited through their masks); fps: frames per second;
     pusher_start (3,) m, pusher_velocity (T - 1, 3) m/s, pusher_radius m: the kinematic pusher,
     or None; truth: the recorded states at the frames as a State with a batch of 1 and a time
-    axis, (1, T, ...), or None; physics: meta.json's physics record (the data's simulator)."""
+    axis, (1, T, ...), or None; physics: meta.json's physics record (the data's simulator).
+    LEAP Hand clips (scenario "leap") also have joint_pos (T, 16) and joint_target (T, 16) rad
+    (row t held from frame t to t + 1) and hand_masks (T, H, W); other clips have None."""
 
     path: str
     images: torch.Tensor
@@ -120,6 +126,9 @@ class Clip:
     pusher_color: tuple = (0.25, 0.25, 0.28)
     truth: State | None = None
     physics: dict = dataclasses.field(default_factory=dict)
+    joint_pos: torch.Tensor | None = None
+    joint_target: torch.Tensor | None = None
+    hand_masks: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -168,8 +177,9 @@ def load_clip(path) -> Clip:
         truth = State.make(as_t("object_pos")[0], quat=as_t("object_quat")[0], velocity=as_t("object_vel")[0],
                            omega=as_t("object_angvel")[0], pusher=None if pusher_pos is None else pusher_pos[0])
         truth = type(truth)(*(x[None] for x in truth))
+    hand = _leap_fields(data, path) if meta["scenario"] == "leap" else {}  # clips with the LEAP Hand
     return Clip(str(path), images, masks, data.cameras[0], background, float(meta["fps"]), str(meta["scenario"]),
-                str(meta["object"]), truth=truth, physics=dict(meta.get("physics") or {}), **pusher)
+                str(meta["object"]), truth=truth, physics=dict(meta.get("physics") or {}), **pusher, **hand)
 
 
 def clip_paths(root, split: str) -> list[Path]:
@@ -351,7 +361,8 @@ def estimate_initial_state(model: Model, clip: Clip, settings: LearnSettings = L
     """The clip's initial state (a batch of 1) with the model's parameters frozen (appendix E):
     the pose from frame 0, then (settings.velocity) the linear and angular velocity from frames
     0-2: a ballistic fit of the poses aligned in frames 1 and 2, refined by Adam through the
-    simulator on the image loss of frames 1 and 2. Returns the state and a report dict."""
+    simulator on the image loss of frames 1 and 2; an object at rest is moved along the camera
+    ray until it stands on the ground (rest_on_plane). Returns the state and a report dict."""
     start = time.perf_counter()
     position, quat, pose_loss = estimate_pose(model.gaussians, clip, 0, settings)
     pusher = None if clip.pusher_start is None else clip.pusher_start[None]
@@ -359,6 +370,8 @@ def estimate_initial_state(model: Model, clip: Clip, settings: LearnSettings = L
     if velocity_mode == "auto":
         velocity_mode = "rest" if clip.pusher_start is not None else "estimate"
     velocity, omega = torch.zeros(3), torch.zeros(3)
+    if velocity_mode == "rest" and model.ground_height is not None:
+        position = rest_on_plane(model.gaussians, clip.camera, position, quat, model.ground_height)
     if velocity_mode == "estimate" and len(clip) >= 3:
         dt = 1.0 / clip.fps
         p1, q1, _ = estimate_pose(model.gaussians, clip, 1, settings, start=(position, quat))
@@ -373,6 +386,20 @@ def estimate_initial_state(model: Model, clip: Clip, settings: LearnSettings = L
               "omega": omega.tolist(), "pose_loss": pose_loss,
               "velocity_mode": velocity_mode, "seconds": time.perf_counter() - start}
     return state, report
+
+
+def rest_on_plane(gaussians: SphereGaussians, camera: Camera, position: torch.Tensor, quat: torch.Tensor,
+                  height: float) -> torch.Tensor:
+    """The position (3,) m on the camera's ray through `position` where the object, turned by
+    `quat` (4,), touches the horizontal plane z = `height` (the ground, the palm) with its lowest
+    sphere. An image pins a pose down least along the viewing ray: a resting object estimated
+    2-7 mm deep started by jumping out of its support. A level view moves it straight up or down."""
+    g = SphereGaussians(*(t.detach() for t in gaussians.tensors()))
+    lowest = (math3d.rotate(quat.expand(len(g), 4), g.centers)[:, 2] - g.radii).min()
+    ray = position - camera.position.to(position)
+    if abs(float(ray[2])) < 0.1 * float(ray.norm()):
+        ray = position.new_tensor([0.0, 0.0, 1.0])
+    return position + ray * (height - position[2] - lowest) / ray[2]
 
 
 def _conj(q: torch.Tensor) -> torch.Tensor:
@@ -464,13 +491,14 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
     pusher = {c.pusher_radius for c in clips}
     if len(fps) != 1 or len(pusher) != 1:
         raise ValueError(f"clips: expected one frame rate and one pusher radius, got {sorted(fps)} and {pusher}")
-    model_kwargs = dict(model_kwargs or {})
+    model_kwargs = leap_model_kwargs(clips, dict(model_kwargs or {}))  # the hand, for LEAP Hand clips
     start_time = time.perf_counter()
     base = clip_model(gaussians, params, clips[0], settings.substeps, **model_kwargs)
     if starts is None:
         starts, reports = [], []
         for clip in clips:
-            state, report = estimate_initial_state(base, clip, settings)
+            estimate = estimate_leap_state if clip.joint_target is not None else estimate_initial_state
+            state, report = estimate(base, clip, settings)
             starts.append(state)
             reports.append({"clip": clip.path, **report})
     else:
@@ -555,6 +583,8 @@ def _from_leaves(leaves: list[torch.Tensor]) -> PhysicalParams:
 
 def _predict_images(model: Model, clip: Clip, start: State, substeps: int, window: int) -> torch.Tensor:
     """Rendered prediction of frames 1..T-1 (T - 1, H, W, 3) from `start`."""
+    if clip.joint_target is not None:
+        return predict_leap_images(model, clip, start, substeps, window)
     actions = None if clip.pusher_velocity is None else clip.pusher_velocity[None]
     states = predict_states(model, start, len(clip), substeps, actions, detach_every=window)
     pushers = clip.pusher_positions()
@@ -565,8 +595,8 @@ def _predict_images(model: Model, clip: Clip, start: State, substeps: int, windo
 @torch.no_grad()
 def _project(leaves, centers, log_scales, centers0, log_scales0, settings: LearnSettings, gain_mode: str) -> None:
     """Keep the iterate valid: kappa + delta <= max_stiffness_damping (effective-mass gains,
-    stable below 2), centres within max_shift of stage I's, scales within a factor 1.5 of
-    stage I's."""
+    stable below 2), centres within max_shift of stage I's, scales within a fraction
+    max_scale_change of stage I's."""
     if gain_mode == "effective_mass":
         log_k, log_d = leaves[4], leaves[5]
         excess = math.log(settings.max_stiffness_damping) - torch.logaddexp(log_k, log_d)
@@ -576,7 +606,102 @@ def _project(leaves, centers, log_scales, centers0, log_scales0, settings: Learn
     shift = centers - centers0
     norm = shift.norm(dim=1, keepdim=True).clamp(min=1e-12)
     centers.copy_(centers0 + shift * (settings.max_shift / norm).clamp(max=1.0))
-    log_scales.copy_(log_scales0 + (log_scales - log_scales0).clamp(-math.log(1.5), math.log(1.5)))
+    change = settings.max_scale_change
+    log_scales.copy_(log_scales0 + (log_scales - log_scales0).clamp(math.log1p(-change), math.log1p(change)))
+
+
+# ---------------------------------------------------------------------------- clips with the LEAP Hand
+#
+# A LEAP Hand clip (`cgwm synth --scenario leap`) is learned from with the hand in the model (the
+# hand's Model fields of cgwm_env.envs.leap.default_model: HandModel, no ground, plain gains), the
+# hand driven by the recorded joint targets. The hand is masked out of the image loss rather than
+# drawn: its pixels in the prediction are the recording's (hand_masks), so the loss sees only the
+# object and the background. Drawing it would put the hand Gaussians' untrained colours and the
+# small gap between our hand's and the recorded hand's motion into every frame's error.
+
+
+def _leap_fields(data, path) -> dict:
+    """joint_pos, joint_target (T, 16) rad and hand_masks (T, H, W) of a LEAP Hand dataset, checked."""
+    from cgwm_env.hand import N_JOINTS
+
+    states, T = data.states or {}, len(data)
+    fields = {}
+    for name in ("joint_pos", "joint_target"):
+        if name not in states:
+            raise ValueError(f"path: {path}: a leap clip needs states.npz array {name} (T, {N_JOINTS}) rad")
+        value = torch.as_tensor(np.asarray(states[name]), dtype=torch.float32)
+        if value.shape != (T, N_JOINTS):
+            raise ValueError(f"path: {path}: states.npz {name}: expected shape ({T}, {N_JOINTS}) rad, "
+                             f"got {tuple(value.shape)}")
+        if not torch.isfinite(value).all():
+            raise ValueError(f"path: {path}: states.npz {name}: expected finite joint angles (rad)")
+        fields[name] = value
+    if data.hand_masks is None:
+        raise ValueError(f"path: {path}: a leap clip needs hand_masks/ (the hand's mask in every frame)")
+    return {**fields, "hand_masks": data.hand_masks}
+
+
+def hand_fields(clips: list[Clip]) -> dict:
+    """The Model fields the scene of `clips` adds: for LEAP Hand clips the hand (HandModel) and
+    no ground (as envs.leap.default_model), else none; a mix raises a ValueError."""
+    hands = {c.joint_target is not None for c in clips}
+    if len(hands) > 1:
+        raise ValueError("clips: expected all LEAP Hand clips or none, got a mix")
+    if hands != {True}:
+        return {}
+    from cgwm_env.hand import HandModel
+
+    return {"hand": HandModel(), "ground_height": None}
+
+
+def leap_model_kwargs(clips: list[Clip], model_kwargs: dict) -> dict:
+    """Model fields for learning from `clips`: with LEAP Hand clips, hand_fields and plain contact
+    gains (default_model's) under the caller's `model_kwargs`; else model_kwargs alone."""
+    fields = hand_fields(clips)
+    if not fields:
+        return model_kwargs
+    from cgwm_env.contact import ContactSettings
+
+    return {**fields, "contact": ContactSettings(gain_mode="plain"), **model_kwargs}
+
+
+def leap_state(clip: Clip, position: torch.Tensor, quat: torch.Tensor) -> State:
+    """The state (batch 1) at frame 0 of a LEAP Hand clip: the object at rest at position (1, 3) m,
+    quat (1, 4), the hand at the recorded joint_pos[0] with targets joint_target[0]."""
+    return State.make(position, quat=quat, hand=clip.joint_pos[:1], hand_target=clip.joint_target[:1])
+
+
+def estimate_leap_state(model: Model, clip: Clip, settings: LearnSettings = LearnSettings()) -> tuple[State, dict]:
+    """estimate_initial_state for a LEAP Hand clip: the object's pose from frame 0 with the hand's
+    pixels replaced by the background (estimate_pose), at rest (the clips start before a finger
+    touches it), the hand as recorded. Returns the state and a report dict."""
+    from cgwm_env.envs.leap_task import PALM_Z
+
+    start = time.perf_counter()
+    hand = clip.hand_masks[..., None]
+    clean = dataclasses.replace(clip, images=clip.images * (1.0 - hand) + clip.background * hand)
+    position, quat, pose_loss = estimate_pose(model.gaussians, clean, 0, settings)
+    position = rest_on_plane(model.gaussians, clip.camera, position, quat, PALM_Z)
+    state = leap_state(clip, position[None], quat[None])
+    report = {"position": position.tolist(), "quat": quat.tolist(), "velocity": [0.0] * 3, "omega": [0.0] * 3,
+              "pose_loss": pose_loss, "velocity_mode": "rest", "seconds": time.perf_counter() - start}
+    return state, report
+
+
+def paste_recorded_hand(images: torch.Tensor, clip: Clip, first: int = 1) -> torch.Tensor:
+    """Predicted images (N, H, W, 3) of frames first..first + N - 1 with the hand's pixels
+    (clip.hand_masks) taken from the recording."""
+    frames = slice(first, first + images.shape[0])
+    hand = clip.hand_masks[frames, ..., None]
+    return images * (1.0 - hand) + clip.images[frames] * hand
+
+
+def predict_leap_images(model: Model, clip: Clip, start: State, substeps: int, window: int) -> torch.Tensor:
+    """Frames 1..T-1 (T - 1, H, W, 3) predicted from `start` with the hand following the recorded
+    joint targets: the object drawn over the background, the hand's pixels from the recording."""
+    states = predict_hand_states(model, start, clip.joint_target[None], substeps, detach_every=window)
+    images = render_states(model.gaussians, states.position[0, 1:], states.quat[0, 1:], clip.camera, clip.background)
+    return paste_recorded_hand(images, clip)
 
 
 # ---------------------------------------------------------------------------- command line
@@ -663,7 +788,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mu", type=float, default=None, help="initial friction coefficient (default 0.5)")
     parser.add_argument("--stiffness", type=float, default=None, help="initial stiffness (kappa; default 0.5)")
     parser.add_argument("--damping", type=float, default=None, help="initial damping (delta; default 0.5)")
-    parser.add_argument("--no-geometry", action="store_true", help="freeze the Gaussians' geometry")
+    parser.add_argument("--lr-geometry", type=float, default=None, metavar="M",
+                        help="step of the sphere centres, m: 0 (default) freezes the geometry, 2e-5 fine-tunes it")
     parser.add_argument("--loftr-weights", default=None, metavar="FILE",
                         help="local kornia LoFTR weights: use the LoFTR feature loss instead of D-SSIM")
     parser.add_argument("--seed", type=int, default=None, help="seed of the initial-pose candidates")
@@ -676,8 +802,8 @@ def main(args: argparse.Namespace) -> int:
     for name in ("iterations", "seed"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
-    if args.no_geometry:
-        fields["lr_geometry"] = 0.0
+    if args.lr_geometry is not None:
+        fields["lr_geometry"] = args.lr_geometry
     if args.loftr_weights:
         fields.update(structure="loftr", loftr_weights=args.loftr_weights)
     try:

@@ -29,7 +29,7 @@ from cgwm_env.gaussians import SphereGaussians
 from cgwm_env.math3d import fibonacci_sphere
 from cgwm_env.model import Model, PhysicalParams, State
 from cgwm_env.render import render
-from cgwm_env.simulator import prepare, step_prepared
+from cgwm_env.simulator import control_step, prepare, step_prepared
 
 FORMAT, VERSION = "cgwm-world-model", 1
 JSON_NAME, GAUSSIANS_NAME, INITIAL_GAUSSIANS_NAME = "world_model.json", "gaussians.npz", "initial_gaussians.npz"
@@ -233,6 +233,31 @@ def predict_states(model: Model, start: State, frames: int, substeps: int, pushe
             state = type(state)(*(x.detach() for x in state))
         for _ in range(substeps):
             state = step_prepared(model, prepared, state, pusher_velocity[:, t])
+        out.append(state)
+    return type(start)(*(torch.stack(parts, dim=1) for parts in zip(*out)))
+
+
+def predict_hand_states(model: Model, start: State, joint_targets: torch.Tensor, substeps: int,
+                        detach_every: int = 0) -> State:
+    """Simulate a scene with the hand (model.hand set) from `start` (B,) through the joint targets
+    joint_targets (B, T, 16) rad, row t held from frame t to t + 1 (start.hand_target should be
+    row 0), `substeps` physics steps per frame (simulator.control_step). Returns the states at the
+    T frames, fields (B, T, ...), the start first; the last row of targets is not used.
+    detach_every > 0 cuts the gradient's path through the state every that many frames."""
+    if model.hand is None:
+        raise ValueError("model: expected a Model with a hand (hand=cgwm_env.hand.HandModel())")
+    batch = start.position.shape[0]
+    if joint_targets.ndim != 3 or joint_targets.shape[0] != batch or joint_targets.shape[2] != start.hand.shape[1]:
+        raise ValueError(f"joint_targets: expected shape ({batch}, T, {start.hand.shape[1]}) rad, "
+                         f"got {tuple(joint_targets.shape)}")
+    if substeps < 1:
+        raise ValueError(f"substeps: expected a count >= 1, got {substeps}")
+    prepared = prepare(model, batch)
+    state, out = start, [start]
+    for t in range(joint_targets.shape[1] - 1):
+        if detach_every and t > 0 and t % detach_every == 0:
+            state = type(state)(*(x.detach() for x in state))
+        state = control_step(model, prepared, state, joint_targets[:, t] - state.hand_target, substeps)
         out.append(state)
     return type(start)(*(torch.stack(parts, dim=1) for parts in zip(*out)))
 

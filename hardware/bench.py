@@ -5,11 +5,16 @@ same process: reads of present current, velocity and position (one group sync re
 goal-position writes (one group sync write) and read+write cycles, per second. Jitter: send time
 minus planned time of every step of a 2 s (0.5 s with --quick) sinusoidal plan, on the
 first-order virtual motors with no camera, and on MuJoCo's hand with the software RealSense
-streaming 640x480 renders (what `cgwm play --virtual` runs).
+streaming 640x480 renders (what `cgwm play --virtual` runs). Playback PSNR (the paper's Table
+IV on the virtual plant): a thumb push of the cube played open loop, the recorded frames against
+the frames predicted by the bundled world model, by its No_opt (the parameters and Gaussians
+learning started from) and by the hand-made cube (envs.leap.cube_world_model), all drawn over
+the camera's view of the empty scene with the hand coloured from it (playback.scene_reference).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -21,7 +26,7 @@ import numpy as np
 
 from cgwm_env import hand as hand_model
 from hardware.dynamixel import HandConfig, LeapHand
-from hardware.playback import Trajectory, play
+from hardware.playback import Trajectory, frame_psnr, play, scene_reference, virtual_motors
 from hardware.virtual import VirtualBus
 
 
@@ -74,6 +79,52 @@ def _jitter(motors: str, rate: float, seconds: float, camera: bool) -> dict:
             "steps": T, **result.jitter}
 
 
+def thumb_push(frames: int) -> np.ndarray:
+    """(frames, 16) rad: the flat hand for 5 frames, then the thumb (joints 13-15) curling on by
+    0.05 rad a frame, within the joint limits: it shoves a cube on the palm along +y."""
+    q = np.zeros((frames, hand_model.N_JOINTS))
+    q[:, 13:16] = 0.05 * np.clip(np.arange(frames) - 5, 0, None)[:, None]
+    return np.clip(q, hand_model.LOWER.double().numpy(), hand_model.UPPER.double().numpy())
+
+
+def playback_psnr(model_dir, object_name: str = "cube", width: int = 160, height: int = 120,
+                  frames: int = 60) -> dict:
+    """Per-model PSNR (dB, mean and min over the frames) of the virtual plant's recording of
+    thumb_push(frames) at 30 Hz with `object_name` on the palm (playback.virtual_motors) against
+    the predicted frames of the world model `model_dir` ("learned"), its No_opt, and the
+    hand-made cube, each over the empty scene with the hand coloured from it."""
+    from cgwm_env.camera import from_mujoco
+    from cgwm_env.envs.leap import cube_world_model, predict_frames
+    from cgwm_env.world_model import WorldModel
+    from hardware.realsense import RealSenseCamera
+    from hardware.virtual import VirtualRealSense
+
+    wm = WorldModel.load(model_dir)
+    if wm.initial_params is None:
+        raise ValueError(f"model_dir: {model_dir} holds no initial parameters (a learned bundle has them)")
+    trajectory = Trajectory(np.arange(frames) / 30.0, thumb_push(frames))
+    with ExitStack() as stack:
+        bus = stack.enter_context(VirtualBus(virtual_motors(object_name, max(width, height))))
+        with bus.motors.lock:
+            cam = from_mujoco(bus.motors.model, bus.motors.data, "palm_cam", width, height)
+            background, colors = scene_reference(bus.motors.model, bus.motors.data, "palm_cam", width, height)
+        source = stack.enter_context(VirtualRealSense(cam, 30))
+        source.stream_mujoco(bus.motors)
+        rs_camera = stack.enter_context(RealSenseCamera(source.device, width, height, 30))
+        hand = stack.enter_context(LeapHand(HandConfig(port=bus.port)))
+        recorded = play(hand, trajectory, rs_camera).frames
+    scene = {"hand": hand_model.HandModel(), "ground_height": None}
+    initial_g = wm.gaussians if wm.initial_gaussians is None else wm.initial_gaussians
+    models = {"learned": wm.model(**scene), "No_opt": wm.model(params=wm.initial_params, gaussians=initial_g, **scene),
+              "hand-made": dataclasses.replace(cube_world_model(), **scene)}
+    rows = {}
+    for name, model in models.items():
+        predicted = predict_frames(trajectory.joint_targets, cam, 1.0 / 30.0, model, background, colors)
+        psnr = frame_psnr(recorded, predicted)
+        rows[name] = {"mean_db": float(psnr.mean()), "min_db": float(psnr.min())}
+    return {"model": str(model_dir), "object": object_name, "size": [width, height], "frames": frames, "psnr": rows}
+
+
 def run(out: str | None = None, quick: bool = False) -> dict:
     """Measure, print two tables, write JSON to `out` if given; returns the figures."""
     n = 200 if quick else 1000
@@ -92,6 +143,19 @@ def run(out: str | None = None, quick: bool = False) -> dict:
               f"{j['std_ms']:7.3f} {j['p99_abs_ms']:10.3f} {j['max_abs_ms']:10.3f}")
     result = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
               "dynamixel_sdk": version("dynamixel-sdk"), "quick": quick, "rates": rates, "jitter": jitter}
+    from cgwm_env.envs.leap import DEFAULT_WORLD_MODEL
+
+    print()
+    try:
+        psnr = playback_psnr(DEFAULT_WORLD_MODEL, frames=20 if quick else 60)
+    except ValueError as err:  # the bundled model is not a learned one
+        print(f"playback PSNR skipped: {err}")
+    else:
+        result["playback_psnr"] = psnr
+        print(f"{'world model':<12} {'PSNR mean dB':>12} {'min dB':>7}   (virtual plant, thumb push, "
+              f"{psnr['frames']} frames at {psnr['size'][0]}x{psnr['size'][1]})")
+        for name, row in psnr["psnr"].items():
+            print(f"{name:<12} {row['mean_db']:12.2f} {row['min_db']:7.2f}")
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=2))

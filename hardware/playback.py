@@ -277,7 +277,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-camera", action="store_true", help="play without recording frames")
     parser.add_argument("--port", default=None, help="serial port of the hand (overrides the config)")
     parser.add_argument("--out", default="out/play", help="folder for playback.json and the recorded dataset")
-    parser.add_argument("--object", default="unknown", help="object name written to the dataset's meta.json")
+    parser.add_argument("--object", default="unknown",
+                        help="object name written to the dataset's meta.json; with --virtual, a library object "
+                             "(cgwm_env.data.objects) is put on the virtual palm (else the scene's red cube)")
     parser.add_argument("--model", default=None,
                         help="WorldModel bundle whose predicted frames the recording is compared with "
                              "(PSNR per frame; default the bundled cube model)")
@@ -300,11 +302,13 @@ def main(args) -> None:
         raise ValueError("--camera: recording on the real hand needs the camera JSON from `cgwm calibrate` "
                          "(or pass --no-camera)")
     try:
-        with _devices(args.virtual, hand_config, cam_cfg, use_camera, args.camera) as (hand_config, rs_camera, camera):
+        with _devices(args.virtual, hand_config, cam_cfg, use_camera, args.camera, args.object) as (
+                hand_config, rs_camera, camera, reference):
             predict = None
             if camera is not None:
+                background, hand_colors = reference
                 predict = functools.partial(_predicted_frames, camera=camera, frame_dt=float(traj.times[1] - traj.times[0]),
-                                            model_path=args.model)
+                                            model_path=args.model, background=background, hand_colors=hand_colors)
             with LeapHand(hand_config) as hand:
                 result = play(hand, traj, rs_camera, predict_frames=predict)
     except (HardwareError, RealSenseError) as err:
@@ -325,20 +329,87 @@ def main(args) -> None:
     print(f"wrote {out}" + (" (dataset and playback.json)" if result.frames is not None else " (playback.json)"))
 
 
-def _predicted_frames(joint_targets, camera, frame_dt: float, model_path) -> np.ndarray:
-    """The world model's frames for the plan (cgwm_env.envs.leap.predict_frames)."""
+def _predicted_frames(joint_targets, camera, frame_dt: float, model_path, background=None,
+                      hand_colors=None) -> np.ndarray:
+    """The world model's frames for the plan (cgwm_env.envs.leap.predict_frames), drawn over
+    `background` with the hand in `hand_colors` where given."""
     from cgwm_env.envs.leap import predict_frames
     from cgwm_env.hand import HandModel
     from cgwm_env.world_model import WorldModel
 
     model = None if model_path is None else WorldModel.load(model_path).model(hand=HandModel(), ground_height=None)
-    return predict_frames(joint_targets, camera, frame_dt, model)
+    return predict_frames(joint_targets, camera, frame_dt, model, background, hand_colors)
+
+
+def scene_reference(model, data, camera_name: str, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """What a user records before a playback, from a MuJoCo scene (the virtual plant): the
+    camera's view of the empty scene (the object and the hand hidden), (H, W, 3) uint8, and the
+    colours (N, 3) in [0, 1] of the hand's Gaussians (cgwm_env.hand.hand_gaussians): each MJCF
+    colour of the hand becomes the median colour the camera sees of the hand's geoms that have it
+    (the MJCF's own where none is seen)."""
+    import mujoco
+
+    _, look = hand_model.hand_gaussians()
+    colors = look.colors.numpy().copy()
+    obj = model.body("object").id
+    hand_geoms = np.flatnonzero((model.geom_bodyid != obj) & (model.geom_bodyid != 0))
+    renderer = mujoco.Renderer(model, height, width)
+    rgba = model.geom_rgba.copy()
+    try:
+        renderer.update_scene(data, camera=camera_name)
+        view = renderer.render().astype(np.float32) / 255.0
+        renderer.enable_segmentation_rendering()
+        renderer.update_scene(data, camera=camera_name)
+        seg = renderer.render()
+        renderer.disable_segmentation_rendering()
+        seen = np.where(seg[..., 1] == mujoco.mjtObj.mjOBJ_GEOM, seg[..., 0], -1)
+        for color in np.unique(rgba[hand_geoms, :3], axis=0):
+            geoms = hand_geoms[np.all(rgba[hand_geoms, :3] == color, axis=1)]
+            pixels = view[np.isin(seen, geoms)]
+            if len(pixels):
+                colors[np.all(np.isclose(colors, color, atol=1e-6), axis=1)] = np.median(pixels, axis=0)
+        model.geom_rgba[hand_geoms, 3] = 0.0
+        model.geom_rgba[model.geom_bodyid == obj, 3] = 0.0
+        renderer.update_scene(data, camera=camera_name)
+        empty = renderer.render().copy()
+    finally:
+        model.geom_rgba[:] = rgba
+        renderer.close()
+    return empty, colors
+
+
+def virtual_motors(object_name: str, image_size: int):
+    """The virtual plant's MuJoCo hand (hardware.virtual.MujocoMotors): the palm-up scene with the
+    library object `object_name` (cgwm_env.data.objects) upright on the palm at the task's start,
+    as the MuJoCo twin and `cgwm synth --scenario leap` show it (flat lighting), or the scene's own
+    red cube where the name is not a library object. image_size: px, the renderer's buffer."""
+    import tempfile
+
+    from cgwm_env.data.objects import OBJECTS
+    from hardware.virtual import MujocoMotors
+
+    if object_name not in OBJECTS:
+        return MujocoMotors()
+    from cgwm_env.envs import leap_task
+    from cgwm_env.envs.leap_mujoco import scene_spec
+
+    obj = OBJECTS[object_name]
+    spec = scene_spec(obj, image_size)
+    lowest = obj.sample_surface(4000, seed=0)[:, 2].min()
+    spec.body("object").pos = (*leap_task.OBJECT_XY, leap_task.PALM_Z + 0.001 - lowest)
+    spec.compile()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "scene.xml"
+        path.write_text(spec.to_xml())
+        return MujocoMotors(path)
 
 
 @contextlib.contextmanager
-def _devices(virtual: bool, hand_config, cam_cfg, use_camera: bool, camera_json):
-    """(hand settings, RealSenseCamera or None, posed Camera or None) for a virtual or a real run;
-    the virtual bus and camera, or the real camera, are closed on leaving."""
+def _devices(virtual: bool, hand_config, cam_cfg, use_camera: bool, camera_json, object_name: str = "unknown"):
+    """(hand settings, RealSenseCamera or None, posed Camera or None, (background, hand colours))
+    for a virtual or a real run (scene_reference's for the virtual plant's camera, else Nones);
+    the virtual plant holds `object_name` (virtual_motors); the virtual bus and camera, or the
+    real camera, are closed on leaving."""
     from hardware.realsense import RealSenseCamera
 
     with contextlib.ExitStack() as stack:
@@ -346,19 +417,22 @@ def _devices(virtual: bool, hand_config, cam_cfg, use_camera: bool, camera_json)
             from cgwm_env.camera import from_mujoco
             from hardware.virtual import VirtualBus, VirtualRealSense
 
-            bus = stack.enter_context(VirtualBus("mujoco"))
+            bus = stack.enter_context(VirtualBus(virtual_motors(object_name, max(cam_cfg.width, cam_cfg.height))))
             hand_config = replace(hand_config, port=bus.port)
             camera = rs_camera = None
+            reference = (None, None)
             if use_camera:
                 sim = bus.motors
                 with sim.lock:
                     camera = from_mujoco(sim.model, sim.data, "palm_cam", cam_cfg.width, cam_cfg.height)
+                    reference = scene_reference(sim.model, sim.data, "palm_cam", cam_cfg.width, cam_cfg.height)
                 source = stack.enter_context(VirtualRealSense(camera, cam_cfg.fps, cam_cfg.depth))
                 source.stream_mujoco(sim, "palm_cam")
                 rs_camera = stack.enter_context(RealSenseCamera(source.device, cam_cfg.width, cam_cfg.height,
                                                                 cam_cfg.fps, cam_cfg.depth))
         else:
             camera = rs_camera = None
+            reference = (None, None)
             if use_camera:
                 from hardware.calibration import load_camera
 
@@ -369,4 +443,4 @@ def _devices(virtual: bool, hand_config, cam_cfg, use_camera: bool, camera_json)
                 if (camera.width, camera.height) != (posed.width, posed.height):
                     raise ValueError(f"--camera: calibrated at {posed.width}x{posed.height}, streaming "
                                      f"{camera.width}x{camera.height}; calibrate at the streaming size")
-        yield hand_config, rs_camera, camera
+        yield hand_config, rs_camera, camera, reference

@@ -469,3 +469,33 @@ def test_settings_are_checked_by_name(tmp_path):
         with pytest.raises(ValueError, match=message):
             load_config(bad)
     assert dx.describe_hardware_error(0x24) == "overheating, overload"
+
+
+def test_predicted_frames_over_the_empty_scene_match_the_camera_better():
+    """scene_reference's background and hand colours bring the world model's predicted frame of
+    the scene's start close to MuJoCo's camera image; bad ones are refused by name."""
+    import mujoco
+
+    from cgwm_env.envs.leap import predict_frames
+    from cgwm_env.hand import SCENE_XML
+    from hardware.playback import scene_reference
+
+    m = mujoco.MjModel.from_xml_path(str(SCENE_XML))
+    d = mujoco.MjData(m)
+    mujoco.mj_forward(m, d)
+    camera = from_mujoco(m, d, "palm_cam", 64, 48)
+    background, colors = scene_reference(m, d, "palm_cam", 64, 48)
+    renderer = mujoco.Renderer(m, 48, 64)
+    renderer.update_scene(d, camera="palm_cam")
+    view = renderer.render()[None]
+    renderer.close()
+    assert (np.abs(background.astype(int) - view[0]).max(-1) > 30).mean() > 0.1  # the hand and cube are hidden
+    targets = np.zeros((2, 16), np.float32)
+    plain = frame_psnr(view, predict_frames(targets, camera)[:1])[0]
+    matched = frame_psnr(view, predict_frames(targets, camera, background=background, hand_colors=colors)[:1])[0]
+    print(f"PSNR of the start frame: {plain:.1f} dB plain, {matched:.1f} dB over the empty scene")
+    assert matched > plain + 5.0
+    with pytest.raises(ValueError, match="background: expected"):
+        predict_frames(targets, camera, background=background[:10])
+    with pytest.raises(ValueError, match="hand_colors: expected"):
+        predict_frames(targets, camera, hand_colors=colors[:5])

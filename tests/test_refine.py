@@ -156,6 +156,16 @@ def test_pose_estimate_finds_the_true_pose():
     assert float((position - start.position[0]).norm()) < 5e-3 and angle < 0.15
 
 
+def test_a_resting_pose_off_along_the_camera_ray_is_put_back_on_the_ground():
+    model = _truth_model()
+    camera = Camera.from_fovy(math.radians(40), SIZE, SIZE, look_at((0.05, -0.25, 0.08), (0.05, 0.0, 0.02)))
+    quat = torch.tensor([math.cos(0.3), 0.0, 0.0, math.sin(0.3)])  # upright, turned 0.6 rad about z
+    resting = torch.tensor([0.02, 0.01, 0.025])  # the box's spheres touch the ground at z = 0
+    deep = resting + 0.004 * (resting - camera.position) / (resting - camera.position).norm()  # 4 mm too far
+    back = refine.rest_on_plane(model.gaussians, camera, deep, quat, 0.0)
+    np.testing.assert_allclose(back.numpy(), resting.numpy(), atol=1e-6)
+
+
 def test_volume_inertia_of_a_box_shell_is_the_solid_boxs():
     g = box_model(0.05, 0.1, 0.5, per_edge=8).gaussians
     inertia = refine.volume_inertia(g, 0.1)

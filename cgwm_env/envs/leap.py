@@ -79,6 +79,7 @@ class LeapCore:
         self.prepared = prepare(self.model, batch)
         self.camera = palm_camera(self.image_size)
         self.hand_links, self.hand_look = hand_gaussians()
+        self.background = BACKGROUND  # what image() draws over: an RGB triple or an (S, S, 3) image in [0, 1]
         home = torch.as_tensor(task.HOME_Q).expand(batch, -1)
         self.state = State.make(torch.zeros(batch, 3), hand=home.clone(), hand_target=home.clone())
         self.goal = np.tile(task.yaw_quat(0.0), (batch, 1))
@@ -160,7 +161,7 @@ class LeapCore:
     def image(self, i: int) -> np.ndarray:
         """(S, S, 3) uint8 view of environment i through the palm camera, drawn by the Gaussian renderer."""
         with torch.no_grad():
-            rgb = render(self.scene_gaussians(i), self.camera, background=BACKGROUND).rgb
+            rgb = render(self.scene_gaussians(i), self.camera, background=self.background).rgb
         return (rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
@@ -241,15 +242,32 @@ def _first(obs: dict) -> dict:
     return {k: v[0] for k, v in obs.items()}
 
 
-def predict_frames(joint_targets, camera, frame_dt: float = task.CONTROL_DT, model: Model | None = None) -> np.ndarray:
+def predict_frames(joint_targets, camera, frame_dt: float = task.CONTROL_DT, model: Model | None = None,
+                   background=None, hand_colors=None) -> np.ndarray:
     """The frames (T, H, W, 3) uint8 the world model predicts for an open-loop plan of joint targets
     (T, 16) rad, one every frame_dt s, seen by `camera` (a cgwm_env.camera.Camera): the hand starts
     at rest at the first targets, the object upright at the task's start (yaw 0), and the targets
-    step to the next row every frame_dt. model: a Model with a hand (default the bundled one)."""
+    step to the next row every frame_dt. model: a Model with a hand (default the bundled one).
+    background: (H, W, 3) uint8 image drawn behind (e.g. the camera's view of the empty scene), or
+    None for plain grey; hand_colors: (N, 3) colours in [0, 1] of the hand's Gaussians
+    (hand.hand_gaussians order), or None for the MJCF's."""
     targets = torch.as_tensor(np.asarray(joint_targets, dtype=np.float32))
     if targets.ndim != 2 or targets.shape[1] != task.N_JOINTS or not torch.isfinite(targets).all():
         raise ValueError(f"joint_targets: expected finite (T, {task.N_JOINTS}) rad, got shape {tuple(targets.shape)}")
     core = LeapCore(1, model, camera.width, False)
+    if background is not None:
+        image = np.asarray(background)
+        if image.shape != (camera.height, camera.width, 3) or image.dtype != np.uint8:
+            raise ValueError(f"background: expected ({camera.height}, {camera.width}, 3) uint8, "
+                             f"got {image.shape} {image.dtype}")
+        core.background = torch.from_numpy(image.astype(np.float32) / 255.0)
+    if hand_colors is not None:
+        colors = torch.as_tensor(np.asarray(hand_colors, dtype=np.float32))
+        if colors.shape != core.hand_look.colors.shape or not ((colors >= 0) & (colors <= 1)).all():
+            raise ValueError(f"hand_colors: expected {tuple(core.hand_look.colors.shape)} colours in [0, 1], "
+                             f"got shape {tuple(colors.shape)}")
+        core.hand_look = SphereGaussians(core.hand_look.centers, core.hand_look.log_scales,
+                                         core.hand_look.opacity_logits, colors)
     substeps = round(frame_dt / core.model.dt)
     if substeps < 1 or abs(substeps * core.model.dt - frame_dt) > 1e-9:
         raise ValueError(f"frame_dt: expected a multiple of the model's step {core.model.dt:.6g} s, got {frame_dt}")

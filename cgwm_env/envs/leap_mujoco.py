@@ -34,6 +34,14 @@ def scene_model(obj: ObjectSpec, image_size: int = 128) -> mujoco.MjModel:
     """The palm-up scene with `obj` (body and free joint "object", geoms "object_{i}", the XML
     cube's friction) in place of its cube, timestep TIMESTEP, flat lighting, shadows off and an
     offscreen buffer of at least image_size px."""
+    model = scene_spec(obj, image_size).compile()
+    if model.nu != hand.N_JOINTS or (model.actuator_trnid[:, 0] != np.arange(hand.N_JOINTS)).any():
+        raise RuntimeError("the scene's actuators are not the hand's 16 joints in sim order")
+    return model
+
+
+def scene_spec(obj: ObjectSpec, image_size: int = 128) -> mujoco.MjSpec:
+    """scene_model's scene as an uncompiled MjSpec (its body "object" at the origin)."""
     spec = mujoco.MjSpec.from_file(str(hand.SCENE_XML))
     friction = np.array(spec.geom("object").friction)
     spec.delete(spec.body("object"))
@@ -52,10 +60,7 @@ def scene_model(obj: ObjectSpec, image_size: int = 128) -> mujoco.MjModel:
         light.active = False
     spec.visual.global_.offwidth = max(spec.visual.global_.offwidth, image_size)
     spec.visual.global_.offheight = max(spec.visual.global_.offheight, image_size)
-    model = spec.compile()
-    if model.nu != hand.N_JOINTS or (model.actuator_trnid[:, 0] != np.arange(hand.N_JOINTS)).any():
-        raise RuntimeError("the scene's actuators are not the hand's 16 joints in sim order")
-    return model
+    return spec
 
 
 class LeapHandMujocoEnv(gym.Env):

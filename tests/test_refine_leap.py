@@ -1,0 +1,163 @@
+"""Stage II on LEAP Hand clips (refine.py's hand path): learning mu and K with the hand driven by
+recorded joint targets, and the checks on a malformed leap dataset. Small sizes, coarse steps."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cgwm_env import refine
+from cgwm_env.camera import Camera, look_at
+from cgwm_env.contact import ContactSettings
+from cgwm_env.data.dataset import camera_to_meta, save_background, save_dataset
+from cgwm_env.envs.leap_task import PALM_Z
+from cgwm_env.gaussians import SphereGaussians
+from cgwm_env.hand import HandModel, forward_kinematics, hand_gaussians, link_points
+from cgwm_env.model import PhysicalParams, State, box_model, solid_box_inertia
+from cgwm_env.render import render
+from cgwm_env.simulator import control_step, prepare
+from cgwm_env.world_model import predict_hand_states
+
+SIZE, FPS, SUB, FRAMES = 48, 30.0, 8, 9
+MU, K, D = 0.5, 30.0, 0.3  # plain gains at 240 Hz: K N/m, D N s/m per row
+SCENE = dict(ground_height=None, contact=ContactSettings(gain_mode="plain"))
+
+
+def _truth_model():
+    return box_model(0.05, 0.1, MU, per_edge=5, kappa=K, delta=D, dt=1.0 / (FPS * SUB), hand=HandModel(max_contacts=16),
+                     **SCENE)
+
+
+def _curl(steps: int, start: float) -> torch.Tensor:
+    """Joint targets (steps, 16): the thumb (joints 13-15) curling on from `start` rad, 0.05 rad a frame."""
+    targets = torch.zeros(steps, 16)
+    targets[:, 13:16] = start + 0.05 * torch.arange(steps, dtype=torch.float32)[:, None]
+    return targets
+
+
+def _pushed_start(model, prepared) -> State:
+    """The cube at rest on the palm, the thumb curled on until it is about to push it."""
+    state = State.make([[-0.055, 0.035, 0.0597]], hand=_curl(1, 1.2), hand_target=_curl(1, 1.2))
+    with torch.no_grad():
+        for _ in range(4):
+            state = control_step(model, prepared, state, torch.full((1, 16), 0.05) * (torch.arange(16) >= 13), SUB)
+    return state
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """The true start and a clip of the thumb pushing the cube, drawn by our simulator and
+    renderer, the hand drawn too and marked in hand_masks."""
+    model = _truth_model()
+    camera = Camera.from_fovy(math.radians(40), SIZE, SIZE, look_at((-0.02, 0.2, 0.22), (-0.05, 0.04, 0.05)))
+    links, look = hand_gaussians(0.01)
+    background = torch.full((SIZE, SIZE, 3), 0.8)
+    prepared = prepare(model, 1)
+
+    def clip(start: State, name: str) -> refine.Clip:
+        joint_target = _curl(FRAMES, float(start.hand_target[0, 13]))
+        with torch.no_grad():
+            states = predict_hand_states(model, start, joint_target[None], SUB)
+            images, masks, hand_masks = [], [], []
+            for t in range(FRAMES):
+                hand_c = link_points(forward_kinematics(states.hand[0, t]), links, look.centers)
+                hand_g = SphereGaussians(hand_c, look.log_scales, look.opacity_logits, look.colors)
+                g = model.gaussians
+                obj = SphereGaussians(g.transformed_centers(states.position[0, t], states.quat[0, t]), g.log_scales,
+                                      g.opacity_logits, g.colors)
+                both = SphereGaussians(*(torch.cat(p) for p in zip(hand_g.tensors(), obj.tensors())))
+                images.append(render(both, camera, background=background).rgb.clamp(0, 1))
+                # What shows of each: the hand drawn red and the object green, over black.
+                which = torch.cat((torch.tensor([1.0, 0, 0]).expand(len(hand_g), 3),
+                                   torch.tensor([0, 1.0, 0]).expand(len(obj), 3)))
+                seen = render(dataclasses.replace(both, colors=which), camera, background=(0.0, 0.0, 0.0)).rgb
+                hand_masks.append((seen[..., 0] > 0.5).float())
+                masks.append((seen[..., 1] > 0.5).float())
+        return refine.Clip(name, torch.stack(images), torch.stack(masks), camera, background, FPS,
+                           "leap", "box", truth=states, joint_pos=states.hand[0], joint_target=joint_target,
+                           hand_masks=torch.stack(hand_masks))
+
+    start = _pushed_start(model, prepared)
+    return start, clip(start, "train")
+
+
+def test_learning_from_a_leap_clip_moves_mu_or_k_to_the_truth(scene):
+    start, train = scene
+    assert (train.truth.position[0, -1] - train.truth.position[0, 0]).norm() > 0.005  # the thumb pushes the cube
+    assert train.hand_masks.sum() > 0
+    initial = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), 0.2, K / 3, D)
+    settings = refine.LearnSettings(iterations=25, lr=0.1, lr_geometry=0.0, window=0, substeps=SUB)
+    wm, history = refine.learn(_truth_model().gaussians, [train], initial, settings, progress=False,
+                               model_kwargs={"hand": HandModel(max_contacts=16)}, starts=[start])
+    assert wm.ground_height is None and wm.contact.gain_mode == "plain"  # the LEAP scene's fields by default
+    mu, k = float(wm.params.mu), float(wm.params.stiffness)
+    print(f"mu 0.2 -> {mu:.3f} (truth {MU}); K {K / 3:.1f} -> {k:.1f} (truth {K}); "
+          f"PSNR {history[0]['psnr']:.1f} -> {history[wm.info['best_iteration']]['psnr']:.1f} dB")
+    assert abs(mu - MU) < abs(0.2 - MU) - 0.05 or abs(math.log(k / K)) < math.log(3) - 0.3  # toward the truth
+
+    assert history[wm.info["best_iteration"]]["loss"] < history[0]["loss"]
+
+
+def test_the_initial_state_rests_on_the_palm_with_the_recorded_hand(scene):
+    start, train = scene
+    g = _truth_model().gaussians
+    # Depth along the camera's ray is what the image pins down worst: resting on the palm fixes it.
+    ray = start.position[0] - train.camera.position
+    for shift in (-0.05, 0.05):
+        moved = start.position[0] + shift * ray / ray.norm()
+        back = refine.rest_on_plane(g, train.camera, moved, start.quat[0], PALM_Z)
+        assert float((back - start.position[0]).norm()) < 2e-3  # the true cube sinks about 1 mm into the palm
+    model = refine.clip_model(g, _truth_model().params, train, SUB, **refine.leap_model_kwargs([train], {}))
+    state, report = refine.estimate_leap_state(model, train, refine.LearnSettings(candidates=16, pose_iterations=30))
+    print(f"start found {1000 * float((state.position - start.position).norm()):.1f} mm off")
+    lowest = (g.transformed_centers(state.position[0], state.quat[0])[:, 2] - g.radii).min()
+    assert float(lowest) == pytest.approx(PALM_Z, abs=1e-4)
+    assert float((state.position - start.position).norm()) < 0.02
+    assert torch.equal(state.hand, train.joint_pos[:1]) and torch.equal(state.hand_target, train.joint_target[:1])
+    assert report["velocity_mode"] == "rest" and not state.velocity.any()
+
+
+def _write_leap(path, frames: int = 3, drop: str | None = None, joint_shape=(3, 16), hand_masks: bool = True):
+    camera = Camera.from_fovy(math.radians(40), 8, 8, look_at((0.0, -0.3, 0.2), (0.0, 0.0, 0.0)))
+    states = {"times": np.arange(frames) / FPS, "joint_pos": np.zeros((frames, 16), np.float32),
+              "joint_target": np.zeros(joint_shape, np.float32)}
+    states.pop(drop, None)
+    images = np.zeros((frames, 8, 8, 3), np.uint8)
+    masks = np.zeros((frames, 8, 8), bool)
+    meta = {"scenario": "leap", "object": "cube", "fps": FPS, "cameras": [camera_to_meta(camera)]}
+    path = save_dataset(path, meta, images, masks, states, masks if hand_masks else None)
+    save_background(path, images[0])
+    return path
+
+
+def test_a_good_leap_clip_loads(tmp_path):
+    clip = refine.load_clip(_write_leap(tmp_path / "ok"))
+    assert clip.joint_target.shape == (3, 16) and clip.hand_masks.shape == (3, 8, 8)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(drop="joint_target"), "joint_target"),
+    (dict(drop="joint_pos"), "joint_pos"),
+    (dict(hand_masks=False), "hand_masks"),
+])
+def test_a_malformed_leap_clip_names_what_is_missing(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        refine.load_clip(_write_leap(tmp_path / "bad", **kwargs))
+
+
+def test_a_leap_clip_with_wrongly_shaped_joints_is_refused(tmp_path):
+    path = _write_leap(tmp_path / "bad")
+    data = dict(np.load(path / "states.npz", allow_pickle=False))
+    data["joint_target"] = np.zeros((3, 15), np.float32)
+    np.savez(path / "states.npz", **data)
+    with pytest.raises(ValueError, match=r"joint_target: expected shape \(3, 16\)"):
+        refine.load_clip(path)
+
+
+def test_leap_and_other_clips_do_not_mix(scene):
+    _, train = scene
+    other = dataclasses.replace(train, joint_pos=None, joint_target=None, hand_masks=None)
+    with pytest.raises(ValueError, match="clips: expected all LEAP Hand clips or none"):
+        refine.leap_model_kwargs([train, other], {})
