@@ -23,6 +23,13 @@ hand contacts, and no dry joint friction (its dead zone gives a small target cha
 and a plan starts from small changes). The hand's kinematics are worked out once per call, at
 the measured joints, and used to first order in the joint change over the whole horizon
 (simulator.HandKinematics), so no forward kinematics is differentiated.
+
+Before the first plan of an episode the hand moves through settings.approach, joint-target
+waypoints taken at the action bound (no planning, no solve time recorded): a cage of the four
+fingertips around the object, as Jin's MPC starts from a pre-grasp. From the open, flat hand the
+planner's local gradient curled the fingers into the cube and pushed it off the palm (11 of 20
+trials dropped); from the cage it turns the cube 30-45 degrees and more, and drops it rarely
+(configs/mpc.yaml, README).
 """
 
 from __future__ import annotations
@@ -52,7 +59,8 @@ class MPCSettings:
     plain contact gains (see the module doc); max_contacts: hand query spheres in the planning
     model's contact solve; the cost's weights (module doc), each per step of the horizon:
     w_fingertip (1/m^2, on the four pads' squared distances to the object's centre), w_action
-    (1/rad^2), w_position (1/m^2), w_orientation (per unit of error)."""
+    (1/rad^2), w_position (1/m^2), w_orientation (per unit of error); approach: joint-target
+    waypoints (each 16 rad, within the joint range) moved through before the first plan."""
 
     horizon: int = 3
     iterations: int = 2
@@ -66,6 +74,7 @@ class MPCSettings:
     w_action: float = 0.1
     w_position: float = 600.0
     w_orientation: float = 1.0
+    approach: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self):
         for name in ("horizon", "iterations", "max_contacts"):
@@ -82,6 +91,9 @@ class MPCSettings:
                 raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas: expected two numbers in [0, 1), got {self.betas!r}")
+        if not all(len(w) == 16 and all(math.isfinite(x) for x in w) for w in self.approach):
+            raise ValueError(f"approach: expected waypoints of 16 finite joint targets (rad) each, "
+                             f"got {self.approach!r}")
 
     @classmethod
     def from_yaml(cls, path) -> "MPCSettings":
@@ -93,6 +105,8 @@ class MPCSettings:
             raise ValueError(f"{unknown[0]}: unknown MPC setting in {path}; expected some of {sorted(names)}")
         if "betas" in data:
             data["betas"] = tuple(data["betas"])
+        if "approach" in data:
+            data["approach"] = tuple(tuple(w) for w in data["approach"])
         return cls(**data)
 
 
@@ -121,7 +135,8 @@ class ReorientationMPC:
 
     model: the world model (a cgwm_env Model with a hand); settings: MPCSettings; action_bound:
     the largest change of a joint target per control step, rad. Call plan(state, goal) once per
-    control step; reset() between episodes. solve_times holds each plan's wall time, s.
+    control step; reset() between episodes. solve_times holds each plan's wall time, s (not the
+    approach's steps); waypoints, the approach's waypoints still ahead.
     """
 
     def __init__(self, model: Model, settings: MPCSettings = MPCSettings(), action_bound: float = ACTION_BOUND,
@@ -130,6 +145,9 @@ class ReorientationMPC:
             raise ValueError(f"action_bound: expected a positive number of radians, got {action_bound!r}")
         self.settings, self.action_bound = settings, float(action_bound)
         self.model, self.substeps = planning_model(model, settings, control_dt)
+        lower, upper = self.model.hand.lower.tolist(), self.model.hand.upper.tolist()
+        if not all(lo - 1e-6 <= x <= hi + 1e-6 for w in settings.approach for x, lo, hi in zip(w, lower, upper)):
+            raise ValueError("approach: expected waypoints within the hand's joint range (hand.LOWER, hand.UPPER)")
         self.prepared = prepare(self.model, 1)
         self.plan_dtype = self.model.params.log_mass.dtype
         hand = self.model.hand
@@ -148,15 +166,22 @@ class ReorientationMPC:
         self.plan_actions = torch.zeros(shape, dtype=dtype)
         self._m, self._v, self._count = torch.zeros(shape, dtype=dtype), torch.zeros((), dtype=dtype), 0
         self.last_cost = math.nan
+        self.waypoints = [torch.as_tensor(w, dtype=self.plan_dtype) for w in self.settings.approach]
 
     def plan(self, state: State, goal, hold_position=None) -> torch.Tensor:
         """The next joint-target change (16,) rad, within +-action_bound, for the world-model state
         `state` (batch 1), the goal orientation `goal` (4,) unit quaternion (w, x, y, z) and the
-        object position to hold, hold_position (3,) m (default: the state's). A NaN state or an
-        impossible goal raises ValueError before anything is planned."""
+        object position to hold, hold_position (3,) m (default: the state's). While approach
+        waypoints remain, the step towards the next one instead. A NaN state or an impossible goal
+        raises ValueError before anything is planned."""
         start = time.perf_counter()
         state, goal, hold = self._checked(state, goal, hold_position)
         s = self.settings
+        while self.waypoints:
+            step = self.waypoints[0] - state.hand_target[0]
+            if step.abs().max() > 1e-4:
+                return step.clamp(-self.action_bound, self.action_bound)
+            self.waypoints.pop(0)
         with torch.no_grad():
             kinematics = hand_kinematics(self.model, state.hand)
             tips0 = self._pad_mean @ kinematics.points[0]  # (4, 3) m, the pads' centres

@@ -115,15 +115,16 @@ def test_state_from_observation_differences_the_object_pose():
 def test_short_reorientation_in_the_world_model_succeeds():
     """The easy case: the goal is the start yaw turned by +40 degrees (error 0.117 at the start;
     below 0.04 needs 17 degrees of turning) on seed 0, in the world model itself (no model
-    mismatch), within 100 control steps (3.3 s) including the 20 steps held. The cube slides about
-    4 cm on the palm while it turns (measured), so the test asks only that it stays on the palm."""
+    mismatch), from the open hand (no approach), within 100 control steps (3.3 s) including the
+    20 steps held. The cube slides about 4 cm on the palm while it turns (measured), so the test
+    asks only that it stays on the palm."""
     env = gym.make("ContactGaussian-LeapHand-v0").unwrapped
     obs, _ = env.reset(seed=0)
     start = obs["object_pos"].copy()
     yaw0 = 2 * math.atan2(float(obs["object_quat"][3]), float(obs["object_quat"][0]))
     goal = task.yaw_quat(yaw0 + math.radians(40.0))
     assert task.orientation_error(obs["object_quat"], goal) > 0.1
-    planner = ReorientationMPC(env.model, MPCSettings.from_yaml(CONFIG))
+    planner = ReorientationMPC(env.model, dataclasses.replace(MPCSettings.from_yaml(CONFIG), approach=()))
     tracker = SuccessTracker()
     for _ in range(100):
         action = planner.plan(env.state, goal, start)
@@ -132,3 +133,42 @@ def test_short_reorientation_in_the_world_model_succeeds():
             break
     assert tracker.succeeded
     assert not task.dropped(obs["object_pos"], start)
+
+
+def test_approach_moves_the_targets_through_the_waypoints_at_the_bound_before_planning(world):
+    waypoints = ((0.12,) + (0.0,) * 15, (0.12, 0.0, 0.04) + (0.0,) * 13)
+    planner = ReorientationMPC(world.model, dataclasses.replace(MPCSettings(), horizon=1, iterations=1,
+                                                                 approach=waypoints))
+    state, goal, steps = world.state, task.yaw_quat(1.0), []
+    for _ in range(4):
+        steps.append(planner.plan(state, goal))
+        state = state._replace(hand_target=state.hand_target + steps[-1])
+    assert [round(float(a[0]), 6) for a in steps[:3]] == [0.05, 0.05, 0.02]  # joint 0 to 0.12 at the bound
+    assert float(steps[3][2]) == pytest.approx(0.04) and float(steps[3].abs().sum()) == pytest.approx(0.04)
+    assert planner.solve_times == []  # approaching is not planning
+    planner.plan(state, goal)
+    assert len(planner.solve_times) == 1 and not planner.waypoints
+    planner.reset()
+    assert len(planner.waypoints) == 2
+    with pytest.raises(ValueError, match="approach"):
+        MPCSettings(approach=((0.0,) * 15,))
+    with pytest.raises(ValueError, match="approach"):
+        ReorientationMPC(world.model, MPCSettings(approach=((5.0,) * 16,)))  # outside the joint range
+
+
+@pytest.mark.parametrize("seed", [3, 12])  # start yaws -75 and -45 degrees (a corner towards a finger)
+def test_config_approach_cages_the_cube_in_mujoco_without_moving_it(world, seed):
+    planner = ReorientationMPC(world.model, MPCSettings.from_yaml(CONFIG))
+    twin = gym.make("ContactGaussian-LeapHandMuJoCo-v0")
+    obs, _ = twin.reset(seed=seed)
+    start_pos, start_quat = obs["object_pos"].copy(), obs["object_quat"].copy()
+    for steps in range(100):
+        action = planner.plan(state_from_observation(obs), obs["goal_quat"])
+        if not planner.waypoints:  # reached: this call planned
+            break
+        obs, *_ = twin.step(action.numpy())
+    assert steps == 74 and len(planner.solve_times) == 1
+    np.testing.assert_allclose(obs["joint_target"], planner.settings.approach[-1], atol=1e-4)
+    assert np.linalg.norm(obs["object_pos"] - start_pos) < 2e-3
+    assert angle_error(obs["object_quat"], start_quat) < math.radians(2.0)
+    twin.close()
