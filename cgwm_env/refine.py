@@ -44,13 +44,16 @@ from cgwm_env.world_model import (WorldModel, params_values, predict_hand_states
                                   render_states, with_pusher)
 
 STRUCTURES = ("dssim", "loftr")
+PARAMETERS = {"mass": (0,), "inertia": (1, 2), "mu": (3,), "stiffness": (4,), "damping": (5,)}  # -> _to_leaves' indices
 VELOCITY_MODES = ("auto", "estimate", "rest")
 
 
 @dataclass(frozen=True)
 class LearnSettings:
-    """iterations: Adam steps; lr: step on the unconstrained parameters (log mass, inertia
-    factor, softplus^-1 mu, log stiffness, log damping); lr_geometry: step of the sphere
+    """iterations: Adam steps; parameters: which of theta are learned (some of "mass",
+    "inertia", "mu", "stiffness", "damping"; the others keep their initial values); lr: step
+    on the unconstrained parameters (log mass, inertia factor, softplus^-1 mu, log stiffness,
+    log damping); lr_geometry: step of the sphere
     centres, m (log-scales get lr_geometry / median scale; 0 freezes geometry); max_shift: how
     far a centre may move from stage I's, m; max_scale_change: how far a scale may move from
     stage I's, as a fraction of it; window: frames per truncated-BPTT window (0: the
@@ -62,6 +65,7 @@ class LearnSettings:
     max_stiffness_damping: bound on kappa + delta in effective-mass gain mode (stable below 2)."""
 
     iterations: int = 150
+    parameters: tuple[str, ...] = ("mu", "stiffness", "damping")
     lr: float = 0.04
     lr_geometry: float = 0.0
     max_shift: float = 0.002
@@ -99,6 +103,10 @@ class LearnSettings:
             raise ValueError("loftr_weights: structure 'loftr' needs a local LoFTR weights file (none can be downloaded)")
         if self.velocity not in VELOCITY_MODES:
             raise ValueError(f"velocity: expected one of {VELOCITY_MODES}, got {self.velocity!r}")
+        names = tuple(self.parameters) if isinstance(self.parameters, (list, tuple)) else ()
+        if not names or len(set(names)) != len(names) or not set(names) <= set(PARAMETERS):
+            raise ValueError(f"parameters: expected distinct names among {tuple(PARAMETERS)}, got {self.parameters!r}")
+        object.__setattr__(self, "parameters", names)
 
 
 @dataclass(frozen=True)
@@ -509,11 +517,12 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
                    for c, s in zip(clips, starts)]
     init_seconds = time.perf_counter() - start_time
 
-    leaves = [t.detach().clone().requires_grad_() for t in _to_leaves(params)]
+    learned = {i for name in settings.parameters for i in PARAMETERS[name]}
+    leaves = [t.detach().clone().requires_grad_(i in learned) for i, t in enumerate(_to_leaves(params))]
     centers0, log_scales0 = gaussians.centers.detach(), gaussians.log_scales.detach()
     centers = centers0.clone().requires_grad_(settings.lr_geometry > 0)
     log_scales = log_scales0.clone().requires_grad_(settings.lr_geometry > 0)
-    groups = [{"params": leaves, "lr": settings.lr}]
+    groups = [{"params": [leaf for leaf in leaves if leaf.requires_grad], "lr": settings.lr}]
     if settings.lr_geometry > 0:
         groups += [{"params": [centers], "lr": settings.lr_geometry},
                    {"params": [log_scales], "lr": settings.lr_geometry / float(gaussians.scales.median())}]
@@ -784,6 +793,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="learning settings YAML (see configs/learn.yaml)")
     parser.add_argument("--clips", type=int, nargs="+", default=None, help="train clips to use (indices; default all)")
     parser.add_argument("--iterations", type=int, default=None, help="Adam steps")
+    parser.add_argument("--parameters", nargs="+", default=None, choices=list(PARAMETERS), metavar="NAME",
+                        help=f"which of theta to learn, some of {' '.join(PARAMETERS)} (default mu stiffness damping)")
     parser.add_argument("--mass", type=float, default=None, help="initial mass, kg (default 0.1)")
     parser.add_argument("--mu", type=float, default=None, help="initial friction coefficient (default 0.5)")
     parser.add_argument("--stiffness", type=float, default=None, help="initial stiffness (kappa; default 0.5)")
@@ -799,7 +810,7 @@ def main(args: argparse.Namespace) -> int:
     """`cgwm learn` from parsed arguments."""
     config = load_learn_settings(args.config) if args.config else {"settings": {}, "initial": {}}
     fields = dict(config["settings"])
-    for name in ("iterations", "seed"):
+    for name in ("iterations", "parameters", "seed"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
     if args.lr_geometry is not None:

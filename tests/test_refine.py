@@ -44,7 +44,7 @@ def learned():
     train_start = State.make([[0.0, 0.0, 0.03]], velocity=[[0.5, 0.0, 0.0]])
     train = _clip(train_start, "train")
     initial = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), MU - 0.3, K / 3, D)
-    settings = refine.LearnSettings(iterations=80, lr=0.1, lr_geometry=0.0, window=0)
+    settings = refine.LearnSettings(iterations=80, parameters=tuple(refine.PARAMETERS), lr=0.1, window=0)
     wm, history = refine.learn(_truth_model().gaussians, [train], initial, settings, progress=False,
                                model_kwargs=PLAIN, starts=[train_start])
     return wm, history, initial
@@ -58,6 +58,21 @@ def test_learning_recovers_mu_and_stiffness(learned):
     assert abs(mu - MU) < 0.06  # started 0.3 off
     assert abs(math.log(k / K)) < math.log(1.5)  # started a factor 3 off
     assert history[wm.info["best_iteration"]]["psnr"] > history[0]["psnr"] + 10.0
+
+
+def test_only_the_chosen_parameters_are_learned():
+    start = State.make([[0.0, 0.0, 0.03]], velocity=[[0.5, 0.0, 0.0]])
+    clip = _clip(start, "train")
+    initial = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), MU - 0.3, K / 3, D)
+    settings = refine.LearnSettings(iterations=3, parameters=("mu",), lr=0.1)
+    wm, _ = refine.learn(_truth_model().gaussians, [clip], initial, settings, progress=False, model_kwargs=PLAIN,
+                         starts=[start])
+    assert float(wm.params.mu) != pytest.approx(MU - 0.3, abs=1e-3)
+    for kept, first in zip(wm.params.tensors(), initial.tensors()):
+        if kept is not wm.params.mu_raw:
+            torch.testing.assert_close(kept, first)
+    with pytest.raises(ValueError, match="parameters: expected distinct names"):
+        refine.LearnSettings(parameters=("mu", "restitution"))
 
 
 def test_learned_model_predicts_a_held_out_clip_better(learned):
