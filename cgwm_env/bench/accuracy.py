@@ -58,7 +58,7 @@ class Plan:
 
 def plan(quick: bool) -> Plan:
     """The full benchmark (five objects, 96 px, two test clips of 60 frames per scenario; about
-    an hour and a half on 2 cores), or the quick one (one object, 48 px, a few iterations) CI runs."""
+    half an hour on 2 cores), or the quick one (one object, 48 px, a few iterations) CI runs."""
     if quick:
         return Plan(QUICK_OBJECTS, 48, 20, 1,
                     sggs.Settings(grid=20, geometry_iterations=40, appearance_iterations=30, densify_every=20),
