@@ -6,9 +6,10 @@ the simulator and the renderer.
    the pose by aligning renders with the first frame (orientations sampled, the best refined by
    gradient descent on the image and mask error), then, where nothing pushes the object, the
    velocity from the first three frames (a ballistic fit of the poses aligned in frames 1 and 2,
-   refined through the simulator).
-2. theta and the geometry (sphere centres and scales) are fitted with Adam on the unconstrained
-   parameters so that the rendered prediction matches the clip: loss (1 - l) L1 + l S per frame,
+   refined through the simulator); a clip at rest is slid along the camera ray onto its support.
+2. theta (LearnSettings.parameters, by default mu, K and D) and, with lr_geometry > 0, the
+   geometry (sphere centres and scales) are fitted with Adam on the unconstrained parameters so
+   that the rendered prediction matches the clip: loss (1 - l) L1 + l S per frame,
    S = D-SSIM (default) or a LoFTR feature distance (local LoFTR weights). Gradients run through
    time over the clip, cut every `window` frames (truncated BPTT). The image loss reaches the
    geometry only through the simulator: the renderer sees detached centres and scales (paper
