@@ -652,16 +652,16 @@ def _leap_fields(data, path) -> dict:
 
 
 def hand_fields(clips: list[Clip]) -> dict:
-    """The Model fields the scene of `clips` adds: for LEAP Hand clips the hand (HandModel) and
-    no ground (as envs.leap.default_model), else none; a mix raises a ValueError."""
+    """The Model fields the scene of `clips` adds: for LEAP Hand clips envs.leap.hand_scene (the
+    hand, no ground), else none; a mix raises a ValueError."""
     hands = {c.joint_target is not None for c in clips}
     if len(hands) > 1:
         raise ValueError("clips: expected all LEAP Hand clips or none, got a mix")
     if hands != {True}:
         return {}
-    from cgwm_env.hand import HandModel
+    from cgwm_env.envs.leap import hand_scene
 
-    return {"hand": HandModel(), "ground_height": None}
+    return hand_scene()
 
 
 def leap_model_kwargs(clips: list[Clip], model_kwargs: dict) -> dict:

@@ -94,7 +94,7 @@ def playback_psnr(model_dir, object_name: str = "cube", width: int = 160, height
     the predicted frames of the world model `model_dir` ("learned"), its No_opt, and the
     hand-made cube, each over the empty scene with the hand coloured from it."""
     from cgwm_env.camera import from_mujoco
-    from cgwm_env.envs.leap import cube_world_model, predict_frames
+    from cgwm_env.envs.leap import cube_world_model, hand_scene, predict_frames
     from cgwm_env.world_model import WorldModel
     from hardware.realsense import RealSenseCamera
     from hardware.virtual import VirtualRealSense
@@ -113,7 +113,7 @@ def playback_psnr(model_dir, object_name: str = "cube", width: int = 160, height
         rs_camera = stack.enter_context(RealSenseCamera(source.device, width, height, 30))
         hand = stack.enter_context(LeapHand(HandConfig(port=bus.port)))
         recorded = play(hand, trajectory, rs_camera).frames
-    scene = {"hand": hand_model.HandModel(), "ground_height": None}
+    scene = hand_scene()
     initial_g = wm.gaussians if wm.initial_gaussians is None else wm.initial_gaussians
     models = {"learned": wm.model(**scene), "No_opt": wm.model(params=wm.initial_params, gaussians=initial_g, **scene),
               "hand-made": dataclasses.replace(cube_world_model(), **scene)}

@@ -333,11 +333,10 @@ def _predicted_frames(joint_targets, camera, frame_dt: float, model_path, backgr
                       hand_colors=None) -> np.ndarray:
     """The world model's frames for the plan (cgwm_env.envs.leap.predict_frames), drawn over
     `background` with the hand in `hand_colors` where given."""
-    from cgwm_env.envs.leap import predict_frames
-    from cgwm_env.hand import HandModel
+    from cgwm_env.envs.leap import hand_scene, predict_frames
     from cgwm_env.world_model import WorldModel
 
-    model = None if model_path is None else WorldModel.load(model_path).model(hand=HandModel(), ground_height=None)
+    model = None if model_path is None else WorldModel.load(model_path).model(**hand_scene())
     return predict_frames(joint_targets, camera, frame_dt, model, background, hand_colors)
 
 

@@ -22,8 +22,7 @@ import gymnasium as gym
 import torch
 
 from cgwm_env.data.objects import OBJECTS
-from cgwm_env.envs.leap import DEFAULT_WORLD_MODEL
-from cgwm_env.hand import HandModel
+from cgwm_env.envs.leap import DEFAULT_WORLD_MODEL, hand_scene
 
 WORLD_MODELS = DEFAULT_WORLD_MODEL.parent
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mpc.yaml"
@@ -63,7 +62,7 @@ def run(out: str | None = None, quick: bool = False, trials: int | None = None, 
         if not (bundle / "world_model.json").is_file():
             rows.append({"object": name, "skipped": f"no world model in {bundle}"})
             continue
-        model = WorldModel.load(bundle).model(hand=HandModel(), ground_height=None)
+        model = WorldModel.load(bundle).model(**hand_scene())
         planner = ReorientationMPC(model, settings)
         env = gym.make("ContactGaussian-LeapHandMuJoCo-v0", object=name)
         results, start = [], time.perf_counter()

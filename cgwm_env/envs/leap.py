@@ -35,12 +35,17 @@ BACKGROUND = (0.93, 0.93, 0.93)
 DEFAULT_WORLD_MODEL = Path(__file__).resolve().parent.parent / "assets" / "world_models" / "cube"
 
 
-def default_model() -> Model:
-    """The bundled world model (assets/world_models/cube) with the LEAP Hand, no ground (an
+def hand_scene() -> dict:
+    """The Model fields of a scene on the LEAP Hand: the hand (HandModel) and no ground (an
     object off the palm ends the episode)."""
+    return {"hand": HandModel(), "ground_height": None}
+
+
+def default_model() -> Model:
+    """The bundled world model (assets/world_models/cube) on the LEAP Hand (hand_scene)."""
     from cgwm_env.world_model import WorldModel
 
-    return WorldModel.load(DEFAULT_WORLD_MODEL).model(hand=HandModel(), ground_height=None)
+    return WorldModel.load(DEFAULT_WORLD_MODEL).model(**hand_scene())
 
 
 def cube_world_model() -> Model:
