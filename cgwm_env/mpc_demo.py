@@ -61,7 +61,7 @@ def run(out_dir: str | Path, seed: int = 7, max_steps: int | None = None, config
     summary = {
         "seed": seed, "success": result.success, "steps": result.steps, "seconds_simulated": result.steps * CONTROL_DT,
         "final_error": result.final_error, "final_angle_deg": result.final_angle_deg,
-        f"within_{REACH_ANGLE}_rad": result.reached, "dropped": result.dropped,
+        f"within_{REACH_ANGLE}_rad": result.reached, "dropped": result.dropped, "regrasps": result.regrasps,
         "solve_ms_median": float(np.median(times)), "solve_ms_p95": float(np.percentile(times, 95)),
         "mpc_hz": float(1e3 / np.median(times)), "wall_s": time.perf_counter() - start,
     }
@@ -69,7 +69,8 @@ def run(out_dir: str | Path, seed: int = 7, max_steps: int | None = None, config
     imageio.mimsave(gif, frames, duration=1000 * CONTROL_DT * FRAME_EVERY, loop=0)
     (out_dir / "mpc_demo.json").write_text(json.dumps(summary, indent=2))
     print(f"{'success' if result.success else 'no success'} after {result.steps} steps "
-          f"({summary['seconds_simulated']:.1f} s simulated); final error {result.final_angle_deg:.1f} deg; "
+          f"({summary['seconds_simulated']:.1f} s simulated, {result.regrasps} regrasps); "
+          f"final error {result.final_angle_deg:.1f} deg; "
           f"MPC {summary['mpc_hz']:.0f} Hz (median solve {summary['solve_ms_median']:.1f} ms, "
           f"p95 {summary['solve_ms_p95']:.1f} ms)")
     print(f"wrote {gif} (left: MuJoCo, right: the world model's Gaussians) and {out_dir / 'mpc_demo.json'}",

@@ -30,6 +30,15 @@ fingertips around the object, as Jin's MPC starts from a pre-grasp. From the ope
 planner's local gradient curled the fingers into the cube and pushed it off the palm (11 of 20
 trials dropped); from the cage it turns the cube 30-45 degrees and more, and drops it rarely
 (configs/mpc.yaml, README).
+
+A cage's stroke turns the cube 30-55 degrees, then the fingers run out of reach and the cube
+stalls; a quarter turn needs a regrasp (finger gaiting). When the orientation error has not
+fallen by regrasp_progress for regrasp_after planned steps, the planner lets go: it plans with the
+fingertip term replaced by one that pushes the pads out to release_radius from the object's
+vertical axis while the orientation term holds the orientation reached (so the retreating fingers
+do not turn it back), for at most release_steps steps, then moves through the approach waypoints
+to the cage again and resumes. Returning to the cage straight from the stroke's end, or through
+the open hand, dragged the cube back by as much as the stroke had gained.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ from cgwm_env.model import Model, State, check_state
 from cgwm_env.simulator import HandKinematics, hand_kinematics, prepare, step_prepared
 
 FINGERTIPS = ("if_ds", "mf_ds", "rf_ds", "th_ds")  # the links whose pads the proximity term draws to the object
+RELEASE_MARGIN = 0.01  # m: the release term's target lies this far past release_radius, so the pads pass it
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,10 @@ class MPCSettings:
     model's contact solve; the cost's weights (module doc), each per step of the horizon:
     w_fingertip (1/m^2, on the four pads' squared distances to the object's centre), w_action
     (1/rad^2), w_position (1/m^2), w_orientation (per unit of error); approach: joint-target
-    waypoints (each 16 rad, within the joint range) moved through before the first plan."""
+    waypoints (each 16 rad, within the joint range) moved through before the first plan;
+    regrasp_after: planned steps without the orientation error falling by regrasp_progress before
+    a regrasp (0: never); release_radius (m), release_steps, w_release (1/m^2): the release before
+    a regrasp (module doc)."""
 
     horizon: int = 3
     iterations: int = 2
@@ -75,17 +88,24 @@ class MPCSettings:
     w_position: float = 600.0
     w_orientation: float = 1.0
     approach: tuple[tuple[float, ...], ...] = ()
+    regrasp_after: int = 0
+    regrasp_progress: float = 0.01
+    release_radius: float = 0.05
+    release_steps: int = 15
+    w_release: float = 100.0
 
     def __post_init__(self):
-        for name in ("horizon", "iterations", "max_contacts"):
+        if isinstance(self.regrasp_after, bool) or not isinstance(self.regrasp_after, int) or self.regrasp_after < 0:
+            raise ValueError(f"regrasp_after: expected an integer >= 0, got {self.regrasp_after!r}")
+        for name in ("horizon", "iterations", "max_contacts", "release_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
-        for name in ("step_size", "plan_dt", "gain_scale", "damping_scale"):
+        for name in ("step_size", "plan_dt", "gain_scale", "damping_scale", "regrasp_progress", "release_radius"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}: expected a positive number, got {value!r}")
-        for name in ("w_orientation", "w_position", "w_fingertip", "w_action"):
+        for name in ("w_orientation", "w_position", "w_fingertip", "w_action", "w_release"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
@@ -136,7 +156,8 @@ class ReorientationMPC:
     model: the world model (a cgwm_env Model with a hand); settings: MPCSettings; action_bound:
     the largest change of a joint target per control step, rad. Call plan(state, goal) once per
     control step; reset() between episodes. solve_times holds each plan's wall time, s (not the
-    approach's steps); waypoints, the approach's waypoints still ahead.
+    approach's steps); waypoints, the approach's waypoints still ahead; regrasps, the regrasps
+    begun since reset().
     """
 
     def __init__(self, model: Model, settings: MPCSettings = MPCSettings(), action_bound: float = ACTION_BOUND,
@@ -166,14 +187,25 @@ class ReorientationMPC:
         self.plan_actions = torch.zeros(shape, dtype=dtype)
         self._m, self._v, self._count = torch.zeros(shape, dtype=dtype), torch.zeros((), dtype=dtype), 0
         self.last_cost = math.nan
-        self.waypoints = [torch.as_tensor(w, dtype=self.plan_dtype) for w in self.settings.approach]
+        self.waypoints = self._approach()
+        self.regrasps = 0
+        self._release_from = None  # the orientation held while releasing, (4,); None when not releasing
+        self._release_count, self._best_error, self._stalled_for = 0, math.inf, 0
+
+    def _approach(self) -> list[torch.Tensor]:
+        return [torch.as_tensor(w, dtype=self.plan_dtype) for w in self.settings.approach]
+
+    def _restart_plan(self) -> None:
+        self.plan_actions.zero_()
+        self._m.zero_()
 
     def plan(self, state: State, goal, hold_position=None) -> torch.Tensor:
         """The next joint-target change (16,) rad, within +-action_bound, for the world-model state
         `state` (batch 1), the goal orientation `goal` (4,) unit quaternion (w, x, y, z) and the
         object position to hold, hold_position (3,) m (default: the state's). While approach
-        waypoints remain, the step towards the next one instead. A NaN state or an impossible goal
-        raises ValueError before anything is planned."""
+        waypoints remain, the step towards the next one instead; while releasing for a regrasp, a
+        step of the release (module doc). A NaN state or an impossible goal raises ValueError
+        before anything is planned."""
         start = time.perf_counter()
         state, goal, hold = self._checked(state, goal, hold_position)
         s = self.settings
@@ -186,6 +218,18 @@ class ReorientationMPC:
             kinematics = hand_kinematics(self.model, state.hand)
             tips0 = self._pad_mean @ kinematics.points[0]  # (4, 3) m, the pads' centres
             tips_jac = torch.einsum("ip,pxj->ixj", self._pad_mean, kinematics.jacobians[0])  # (4, 3, 16)
+        if self._release_from is None and self._stalled(state, goal):
+            self.regrasps += 1
+            self._release_from, self._release_count = state.quat[0].clone(), 0
+            self._restart_plan()
+        if self._release_from is not None:
+            clearance = float((tips0[:, :2] - state.position[0, :2]).norm(dim=-1).min())
+            if clearance >= s.release_radius or self._release_count >= s.release_steps:
+                self._release_from, self.waypoints = None, self._approach()
+                self._restart_plan()
+                return self.plan(state, goal, hold_position)
+            self._release_count += 1
+            goal = self._release_from
         actions = self.plan_actions.clone()
         for _ in range(s.iterations):
             actions.requires_grad_(True)
@@ -207,10 +251,29 @@ class ReorientationMPC:
         self.solve_times.append(time.perf_counter() - start)
         return first
 
+    def _stalled(self, state: State, goal) -> bool:
+        """Whether the orientation error has not fallen by regrasp_progress over the last
+        regrasp_after planned steps (counting this one); never with regrasp_after 0."""
+        if not self.settings.regrasp_after:
+            return False
+        dot = float((state.quat[0] * goal).sum())
+        error = 1.0 - dot * dot
+        if error < self._best_error - self.settings.regrasp_progress:
+            self._best_error, self._stalled_for = error, 0
+            return False
+        self._stalled_for += 1
+        if self._stalled_for < self.settings.regrasp_after:
+            return False
+        self._best_error, self._stalled_for = math.inf, 0
+        return True
+
     def _cost(self, state: State, kinematics: HandKinematics, tips0, tips_jac, goal, hold, actions) -> torch.Tensor:
         """The costs (B,) (module doc) of the plans `actions` (B, H, 16) rad from `state` (batch B);
-        tips0 (4, 3) m and tips_jac (4, 3, 16): the pads' centres and their Jacobians at kinematics.joints."""
+        tips0 (4, 3) m and tips_jac (4, 3, 16): the pads' centres and their Jacobians at kinematics.joints.
+        While releasing, the pads' term pushes them out to RELEASE_MARGIN past release_radius from
+        the object's vertical axis instead of drawing them to its centre."""
         s = self.settings
+        releasing = self._release_from is not None
         total = s.w_action * actions.square().sum((1, 2))
         for t in range(actions.shape[1]):
             for i in range(self.substeps):
@@ -218,7 +281,13 @@ class ReorientationMPC:
                 state = step_prepared(self.model, self.prepared, state, action, kinematics)
             tips = tips0 + torch.einsum("ixj,bj->bix", tips_jac, state.hand - kinematics.joints)  # (B, 4, 3)
             dot = (state.quat * goal).sum(-1)
-            total = total + (s.w_fingertip * (tips - state.position[:, None]).square().sum((1, 2))
+            offsets = tips - state.position[:, None]  # (B, 4, 3) m
+            if releasing:
+                shortfall = s.release_radius + RELEASE_MARGIN - offsets[..., :2].norm(dim=-1)
+                reach = s.w_release * torch.relu(shortfall).square().sum(-1)
+            else:
+                reach = s.w_fingertip * offsets.square().sum((1, 2))
+            total = total + (reach
                              + s.w_position * (state.position - hold).square().sum(-1)
                              + s.w_orientation * (1 - dot * dot))
         return total

@@ -77,7 +77,7 @@ def state_from_observation(obs: dict, previous: dict | None = None, dt: float = 
 class EpisodeResult:
     """One episode: seed; success; steps taken; final orientation error (1 - <q, q*>^2) and angle
     (degrees); reached (final angle < REACH_ANGLE); dropped (the object left the palm); the
-    planner's solve times, s."""
+    planner's solve times, s; its regrasps."""
 
     seed: int
     success: bool
@@ -87,6 +87,7 @@ class EpisodeResult:
     reached: bool
     dropped: bool
     solve_times: list = field(default_factory=list)
+    regrasps: int = 0
 
 
 def run_episode(env, planner, seed: int, max_steps: int = MAX_STEPS, finite_difference: bool = True,
@@ -119,7 +120,7 @@ def run_episode(env, planner, seed: int, max_steps: int = MAX_STEPS, finite_diff
             break
     angle = float(angle_error(obs["object_quat"], goal))
     return EpisodeResult(seed, tracker.succeeded, steps, float(info["orientation_error"]), math.degrees(angle),
-                         angle < REACH_ANGLE, dropped, planner.solve_times[first_solve:])
+                         angle < REACH_ANGLE, dropped, planner.solve_times[first_solve:], planner.regrasps)
 
 
 def summarize(results: list[EpisodeResult]) -> dict:
@@ -136,6 +137,7 @@ def summarize(results: list[EpisodeResult]) -> dict:
         "reach_0.1rad_rate": statistics.fmean(r.reached for r in results),
         "dropped": sum(r.dropped for r in results),
         "mean_steps": statistics.fmean(r.steps for r in results),
+        "mean_regrasps": statistics.fmean(r.regrasps for r in results),
         "solve_ms_median": median,
         "solve_ms_p95": float(np.percentile(times, 95)) if len(times) else math.nan,
         "mpc_hz": 1e3 / median if len(times) else math.nan,

@@ -172,3 +172,28 @@ def test_config_approach_cages_the_cube_in_mujoco_without_moving_it(world, seed)
     assert np.linalg.norm(obs["object_pos"] - start_pos) < 2e-3
     assert angle_error(obs["object_quat"], start_quat) < math.radians(2.0)
     twin.close()
+
+
+def test_a_stall_releases_the_pads_without_turning_the_cube_back_then_cages_again():
+    """In the world model: after the approach and regrasp_after planned steps with no progress
+    counted (regrasp_progress 1), the planner releases (at most release_steps planned steps, the
+    orientation held), then moves through the approach waypoints to the cage again."""
+    env = gym.make("ContactGaussian-LeapHand-v0").unwrapped
+    obs, _ = env.reset(seed=12)
+    goal, hold = obs["goal_quat"], obs["object_pos"].copy()
+    settings = dataclasses.replace(MPCSettings.from_yaml(CONFIG), regrasp_after=15, regrasp_progress=1.0)
+    planner = ReorientationMPC(env.model, settings)
+    yaws, phases = [], []
+    for _ in range(74 + 16 + settings.release_steps + 1):
+        action = planner.plan(env.state, goal, hold)
+        phases.append("approach" if planner.waypoints else "plan" if not planner.regrasps else "release")
+        obs, *_ = env.step(action.numpy())
+        yaws.append(2 * math.atan2(float(obs["object_quat"][3]), float(obs["object_quat"][0])))
+    assert planner.regrasps == 1
+    assert phases.count("release") <= settings.release_steps and phases[-1] == "approach"
+    start, end = phases.index("release"), len(phases) - 1 - phases[::-1].index("release")
+    turned = yaws[start - 1] - yaws[74]  # the stroke's turn before the release
+    assert abs(turned) > math.radians(5)
+    assert abs(yaws[end] - yaws[start - 1]) < math.radians(3)  # the release holds the orientation
+    assert not task.dropped(obs["object_pos"], hold)
+    assert planner.waypoints and len(planner.waypoints) <= len(settings.approach)

@@ -70,19 +70,20 @@ def run(out: str | None = None, quick: bool = False, trials: int | None = None, 
             r = run_episode(env, planner, seed, max_steps=max_steps)
             results.append(r)
             print(f"{name} trial {seed + 1}/{trials}: {'success' if r.success else 'failure'} in {r.steps} steps, "
-                  f"final error {r.final_angle_deg:.1f} deg{', dropped' if r.dropped else ''}", flush=True)
+                  f"final error {r.final_angle_deg:.1f} deg, {r.regrasps} regrasps{', dropped' if r.dropped else ''}",
+                  flush=True)
         env.close()
         row = {"object": name, **summarize(results), "wall_s": time.perf_counter() - start,
                "episodes_detail": [{k: v for k, v in vars(r).items() if k != "solve_times"} for r in results]}
         rows.append(row)
-    print(f"\n{'object':8} {'trials':>6} {'success':>8} {'final deg':>9} {'<0.1 rad':>8} {'dropped':>7} "
+    print(f"\n{'object':8} {'trials':>6} {'success':>8} {'final deg':>9} {'<0.1 rad':>8} {'dropped':>7} {'regrasps':>8} "
           f"{'solve ms p50':>12} {'p95':>7} {'MPC Hz':>7}")
     for r in rows:
         if "skipped" in r:
             print(f"{r['object']:8} skipped: {r['skipped']}")
             continue
         print(f"{r['object']:8} {r['episodes']:>6} {r['success_rate']:>8.0%} {r['mean_final_error_deg']:>9.1f} "
-              f"{r['reach_0.1rad_rate']:>8.0%} {r['dropped']:>7} {r['solve_ms_median']:>12.1f} "
+              f"{r['reach_0.1rad_rate']:>8.0%} {r['dropped']:>7} {r['mean_regrasps']:>8.1f} {r['solve_ms_median']:>12.1f} "
               f"{r['solve_ms_p95']:>7.1f} {r['mpc_hz']:>7.1f}")
     result = {"task": "on-palm reorientation, MuJoCo twin, world model planning", "trials": trials,
               "max_steps": max_steps, "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__},
