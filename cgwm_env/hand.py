@@ -149,13 +149,17 @@ PAD_POINTS = 48  # per fingertip pad (capsule)
 PAD_RADIUS = 0.004  # m
 PALM_SPACING = 0.008  # m, grid on the palm face
 THIN = 0.005  # m: boxes thinner than this are inner plates, covered by their neighbours
+COVER_RADIUS = 0.004  # m
 
 
 def _box_cover(half: np.ndarray) -> tuple[np.ndarray, float]:
-    """Sparse sphere centres (N, 3) and the radius covering a box of half sizes `half` (3,)."""
-    r = half.min()
-    axes = [np.linspace(-(h - r), h - r, int(np.ceil((h - r) / r - 1e-9)) + 1) for h in half]
-    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3), r
+    """Sphere centres (N, 3) and the radius covering a box of half sizes `half` (3,)."""
+    r = min(half.min(), COVER_RADIUS)
+    inset = half - r
+    axes = [np.linspace(-h, h, int(np.ceil(h / r - 1e-9)) + 1) for h in inset]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    on_surface = (np.abs(np.abs(grid) - inset) < 1e-9).any(1)
+    return grid[on_surface], r
 
 
 def _face_grid(half: np.ndarray) -> np.ndarray:

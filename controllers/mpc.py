@@ -52,7 +52,7 @@ import torch
 
 from cgwm_env.config import read_yaml_mapping
 from cgwm_env.envs.leap_task import ACTION_BOUND, CONTROL_DT
-from cgwm_env.hand import LINK_NAMES, PAD_RADIUS
+from cgwm_env.hand import LINK_NAMES, PAD_POINTS
 from cgwm_env.model import Model, State, check_state
 from cgwm_env.simulator import HandKinematics, hand_kinematics, prepare, step_prepared
 
@@ -173,7 +173,8 @@ class ReorientationMPC:
         self.plan_dtype = self.model.params.log_mass.dtype
         hand = self.model.hand
         tips = torch.as_tensor([LINK_NAMES.index(name) for name in FINGERTIPS])
-        on_pad = ((hand.query_radii - PAD_RADIUS).abs() < 1e-9) & (hand.query_link[:, None] == tips).any(1)
+        # hand.query_points lists the pads' spheres first, PAD_POINTS a pad
+        on_pad = (torch.arange(len(hand.query_link)) < len(FINGERTIPS) * PAD_POINTS) & (hand.query_link[:, None] == tips).any(1)
         pad_of = (hand.query_link[:, None] == tips).float().argmax(1)
         # (4, P): each pad's mean over its query spheres; the pads' centres are this times the spheres'
         self._pad_mean = torch.stack([(on_pad & (pad_of == i)).float() for i in range(len(FINGERTIPS))])

@@ -37,6 +37,10 @@ def test_config_file_holds_valid_settings_and_unknown_keys_are_named(tmp_path):
 
 
 def test_planning_model_rescales_plain_gains_and_keeps_a_resting_cube_still(world):
+    """The coarse copy (physics at 1/60 s) keeps a cube resting on the open hand within 1 cm over
+    1 s (0.1 s is a plan's horizon); which of the ~36 palm contacts the broad phase keeps moves this
+    between 3 and 7 mm (measured over 32-64 contacts), the full model keeps it within 0.2 mm
+    (test_leap). At plan_dt 1/30 s the cube drifted 9 mm to metres."""
     settings = MPCSettings.from_yaml(CONFIG)
     coarse, substeps = planning_model(world.model, settings)
     assert substeps * coarse.dt == pytest.approx(task.CONTROL_DT)
@@ -49,7 +53,7 @@ def test_planning_model_rescales_plain_gains_and_keeps_a_resting_cube_still(worl
     with torch.no_grad():
         for _ in range(30):  # 1 s
             state = control_step(coarse, prepared, state, torch.zeros(1, 16), substeps)
-    assert (state.position - world.state.position).norm() < 5e-3
+    assert (state.position - world.state.position).norm() < 1e-2
 
 
 def test_plan_respects_the_action_bound(world):

@@ -26,7 +26,7 @@ SCENE = dict(ground_height=None, contact=ContactSettings(gain_mode="plain"))
 
 
 def _truth_model():
-    return box_model(0.05, 0.1, MU, per_edge=5, kappa=K, delta=D, dt=1.0 / (FPS * SUB), hand=HandModel(max_contacts=16),
+    return box_model(0.05, 0.1, MU, per_edge=5, kappa=K, delta=D, dt=1.0 / (FPS * SUB), hand=HandModel(max_contacts=32),
                      **SCENE)
 
 
@@ -90,7 +90,7 @@ def test_learning_from_a_leap_clip_moves_mu_or_k_to_the_truth(scene):
     initial = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), 0.2, K / 3, D)
     settings = refine.LearnSettings(iterations=25, lr=0.1, lr_geometry=0.0, window=0, substeps=SUB)
     wm, history = refine.learn(_truth_model().gaussians, [train], initial, settings, progress=False,
-                               model_kwargs={"hand": HandModel(max_contacts=16)}, starts=[start])
+                               model_kwargs={"hand": HandModel(max_contacts=32)}, starts=[start])
     assert wm.ground_height is None and wm.contact.gain_mode == "plain"  # the LEAP scene's fields by default
     mu, k = float(wm.params.mu), float(wm.params.stiffness)
     print(f"mu 0.2 -> {mu:.3f} (truth {MU}); K {K / 3:.1f} -> {k:.1f} (truth {K}); "
