@@ -145,11 +145,23 @@ def motor_to_sim(m) -> torch.Tensor:
 
 
 # Query points: spheres inside the collision geoms whose surfaces reach the geoms' surfaces.
-PAD_POINTS = 48  # per fingertip pad (capsule)
-PAD_RADIUS = 0.004  # m
+PAD_POINTS = 96  # per fingertip pad (capsule)
+PAD_RADIUS = 0.006  # m
 PALM_SPACING = 0.008  # m, grid on the palm face
 THIN = 0.005  # m: boxes thinner than this are inner plates, covered by their neighbours
 COVER_RADIUS = 0.004  # m
+
+
+def _capsule_points(radius: float, half_length: float, n: int) -> np.ndarray:
+    """n points (n, 3) spread evenly by area over a capsule of `radius` and `half_length` along z:
+    its share of them on the cylinder, Fibonacci lattices on both."""
+    n_side = round(n * half_length / (radius + half_length))
+    caps = fibonacci_sphere(n - n_side).numpy() * radius
+    caps[:, 2] += np.sign(caps[:, 2]) * half_length
+    k = np.arange(n_side) + 0.5
+    azimuth = np.pi * (3.0 - 5.0**0.5) * k
+    side = np.stack((radius * np.cos(azimuth), radius * np.sin(azimuth), half_length * (2 * k / n_side - 1)), 1)
+    return np.concatenate((caps, side))
 
 
 def _box_cover(half: np.ndarray) -> tuple[np.ndarray, float]:
@@ -185,9 +197,8 @@ def _query_points() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     for g in range(_MODEL.ngeom):
         link, size = _MODEL.geom_bodyid[g] - 1, _MODEL.geom_size[g]
         if _MODEL.geom_type[g] == mujoco.mjtGeom.mjGEOM_CAPSULE:
-            # A pad: centres on an ellipsoid inside the capsule (radius size[0], half length size[1] along z).
-            rho = size[0] - PAD_RADIUS
-            local = fibonacci_sphere(PAD_POINTS).numpy() * np.array([rho, rho, size[1] + rho])
+            # A pad: centres on the capsule (radius size[0], half length size[1] along z) shrunk by PAD_RADIUS.
+            local = _capsule_points(size[0] - PAD_RADIUS, size[1], PAD_POINTS)
             pads.append((link, _to_link(g, local), PAD_RADIUS, np.zeros(3)))
         elif _MODEL.geom_type[g] == mujoco.mjtGeom.mjGEOM_BOX and size.min() >= THIN:
             if link == 0:  # the palm's face: a grid whose contacts take the face's normal

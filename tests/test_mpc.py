@@ -185,10 +185,10 @@ def test_a_stall_releases_the_pads_without_turning_the_cube_back_then_cages_agai
     env = gym.make("ContactGaussian-LeapHand-v0").unwrapped
     obs, _ = env.reset(seed=12)
     goal, hold = obs["goal_quat"], obs["object_pos"].copy()
-    settings = dataclasses.replace(MPCSettings.from_yaml(CONFIG), regrasp_after=15, regrasp_progress=1.0)
+    settings = dataclasses.replace(MPCSettings.from_yaml(CONFIG), regrasp_after=25, regrasp_progress=1.0)
     planner = ReorientationMPC(env.model, settings)
     yaws, phases = [], []
-    for _ in range(74 + 16 + settings.release_steps + 1):
+    for _ in range(74 + 26 + settings.release_steps + 1):
         action = planner.plan(env.state, goal, hold)
         phases.append("approach" if planner.waypoints else "plan" if not planner.regrasps else "release")
         obs, *_ = env.step(action.numpy())
@@ -197,7 +197,7 @@ def test_a_stall_releases_the_pads_without_turning_the_cube_back_then_cages_agai
     assert phases.count("release") <= settings.release_steps and phases[-1] == "approach"
     start, end = phases.index("release"), len(phases) - 1 - phases[::-1].index("release")
     turned = yaws[start - 1] - yaws[74]  # the stroke's turn before the release
-    assert abs(turned) > math.radians(5)
+    assert abs(turned) > math.radians(10)
     assert abs(yaws[end] - yaws[start - 1]) < math.radians(3)  # the release holds the orientation
     assert not task.dropped(obs["object_pos"], hold)
     assert planner.waypoints and len(planner.waypoints) <= len(settings.approach)
