@@ -13,6 +13,7 @@ STAGES = {
     "init": ("cgwm_env.sggs", "stage I: spherical Gaussians from a multiview dataset"),
     "learn": ("cgwm_env.refine", "stage II: physical parameters and geometry from video"),
     "eval": ("cgwm_env.evaluate", "open-loop test errors beside No_opt and CEM+MuJoCo+R"),
+    "plan": ("controllers.tasks", "an MPC plan turning the object, made on a world model; a trajectory for play"),
     "calibrate": ("hardware.calibration", "camera pose from ArUco markers; writes a camera JSON"),
     "play": ("hardware.playback", "open-loop playback of a joint trajectory on the LEAP Hand"),
 }

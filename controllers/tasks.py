@@ -142,3 +142,56 @@ def summarize(results: list[EpisodeResult]) -> dict:
         "solve_ms_p95": float(np.percentile(times, 95)) if len(times) else math.nan,
         "mpc_hz": 1e3 / median if len(times) else math.nan,
     }
+
+
+def world_model_plan(model, planner, steps: int, turn: float = math.pi / 2) -> np.ndarray:
+    """The joint targets (steps + 1, 16) rad, one a control step (the first the open hand's), that
+    `planner` (controllers.mpc.ReorientationMPC) plans in closed loop on the world model `model`
+    (a Model with a hand) itself, turning the object by `turn` rad about +z from the playback's
+    start (envs.leap.predict_frames: upright at yaw 0 on the palm, the hand open and at rest): a
+    trajectory planned on the model, to play open loop on the hand (hardware.playback)."""
+    from cgwm_env.envs.leap import LeapCore
+    from cgwm_env.simulator import control_step
+
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected a count >= 1, got {steps!r}")
+    core = LeapCore(1, model, 8, False)
+    quat = torch.as_tensor(leap_task.yaw_quat(0.0))[None]
+    home = torch.as_tensor(leap_task.HOME_Q)[None]
+    state = State.make(core.resting_position(quat), quat=quat, hand=home, hand_target=home)
+    goal, hold = leap_task.yaw_quat(turn).astype(np.float64), state.position[0].double()
+    planner.reset()
+    targets = [state.hand_target[0].clone()]
+    for _ in range(steps):
+        action = planner.plan(state, goal, hold)
+        with torch.no_grad():
+            state = control_step(core.model, core.prepared, state, action[None].to(state.hand.dtype), core.substeps)
+        targets.append(state.hand_target[0].clone())
+    return torch.stack(targets).double().numpy()
+
+
+def add_arguments(parser) -> None:
+    """`cgwm plan`'s options."""
+    parser.add_argument("--model", default=None, help="world-model bundle to plan on (default: the bundled cube)")
+    parser.add_argument("--steps", type=int, default=300, help="control steps to plan, 1/30 s each (default 300)")
+    parser.add_argument("--turn", type=float, default=90.0, help="turn about +z, degrees (default 90)")
+    parser.add_argument("--config", default=None, help="MPC settings YAML (default configs/mpc.yaml)")
+    parser.add_argument("--out", default="out/plan.npz", help="trajectory file to write, for cgwm play")
+
+
+def main(args) -> None:
+    """`cgwm plan`: world_model_plan on a bundle, written as a trajectory for `cgwm play`."""
+    from cgwm_env.bench.mpc import load_settings
+    from cgwm_env.envs.leap import DEFAULT_WORLD_MODEL, hand_scene
+    from cgwm_env.world_model import WorldModel
+    from controllers.mpc import ReorientationMPC
+    from hardware.playback import save_trajectory
+
+    if not math.isfinite(args.turn):
+        raise ValueError(f"--turn: expected a finite angle in degrees, got {args.turn}")
+    model = WorldModel.load(args.model or DEFAULT_WORLD_MODEL).model(**hand_scene())
+    planner = ReorientationMPC(model, load_settings(args.config)[0])
+    targets = world_model_plan(model, planner, args.steps, math.radians(args.turn))
+    path = save_trajectory(args.out, np.arange(len(targets)) * CONTROL_DT, targets)
+    print(f"wrote {path}: {len(targets)} joint targets at {1 / CONTROL_DT:.0f} Hz ({planner.regrasps} regrasps); "
+          f"play it with: cgwm play {path} [--virtual]")

@@ -41,3 +41,16 @@ def test_settings_file_maps_to_model_settings(tmp_path):
 def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_plan_writes_a_trajectory_that_play_reads(tmp_path, capsys):
+    from hardware.playback import load_trajectory
+
+    out = tmp_path / "plan.npz"
+    assert main(["plan", "--steps", "4", "--out", str(out)]) == 0
+    trajectory = load_trajectory(out)
+    assert trajectory.joint_targets.shape == (5, 16) and trajectory.times[1] == pytest.approx(1 / 30)
+    assert trajectory.joint_targets[1:].any()  # the approach's first steps
+    assert main(["plan", "--steps", "0", "--out", str(tmp_path / "none.npz")]) == 2
+    assert main(["plan", "--turn", "nan", "--out", str(tmp_path / "none.npz")]) == 2
+    assert "--turn" in capsys.readouterr().err and not (tmp_path / "none.npz").exists()

@@ -201,3 +201,22 @@ def test_a_stall_releases_the_pads_without_turning_the_cube_back_then_cages_agai
     assert abs(yaws[end] - yaws[start - 1]) < math.radians(3)  # the release holds the orientation
     assert not task.dropped(obs["object_pos"], hold)
     assert planner.waypoints and len(planner.waypoints) <= len(settings.approach)
+
+
+def test_world_model_plan_is_a_playable_trajectory(world):
+    """controllers.tasks.world_model_plan: the open hand first, then one row per control step
+    within the action bound and the joint range, the approach to the cage at the start."""
+    from controllers.tasks import world_model_plan
+
+    settings = MPCSettings.from_yaml(CONFIG)
+    planner = ReorientationMPC(world.model, settings)
+    plan = world_model_plan(world.model, planner, 120)
+    assert plan.shape == (121, 16) and np.isfinite(plan).all()
+    np.testing.assert_allclose(plan[0], task.HOME_Q)
+    assert np.abs(np.diff(plan, axis=0)).max() <= task.ACTION_BOUND + 1e-6
+    lower, upper = task.joint_limits()
+    assert (plan >= lower - 1e-6).all() and (plan <= upper + 1e-6).all()
+    np.testing.assert_allclose(plan[74], settings.approach[-1], atol=1e-5)  # the cage, at the bound
+    assert len(planner.solve_times) == 120 - 74
+    with pytest.raises(ValueError, match="steps"):
+        world_model_plan(world.model, planner, 0)
