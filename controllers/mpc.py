@@ -174,7 +174,8 @@ class ReorientationMPC:
         hand = self.model.hand
         tips = torch.as_tensor([LINK_NAMES.index(name) for name in FINGERTIPS])
         # hand.query_points lists the pads' spheres first, PAD_POINTS a pad
-        on_pad = (torch.arange(len(hand.query_link)) < len(FINGERTIPS) * PAD_POINTS) & (hand.query_link[:, None] == tips).any(1)
+        first = torch.arange(len(hand.query_link)) < len(FINGERTIPS) * PAD_POINTS
+        on_pad = first & (hand.query_link[:, None] == tips).any(1)
         pad_of = (hand.query_link[:, None] == tips).float().argmax(1)
         # (4, P): each pad's mean over its query spheres; the pads' centres are this times the spheres'
         self._pad_mean = torch.stack([(on_pad & (pad_of == i)).float() for i in range(len(FINGERTIPS))])

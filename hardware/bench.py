@@ -6,10 +6,11 @@ goal-position writes (one group sync write) and read+write cycles, per second. J
 minus planned time of every step of a 2 s (0.5 s with --quick) sinusoidal plan, on the
 first-order virtual motors with no camera, and on MuJoCo's hand with the software RealSense
 streaming 640x480 renders (what `cgwm play --virtual` runs). Playback PSNR (the paper's Table
-IV on the virtual plant): a thumb push of the cube played open loop, the recorded frames against
-the frames predicted by the bundled world model, by its No_opt (the parameters and Gaussians
-learning started from) and by the hand-made cube (envs.leap.cube_world_model), all drawn over
-the camera's view of the empty scene with the hand coloured from it (playback.scene_reference).
+IV on the virtual plant): an MPC plan turning the cube, made on the bundled (learned) world model
+and played open loop, the recorded frames against the frames predicted by that model, by its
+No_opt (the parameters and Gaussians learning started from) and by the hand-made cube
+(envs.leap.cube_world_model), all drawn over the camera's view of the empty scene with the hand
+coloured from it (playback.scene_reference).
 """
 
 from __future__ import annotations
@@ -79,30 +80,34 @@ def _jitter(motors: str, rate: float, seconds: float, camera: bool) -> dict:
             "steps": T, **result.jitter}
 
 
-def thumb_push(frames: int) -> np.ndarray:
-    """(frames, 16) rad: the flat hand for 5 frames, then the thumb (joints 13-15) curling on by
-    0.05 rad a frame, within the joint limits: it shoves a cube on the palm along +y."""
-    q = np.zeros((frames, hand_model.N_JOINTS))
-    q[:, 13:16] = 0.05 * np.clip(np.arange(frames) - 5, 0, None)[:, None]
-    return np.clip(q, hand_model.LOWER.double().numpy(), hand_model.UPPER.double().numpy())
-
-
 def playback_psnr(model_dir, object_name: str = "cube", width: int = 160, height: int = 120,
-                  frames: int = 60) -> dict:
-    """Per-model PSNR (dB, mean and min over the frames) of the virtual plant's recording of
-    thumb_push(frames) at 30 Hz with `object_name` on the palm (playback.virtual_motors) against
-    the predicted frames of the world model `model_dir` ("learned"), its No_opt, and the
-    hand-made cube, each over the empty scene with the hand coloured from it."""
+                  frames: int = 240) -> dict:
+    """Per-model PSNR (dB, mean and min over the frames) of the virtual plant's recording of an
+    open-loop plan against the frames predicted for it by the world model `model_dir` ("learned"),
+    by its No_opt (the parameters and Gaussians learning started from) and by the hand-made cube,
+    each over the empty scene with the hand coloured from it. The plan: `frames` control steps
+    (30 Hz) of the MPC (configs/mpc.yaml) turning the object by 90 degrees, planned in closed loop
+    on the learned model itself (controllers.tasks.world_model_plan), played on the virtual plant
+    with `object_name` on the palm (playback.virtual_motors)."""
+    from cgwm_env.bench.mpc import load_settings
     from cgwm_env.camera import from_mujoco
     from cgwm_env.envs.leap import cube_world_model, hand_scene, predict_frames
     from cgwm_env.world_model import WorldModel
+    from controllers.mpc import ReorientationMPC
+    from controllers.tasks import world_model_plan
     from hardware.realsense import RealSenseCamera
     from hardware.virtual import VirtualRealSense
 
     wm = WorldModel.load(model_dir)
     if wm.initial_params is None:
         raise ValueError(f"model_dir: {model_dir} holds no initial parameters (a learned bundle has them)")
-    trajectory = Trajectory(np.arange(frames) / 30.0, thumb_push(frames))
+    scene = hand_scene()
+    initial_g = wm.gaussians if wm.initial_gaussians is None else wm.initial_gaussians
+    models = {"learned": wm.model(**scene), "No_opt": wm.model(params=wm.initial_params, gaussians=initial_g, **scene),
+              "hand-made": dataclasses.replace(cube_world_model(), **scene)}
+    planner = ReorientationMPC(models["learned"], load_settings()[0])
+    targets = world_model_plan(models["learned"], planner, frames - 1)
+    trajectory = Trajectory(np.arange(frames) / 30.0, targets)
     with ExitStack() as stack:
         bus = stack.enter_context(VirtualBus(virtual_motors(object_name, max(width, height))))
         with bus.motors.lock:
@@ -113,16 +118,13 @@ def playback_psnr(model_dir, object_name: str = "cube", width: int = 160, height
         rs_camera = stack.enter_context(RealSenseCamera(source.device, width, height, 30))
         hand = stack.enter_context(LeapHand(HandConfig(port=bus.port)))
         recorded = play(hand, trajectory, rs_camera).frames
-    scene = hand_scene()
-    initial_g = wm.gaussians if wm.initial_gaussians is None else wm.initial_gaussians
-    models = {"learned": wm.model(**scene), "No_opt": wm.model(params=wm.initial_params, gaussians=initial_g, **scene),
-              "hand-made": dataclasses.replace(cube_world_model(), **scene)}
     rows = {}
     for name, model in models.items():
         predicted = predict_frames(trajectory.joint_targets, cam, 1.0 / 30.0, model, background, colors)
         psnr = frame_psnr(recorded, predicted)
         rows[name] = {"mean_db": float(psnr.mean()), "min_db": float(psnr.min())}
-    return {"model": str(model_dir), "object": object_name, "size": [width, height], "frames": frames, "psnr": rows}
+    return {"model": str(model_dir), "object": object_name, "size": [width, height], "frames": frames,
+            "plan": "MPC, +90 degrees, planned on the learned model", "psnr": rows}
 
 
 def run(out: str | None = None, quick: bool = False) -> dict:
@@ -147,12 +149,12 @@ def run(out: str | None = None, quick: bool = False) -> dict:
 
     print()
     try:
-        psnr = playback_psnr(DEFAULT_WORLD_MODEL, frames=20 if quick else 60)
+        psnr = playback_psnr(DEFAULT_WORLD_MODEL, frames=20 if quick else 240)
     except ValueError as err:  # the bundled model is not a learned one
         print(f"playback PSNR skipped: {err}")
     else:
         result["playback_psnr"] = psnr
-        print(f"{'world model':<12} {'PSNR mean dB':>12} {'min dB':>7}   (virtual plant, thumb push, "
+        print(f"{'world model':<12} {'PSNR mean dB':>12} {'min dB':>7}   (virtual plant, MPC plan, "
               f"{psnr['frames']} frames at {psnr['size'][0]}x{psnr['size'][1]})")
         for name, row in psnr["psnr"].items():
             print(f"{name:<12} {row['mean_db']:12.2f} {row['min_db']:7.2f}")
