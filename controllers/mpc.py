@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import torch
 
 from cgwm_env.config import read_yaml_mapping
-from cgwm_env.envs.leap_task import ACTION_BOUND, CONTROL_DT
+from cgwm_env.envs.leap_task import ACTION_BOUND, CONTROL_DT, orientation_error
 from cgwm_env.hand import LINK_NAMES, PAD_POINTS
 from cgwm_env.model import Model, State, check_state
 from cgwm_env.simulator import HandKinematics, hand_kinematics, prepare, step_prepared
@@ -258,8 +258,7 @@ class ReorientationMPC:
         regrasp_after planned steps (counting this one); never with regrasp_after 0."""
         if not self.settings.regrasp_after:
             return False
-        dot = float((state.quat[0] * goal).sum())
-        error = 1.0 - dot * dot
+        error = float(orientation_error(state.quat[0].numpy(), goal.numpy()))
         if error < self._best_error - self.settings.regrasp_progress:
             self._best_error, self._stalled_for = error, 0
             return False

@@ -148,7 +148,7 @@ def world_model_plan(model, planner, steps: int, turn: float = math.pi / 2) -> n
     """The joint targets (steps + 1, 16) rad, one a control step (the first the open hand's), that
     `planner` (controllers.mpc.ReorientationMPC) plans in closed loop on the world model `model`
     (a Model with a hand) itself, turning the object by `turn` rad about +z from the playback's
-    start (envs.leap.predict_frames: upright at yaw 0 on the palm, the hand open and at rest): a
+    start (LeapCore.upright_start, as envs.leap.predict_frames: the hand open and at rest): a
     trajectory planned on the model, to play open loop on the hand (hardware.playback)."""
     from cgwm_env.envs.leap import LeapCore
     from cgwm_env.simulator import control_step
@@ -156,9 +156,7 @@ def world_model_plan(model, planner, steps: int, turn: float = math.pi / 2) -> n
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected a count >= 1, got {steps!r}")
     core = LeapCore(1, model, 8, False)
-    quat = torch.as_tensor(leap_task.yaw_quat(0.0))[None]
-    home = torch.as_tensor(leap_task.HOME_Q)[None]
-    state = State.make(core.resting_position(quat), quat=quat, hand=home, hand_target=home)
+    state = core.upright_start(torch.as_tensor(leap_task.HOME_Q)[None])
     goal, hold = leap_task.yaw_quat(turn).astype(np.float64), state.position[0].double()
     planner.reset()
     targets = [state.hand_target[0].clone()]

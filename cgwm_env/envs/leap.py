@@ -112,6 +112,12 @@ class LeapCore:
         self.goal[idx] = np.stack([goal for _, goal in episodes])
         self.start[idx] = position.numpy()
 
+    def upright_start(self, joints: torch.Tensor) -> State:
+        """The playback's start (batch 1): the object upright at yaw 0 resting on the palm at
+        OBJECT_XY, the hand at rest at `joints` (1, 16) rad, its targets there too."""
+        quat = torch.as_tensor(task.yaw_quat(0.0))[None]
+        return State.make(self.resting_position(quat), quat=quat, hand=joints, hand_target=joints)
+
     def resting_position(self, quat: torch.Tensor) -> torch.Tensor:
         """Positions (n, 3) m at which the object, turned by quat (n, 4), rests on the palm at OBJECT_XY."""
         g = self.model.gaussians
@@ -277,8 +283,7 @@ def predict_frames(joint_targets, camera, frame_dt: float = task.CONTROL_DT, mod
     if substeps < 1 or abs(substeps * core.model.dt - frame_dt) > 1e-9:
         raise ValueError(f"frame_dt: expected a multiple of the model's step {core.model.dt:.6g} s, got {frame_dt}")
     core.camera = camera
-    quat = torch.as_tensor(task.yaw_quat(0.0))[None]
-    core.state = State.make(core.resting_position(quat), quat=quat, hand=targets[:1], hand_target=targets[:1])
+    core.state = core.upright_start(targets[:1])
     frames = [core.image(0)]
     with torch.no_grad():
         for k in range(1, len(targets)):
