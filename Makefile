@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml scripts/system-packages.sh
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/cgwm demo --out out/demo
+	$(BIN)/cgwm demo --compile --out out/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

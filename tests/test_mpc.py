@@ -220,3 +220,20 @@ def test_world_model_plan_is_a_playable_trajectory(world):
     assert len(planner.solve_times) == 120 - 74
     with pytest.raises(ValueError, match="steps"):
         world_model_plan(world.model, planner, 0)
+
+
+def test_compiled_planner_plans_as_the_eager_one(world):
+    """compile=True runs the rollout and cost through torch.compile (one graph for planning and
+    releasing; about a minute to compile on a cold cache): the same joint-target changes up to
+    float rounding, while planning and after a stall, while releasing."""
+    # a stall at the second plan; a release radius of 0.5 m keeps the pads releasing from then on
+    settings = dataclasses.replace(MPCSettings(), horizon=2, iterations=1, step_size=0.02, regrasp_after=1,
+                                   release_radius=0.5, release_steps=5)
+    eager, compiled = ReorientationMPC(world.model, settings), ReorientationMPC(world.model, settings, compile=True)
+    assert compiled.compiled and not eager.compiled
+    goal = task.yaw_quat(1.0)
+    for _ in range(3):
+        expected, got = eager.plan(world.state, goal), compiled.plan(world.state, goal)
+        assert expected.abs().max() > 1e-3  # a real plan, not an idle one
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    assert eager.regrasps == compiled.regrasps == 1 and compiled._release_from is not None

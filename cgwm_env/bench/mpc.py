@@ -8,7 +8,9 @@ mean final angle error in degrees, the rate of ending within 0.1 rad, drops, and
 median and 95th-percentile solve time with the rate it allows (over the planned steps: the
 approach to the pre-grasp, settings.approach, is not planned). Objects without a world model are
 listed as skipped. Solve times are wall time on a machine shared with other work (one torch
-thread unless --threads says otherwise); compare figures from one run.
+thread unless --threads says otherwise); compare figures from one run. With --compile the planner
+runs through torch.compile; its first solve, which compiles, is reported apart (compile_s) and
+left out of the solve-time figures.
 """
 
 from __future__ import annotations
@@ -41,11 +43,11 @@ def load_settings(config=None):
 
 
 def run(out: str | None = None, quick: bool = False, trials: int | None = None, config: str | None = None,
-        threads: int | None = None) -> dict:
+        threads: int | None = None, compile: bool = False) -> dict:
     """Run the benchmark, print a table, write JSON to `out` (default out/bench_mpc.json); returns
     the figures. quick: 3 trials of at most 300 steps; trials: episodes per object (default 20);
     threads: torch CPU threads (default 1: batch-1 planning is op-overhead bound, and a second
-    thread on a busy machine made solves 20 times slower)."""
+    thread on a busy machine made solves 20 times slower); compile: plan through torch.compile."""
     from controllers.mpc import ReorientationMPC
     from controllers.tasks import MAX_STEPS, run_episode, summarize
     from cgwm_env.world_model import WorldModel
@@ -63,7 +65,7 @@ def run(out: str | None = None, quick: bool = False, trials: int | None = None, 
             rows.append({"object": name, "skipped": f"no world model in {bundle}"})
             continue
         model = WorldModel.load(bundle).model(**hand_scene())
-        planner = ReorientationMPC(model, settings)
+        planner = ReorientationMPC(model, settings, compile=compile)
         env = gym.make("ContactGaussian-LeapHandMuJoCo-v0", object=name)
         results, start = [], time.perf_counter()
         for seed in range(trials):
@@ -73,7 +75,8 @@ def run(out: str | None = None, quick: bool = False, trials: int | None = None, 
                   f"final error {r.final_angle_deg:.1f} deg, {r.regrasps} regrasps{', dropped' if r.dropped else ''}",
                   flush=True)
         env.close()
-        row = {"object": name, **summarize(results), "wall_s": time.perf_counter() - start,
+        compile_s = results[0].solve_times.pop(0) if compile and results[0].solve_times else None
+        row = {"object": name, **summarize(results), "compile_s": compile_s, "wall_s": time.perf_counter() - start,
                "episodes_detail": [{k: v for k, v in vars(r).items() if k != "solve_times"} for r in results]}
         rows.append(row)
     print(f"\n{'object':8} {'trials':>6} {'success':>8} {'final deg':>9} {'<0.1 rad':>8} {'dropped':>7} {'regrasps':>8} "
@@ -85,9 +88,11 @@ def run(out: str | None = None, quick: bool = False, trials: int | None = None, 
         print(f"{r['object']:8} {r['episodes']:>6} {r['success_rate']:>8.0%} {r['mean_final_error_deg']:>9.1f} "
               f"{r['reach_0.1rad_rate']:>8.0%} {r['dropped']:>7} {r['mean_regrasps']:>8.1f} {r['solve_ms_median']:>12.1f} "
               f"{r['solve_ms_p95']:>7.1f} {r['mpc_hz']:>7.1f}")
+        if r["compile_s"] is not None:
+            print(f"{'':8} planner compiled by torch.compile; its first solve (the compilation) took {r['compile_s']:.1f} s")
     result = {"task": "on-palm reorientation, MuJoCo twin, world model planning", "trials": trials,
               "max_steps": max_steps, "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__},
-              "config": source, "torch": torch.__version__,
+              "config": source, "compiled": compile, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(), "rows": rows}
     out = Path(out or "out/bench_mpc.json")
     out.parent.mkdir(parents=True, exist_ok=True)
