@@ -24,7 +24,7 @@ FRAME_EVERY = 2  # control steps per video frame (15 fps of a 30 Hz loop)
 def run(out_dir: str | Path, seed: int = 7, max_steps: int | None = None, config: str | Path | None = None,
         image_size: int = 160, compile: bool = False) -> dict:
     """Run one episode (task seed `seed`; 7 is one that `cgwm bench mpc` counts a success, as it
-    does 90% of seeds 0-19), write mpc_demo.gif and mpc_demo.json into out_dir and return the
+    does 90-95% of seeds 0-19), write mpc_demo.gif and mpc_demo.json into out_dir and return the
     summary. config: an MPC settings YAML (default configs/mpc.yaml where present); compile: plan
     through torch.compile (controllers.mpc; its first solve, which compiles, is left out of the rate)."""
     import cgwm_env  # noqa: F401  (registers the environments)

@@ -237,3 +237,27 @@ def test_compiled_planner_plans_as_the_eager_one(world):
         assert expected.abs().max() > 1e-3  # a real plan, not an idle one
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
     assert eager.regrasps == compiled.regrasps == 1 and compiled._release_from is not None
+
+
+def test_settling_raises_the_orientation_weight_only_near_the_goal():
+    """Below settle_error the orientation term weighs settle_weight times more; far from the goal
+    the plan is the one without settling. From the cage (configs/mpc.yaml's approach), where the
+    pads touch the cube and the orientation term has a gradient."""
+    env = gym.make("ContactGaussian-LeapHand-v0").unwrapped
+    env.reset(seed=0)
+    config = MPCSettings.from_yaml(CONFIG)
+    cage = ReorientationMPC(env.model, config)
+    while True:
+        action = cage.plan(env.state, task.yaw_quat(0.0))
+        if not cage.waypoints:
+            break
+        env.step(action.numpy())
+    plain = dataclasses.replace(config, approach=(), settle_error=0.0)
+    settling = dataclasses.replace(plain, settle_error=0.1, settle_weight=30.0)
+    yaw0 = 2 * math.atan2(float(env.state.quat[0, 3]), float(env.state.quat[0, 0]))
+    for turn, same in ((math.radians(90.0), True), (math.radians(15.0), False)):
+        goal = task.yaw_quat(yaw0 + turn)
+        assert (task.orientation_error(env.state.quat[0].numpy(), goal) < 0.1) != same
+        a = ReorientationMPC(env.model, plain).plan(env.state, goal)
+        b = ReorientationMPC(env.model, settling).plan(env.state, goal)
+        assert bool((a - b).abs().max() > 1e-3) != same
