@@ -794,6 +794,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="learning settings YAML (see configs/learn.yaml)")
     parser.add_argument("--clips", type=int, nargs="+", default=None, help="train clips to use (indices; default all)")
     parser.add_argument("--iterations", type=int, default=None, help="Adam steps")
+    parser.add_argument("--lr", type=float, default=None, help="Adam's step on the unconstrained theta (default 0.04)")
     parser.add_argument("--parameters", nargs="+", default=None, choices=list(PARAMETERS), metavar="NAME",
                         help=f"which of theta to learn, some of {' '.join(PARAMETERS)} (default mu stiffness damping)")
     parser.add_argument("--mass", type=float, default=None, help="initial mass, kg (default 0.1)")
@@ -811,7 +812,7 @@ def main(args: argparse.Namespace) -> int:
     """`cgwm learn` from parsed arguments."""
     config = load_learn_settings(args.config) if args.config else {"settings": {}, "initial": {}}
     fields = dict(config["settings"])
-    for name in ("iterations", "parameters", "seed"):
+    for name in ("iterations", "lr", "parameters", "seed"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
     if args.lr_geometry is not None:
