@@ -237,6 +237,8 @@ def test_compiled_planner_plans_as_the_eager_one(world):
         assert expected.abs().max() > 1e-3  # a real plan, not an idle one
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
     assert eager.regrasps == compiled.regrasps == 1 and compiled._release_from is not None
+    # the compiling first plan is timed apart from the solves
+    assert compiled.compile_seconds is not None and len(compiled.solve_times) == len(eager.solve_times) - 1
 
 
 def test_settling_raises_the_orientation_weight_only_near_the_goal():
