@@ -298,17 +298,43 @@ def test_ball_matches_mujoco_sphere():
     assert abs(float(out.depth[row, col]) - float(mj_depth[row, col])) < 0.004
 
 
+def gsplat_test_scene(n, seed):
+    g = random_scene(n, seed=seed)
+    opacity = torch.rand(n, generator=torch.Generator().manual_seed(seed + 1)) * 0.9
+    return SphereGaussians(g.centers, g.log_scales, torch.logit(opacity), g.colors).to("cuda")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="gsplat needs CUDA; no GPU here")
-def test_torch_and_gsplat_agree_on_cuda():
-    g = random_scene(2000, seed=3)
-    g = SphereGaussians(g.centers, g.log_scales, torch.logit(torch.rand(2000, generator=torch.Generator().manual_seed(4)) * 0.9), g.colors)
-    g = g.to("cuda")
-    cam = camera(128, 96)
-    a = render(g, cam, background=(0.3, 0.3, 0.3), backend="torch")
-    b = render(g, cam, background=(0.3, 0.3, 0.3), backend="gsplat")
+@pytest.mark.parametrize("antialiased", [True, False])
+def test_torch_and_gsplat_agree_on_cuda(antialiased):
+    g, cam = gsplat_test_scene(2000, seed=3), camera(128, 96)
+    a = render(g, cam, background=(0.3, 0.3, 0.3), backend="torch", antialiased=antialiased)
+    b = render(g, cam, background=(0.3, 0.3, 0.3), backend="gsplat", antialiased=antialiased)
     mse = ((a.rgb - b.rgb) ** 2).mean()
     assert -10 * torch.log10(mse) >= 40
     assert (a.alpha - b.alpha).abs().mean() < 1e-2
+    covered = (a.alpha > 0.5) & (b.alpha > 0.5)
+    assert (a.depth - b.depth)[covered].abs().median() < 1e-4  # m
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="gsplat needs CUDA; no GPU here")
+def test_torch_and_gsplat_gradients_agree_on_cuda():
+    """The same image loss differentiated through each backend, and through a pose: the gradients
+    point the same way (cosine) and have the same size, for every Gaussian parameter."""
+    g, cam = gsplat_test_scene(500, seed=5), camera(64, 48)
+    weights = torch.rand(48, 64, 3, generator=torch.Generator().manual_seed(6)).to("cuda")
+    grads = {}
+    for backend in ("torch", "gsplat"):
+        params = [t.clone().requires_grad_() for t in g.tensors()]
+        position = torch.tensor([0.003, -0.002, 0.001], device="cuda", requires_grad=True)
+        quat = torch.tensor([0.99, 0.05, -0.08, 0.1], device="cuda", requires_grad=True)
+        out = render(SphereGaussians(*params), cam, background=(0.3, 0.3, 0.3), pose=(position, quat), backend=backend)
+        ((out.rgb * weights).sum() + out.alpha.sum() + 10 * (out.depth * out.alpha).sum()).backward()
+        grads[backend] = [p.grad.flatten() for p in (*params, position, quat)]
+    for name, a, b in zip(("centers", "log_scales", "opacity_logits", "colors", "position", "quat"), *grads.values()):
+        cosine = torch.nn.functional.cosine_similarity(a, b, dim=0)
+        assert cosine > 0.98, (name, cosine)
+        assert abs(b.norm() / a.norm() - 1) < 0.05, (name, b.norm() / a.norm())
 
 
 def test_antialiased_silhouettes_keep_their_size_with_distance():
