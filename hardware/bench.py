@@ -6,8 +6,9 @@ goal-position writes (one group sync write) and read+write cycles, per second. J
 minus planned time of every step of a 2 s (0.5 s with --quick) sinusoidal plan, on the
 first-order virtual motors with no camera, and on MuJoCo's hand with the software RealSense
 streaming 640x480 renders (what `cgwm play --virtual` runs). Playback PSNR (the paper's Table
-IV on the virtual plant): an MPC plan turning the cube, made on the bundled (learned) world model
-and played open loop, the recorded frames against the frames predicted by that model, by its
+IV on the virtual plant): MPC plans turning the cube by +90 and -90 degrees, made on the learned
+cube (assets/world_models/cube_learned) and played open loop, the recorded frames against the
+frames predicted by that model, by its
 No_opt (the parameters and Gaussians learning started from) and by the hand-made cube
 (envs.leap.cube_world_model), all drawn over the camera's view of the empty scene with the hand
 coloured from it (playback.scene_reference).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import platform
 import time
 from contextlib import ExitStack
@@ -81,12 +83,12 @@ def _jitter(motors: str, rate: float, seconds: float, camera: bool) -> dict:
 
 
 def playback_psnr(model_dir, object_name: str = "cube", width: int = 160, height: int = 120,
-                  frames: int = 240) -> dict:
+                  frames: int = 240, turn: float = 90.0) -> dict:
     """Per-model PSNR (dB, mean and min over the frames) of the virtual plant's recording of an
     open-loop plan against the frames predicted for it by the world model `model_dir` ("learned"),
     by its No_opt (the parameters and Gaussians learning started from) and by the hand-made cube,
     each over the empty scene with the hand coloured from it. The plan: `frames` control steps
-    (30 Hz) of the MPC (configs/mpc.yaml) turning the object by 90 degrees, planned in closed loop
+    (30 Hz) of the MPC (configs/mpc.yaml) turning the object by `turn` degrees about +z, planned in closed loop
     on the learned model itself (controllers.tasks.world_model_plan), played on the virtual plant
     with `object_name` on the palm (playback.virtual_motors)."""
     from cgwm_env.bench.mpc import load_settings
@@ -106,7 +108,7 @@ def playback_psnr(model_dir, object_name: str = "cube", width: int = 160, height
     models = {"learned": wm.model(**scene), "No_opt": wm.model(params=wm.initial_params, gaussians=initial_g, **scene),
               "hand-made": dataclasses.replace(cube_world_model(), **scene)}
     planner = ReorientationMPC(models["learned"], load_settings()[0])
-    targets = world_model_plan(models["learned"], planner, frames - 1)
+    targets = world_model_plan(models["learned"], planner, frames - 1, math.radians(turn))
     trajectory = Trajectory(np.arange(frames) / 30.0, targets)
     with ExitStack() as stack:
         bus = stack.enter_context(VirtualBus(virtual_motors(object_name, max(width, height))))
@@ -123,12 +125,12 @@ def playback_psnr(model_dir, object_name: str = "cube", width: int = 160, height
         predicted = predict_frames(trajectory.joint_targets, cam, 1.0 / 30.0, model, background, colors)
         psnr = frame_psnr(recorded, predicted)
         rows[name] = {"mean_db": float(psnr.mean()), "min_db": float(psnr.min())}
-    return {"model": str(model_dir), "object": object_name, "size": [width, height], "frames": frames,
-            "plan": "MPC, +90 degrees, planned on the learned model", "psnr": rows}
+    return {"model": str(model_dir), "object": object_name, "size": [width, height], "frames": frames, "turn_deg": turn,
+            "plan": f"MPC, {turn:+.0f} degrees, planned on the learned model", "psnr": rows}
 
 
 def run(out: str | None = None, quick: bool = False) -> dict:
-    """Measure, print two tables, write JSON to `out` if given; returns the figures."""
+    """Measure, print three tables, write JSON to `out` if given; returns the figures."""
     n = 200 if quick else 1000
     seconds = 0.5 if quick else 2.0
     rates = [_rates("first_order", True, n), _rates("first_order", False, n), _rates("mujoco", True, n)]
@@ -147,17 +149,14 @@ def run(out: str | None = None, quick: bool = False) -> dict:
               "dynamixel_sdk": version("dynamixel-sdk"), "quick": quick, "rates": rates, "jitter": jitter}
     from cgwm_env.envs.leap import DEFAULT_WORLD_MODEL
 
-    print()
-    try:
-        psnr = playback_psnr(DEFAULT_WORLD_MODEL, frames=20 if quick else 240)
-    except ValueError as err:  # the bundled model is not a learned one
-        print(f"playback PSNR skipped: {err}")
-    else:
-        result["playback_psnr"] = psnr
-        print(f"{'world model':<12} {'PSNR mean dB':>12} {'min dB':>7}   (virtual plant, MPC plan, "
-              f"{psnr['frames']} frames at {psnr['size'][0]}x{psnr['size'][1]})")
+    learned_cube = DEFAULT_WORLD_MODEL.parent / "cube_learned"
+    frames = 20 if quick else 240
+    result["playback_psnr"] = [playback_psnr(learned_cube, frames=frames, turn=turn) for turn in (90.0, -90.0)]
+    print(f"\n{'turn deg':<12} {'world model':<12} {'PSNR mean dB':>12} {'min dB':>7}   (virtual plant, {frames} frames "
+          f"at 160x120, planned on {learned_cube.name})")
+    for psnr in result["playback_psnr"]:
         for name, row in psnr["psnr"].items():
-            print(f"{name:<12} {row['mean_db']:12.2f} {row['min_db']:7.2f}")
+            print(f"{psnr['turn_deg']:<+12.0f} {name:<12} {row['mean_db']:12.2f} {row['min_db']:7.2f}")
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=2))

@@ -124,7 +124,7 @@ def test_cube_rests_on_the_palm_and_a_thumb_push_moves_it():
     assert obs["object_pos"][2] == pytest.approx(start[2], abs=1e-3)  # still on the palm
 
 
-@pytest.mark.parametrize("name", ["cup", "lblock"])
+@pytest.mark.parametrize("name", ["cube_learned", "cup", "lblock"])
 def test_learned_bundles_load_and_rest_on_the_palm(name):
     """The learned world models bundled for `cgwm bench mpc` (scripts/learn_world_model.sh) load with
     learned, physical parameters, and their object rests on the open hand: it settles from the
