@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -487,8 +488,9 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
           settings: LearnSettings = LearnSettings(), progress: bool = True, log=None,
           model_kwargs: dict | None = None, starts: list[State] | None = None) -> tuple[WorldModel, list[dict]]:
     """Stage II on `clips` from stage I's `gaussians` and initial `params`. Returns the learned
-    WorldModel (the iterate with the lowest training loss; its info holds the initial states)
-    and the history, one dict per iteration (loss, psnr dB, parameter values). `log`: a writable
+    WorldModel (the iterate with the lowest training loss; its info holds the initial states; if
+    a step makes a rollout non-finite, learning stops there and info["stopped"] says where) and
+    the history, one dict per iteration (loss, psnr dB, parameter values). `log`: a writable
     text file that gets one JSON line per iteration. `starts`: the clips' initial states (batch
     1 each) where they are known; by default they are estimated from the images
     (estimate_initial_state). model_kwargs: other Model fields (sdf, contact, ...)."""
@@ -529,18 +531,23 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
                    {"params": [log_scales], "lr": settings.lr_geometry / float(gaussians.scales.median())}]
     opt = torch.optim.Adam(groups)
     loss_fn = ImageLoss(settings)
-    history, best = [], None
+    history, best, stopped = [], None, None
     with tqdm(total=settings.iterations, desc="stage II", disable=not progress, mininterval=1.0) as bar:
         for it in range(settings.iterations + 1):
             g = SphereGaussians(centers, log_scales, gaussians.opacity_logits.detach(), gaussians.colors.detach())
             model = clip_model(g, _from_leaves(leaves), clips[0], settings.substeps, **model_kwargs)
-            total, psnrs = 0.0, []
-            for clip, s0 in zip(clips, starts):
-                pred = _predict_images(model, clip, s0, settings.substeps, settings.window)
-                losses = loss_fn(pred, clip.images[1:])
-                total = total + losses.mean() / len(clips)
-                mse = ((pred.detach() - clip.images[1:]) ** 2).mean(dim=(-3, -2, -1))
-                psnrs.append(float((-10.0 * torch.log10(mse)).mean()))
+            try:  # the inputs were checked by iteration 0; later, only a step of theta can make a state NaN
+                total, psnrs = _clips_loss(model, clips, starts, settings, loss_fn)
+            except ValueError as err:
+                if it == 0:
+                    raise
+                stopped = f"iteration {it}: the rollout went non-finite ({err})"
+                break
+            if not torch.isfinite(total):
+                if it == 0:
+                    raise ValueError("params: the initial parameters give a non-finite image loss")
+                stopped = f"iteration {it}: non-finite image loss"
+                break
             record = {"iteration": it, "loss": float(total.detach()), "psnr": float(np.mean(psnrs)),
                       **{k: v for k, v in params_values(model.params).items() if k != "inertia"},
                       "seconds": time.perf_counter() - start_time}
@@ -564,11 +571,22 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
     model = clip_model(learned, _from_leaves(best_leaves), clips[0], settings.substeps, **model_kwargs)
     info = {"object": clips[0].object, "scenario": clips[0].scenario, "clips": [c.path for c in clips],
             "fps": clips[0].fps, "substeps": settings.substeps, "initial_states": reports,
-            "settings": dataclasses.asdict(settings), "best_iteration": best_it,
+            "settings": dataclasses.asdict(settings), "best_iteration": best_it, "stopped": stopped,
             "initial_state_seconds": init_seconds, "seconds": time.perf_counter() - start_time,
             "geometry_shift_max_m": float((best_centers - centers0).norm(dim=1).max())}
     wm = WorldModel.from_model(model, initial_params=params, info=info)
     return dataclasses.replace(wm, initial_gaussians=SphereGaussians(*(t.detach() for t in gaussians.tensors()))), history
+
+
+def _clips_loss(model: Model, clips: list[Clip], starts: list[State], settings: LearnSettings, loss_fn):
+    """The image loss (a scalar tensor) averaged over the clips, and each clip's PSNR (dB)."""
+    total, psnrs = 0.0, []
+    for clip, s0 in zip(clips, starts):
+        pred = _predict_images(model, clip, s0, settings.substeps, settings.window)
+        total = total + loss_fn(pred, clip.images[1:]).mean() / len(clips)
+        mse = ((pred.detach() - clip.images[1:]) ** 2).mean(dim=(-3, -2, -1))
+        psnrs.append(float((-10.0 * torch.log10(mse)).mean()))
+    return total, psnrs
 
 
 def _to_leaves(params: PhysicalParams) -> list[torch.Tensor]:
@@ -743,7 +761,10 @@ def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings
     wm.save(out)
     plot_curves({"ours": [h["psnr"] for h in history]}, out / "psnr.png", f"stage II: {loaded[0].object}")
     v = params_values(wm.params)
-    print(f"stage II: {len(loaded)} clip(s), {settings.iterations} iterations, PSNR {history[0]['psnr']:.2f} -> "
+    if wm.info["stopped"]:
+        print(f"stage II stopped early at {wm.info['stopped']}; kept the best iteration, "
+              f"{wm.info['best_iteration']}", file=sys.stderr)
+    print(f"stage II: {len(loaded)} clip(s), {len(history) - 1} iterations, PSNR {history[0]['psnr']:.2f} -> "
           f"{history[wm.info['best_iteration']]['psnr']:.2f} dB, mass {v['mass']:.4g} kg, mu {v['mu']:.3f}, "
           f"stiffness {v['stiffness']:.3g}, damping {v['damping']:.3g}, {wm.info['seconds']:.0f} s -> {out}")
     return wm, history

@@ -75,6 +75,31 @@ def test_only_the_chosen_parameters_are_learned():
         refine.LearnSettings(parameters=("mu", "restitution"))
 
 
+def test_a_step_that_makes_the_rollout_diverge_stops_learning_and_keeps_the_best(monkeypatch):
+    start = State.make([[0.0, 0.0, 0.03]], velocity=[[0.5, 0.0, 0.0]])
+    clip = _clip(start, "train")
+    initial = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), MU - 0.3, K / 3, D)
+    clips_loss, calls = refine._clips_loss, []
+
+    def diverging_on_the_third_call(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise ValueError("q: expected finite angles, got NaN or inf")
+        return clips_loss(*args)
+
+    monkeypatch.setattr(refine, "_clips_loss", diverging_on_the_third_call)
+    settings = refine.LearnSettings(iterations=5, parameters=("mu",), lr=0.1)
+    wm, history = refine.learn(_truth_model().gaussians, [clip], initial, settings, progress=False,
+                               model_kwargs=PLAIN, starts=[start])
+    assert wm.info["stopped"].startswith("iteration 2: the rollout went non-finite (q: expected finite")
+    assert len(history) == 2 and wm.info["best_iteration"] in (0, 1)
+    assert float(wm.params.mu) == pytest.approx(history[wm.info["best_iteration"]]["mu"])
+    monkeypatch.setattr(refine, "_clips_loss", lambda *args: (torch.tensor(float("nan")), [0.0]))
+    with pytest.raises(ValueError, match="params: the initial parameters give a non-finite image loss"):
+        refine.learn(_truth_model().gaussians, [clip], initial, settings, progress=False, model_kwargs=PLAIN,
+                     starts=[start])
+
+
 def test_learned_model_predicts_a_held_out_clip_better(learned):
     wm, _, initial = learned
     start = State.make([[0.0, 0.01, 0.035]], velocity=[[0.35, 0.1, 0.0]])
