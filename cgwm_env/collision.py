@@ -108,7 +108,7 @@ def sphere_grid(centers: torch.Tensor, radii: torch.Tensor, settings: SoftSDFSet
     lo = (c - r[:, None]).min(0).values - margin
     hi = (c + r[:, None]).max(0).values + margin
     shape = tuple(int(n) for n in torch.ceil((hi - lo) / cell).long() + 1)
-    axes = [lo[i] + cell * torch.arange(shape[i], dtype=c.dtype) for i in range(3)]
+    axes = [lo[i] + cell * torch.arange(shape[i], dtype=c.dtype, device=c.device) for i in range(3)]
     cells = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
     slack = 3**0.5 * cell + 12.0 / settings.beta
     gaps = torch.cat([torch.cdist(part, c) - r for part in cells.split(chunk)])  # (cells, N)
@@ -148,7 +148,7 @@ def support_spheres(centers: torch.Tensor, radii: torch.Tensor, n_directions: in
     spread evenly over the unit sphere: the spheres that can touch a plane first. Spheres inside the
     hull never can; spheres on a flat face between others touch a plane only together with the
     face's outermost ones, which carry the contact instead. centers (N, 3), radii (N,) -> (K,) sorted."""
-    support = fibonacci_sphere(n_directions) @ centers.detach().double().T + radii.detach().double()
+    support = fibonacci_sphere(n_directions).to(centers.device) @ centers.detach().double().T + radii.detach().double()
     return torch.unique(support.argmax(1)).to(centers.device)
 
 

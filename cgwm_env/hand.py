@@ -282,11 +282,11 @@ class HandModel:
         if not 1 <= self.max_contacts:
             raise ValueError(f"max_contacts: expected a count >= 1, got {self.max_contacts}")
 
-    def to(self, dtype: torch.dtype) -> "HandModel":
-        """The same hand with its float tensors cast to dtype."""
-        cast = {k: getattr(self, k).to(dtype) for k in ("query_points", "query_radii", "query_normals", "lower", "upper", "moves",
-                                                    "link_masses", "link_coms")}
-        return dataclasses.replace(self, **cast)
+    def to(self, dtype: torch.dtype | None = None, device=None) -> "HandModel":
+        """The same hand with its float tensors cast to dtype and every tensor on device."""
+        cast = {k: getattr(self, k).to(device=device, dtype=dtype) for k in (
+            "query_points", "query_radii", "query_normals", "lower", "upper", "moves", "link_masses", "link_coms")}
+        return dataclasses.replace(self, query_link=self.query_link.to(device), **cast)
 
 
 def hand_gaussians(spacing: float = 0.007) -> tuple[torch.Tensor, SphereGaussians]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import NamedTuple
 
 import torch
@@ -193,6 +193,17 @@ class Model:
             raise ValueError("params.mass: expected a positive finite mass")
         if self.hand is not None and self.pusher_points.shape[0] > 0:
             raise ValueError("hand: expected a model with a pusher or a hand, not both")
+
+    def to(self, device=None, dtype=None) -> "Model":
+        """The same model with its tensors on `device` and/or cast to the float `dtype` (a batch on
+        CUDA: `model.to("cuda")` and a State on the same device)."""
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+
+        return replace(
+            self, gaussians=SphereGaussians(*(move(t) for t in self.gaussians.tensors())),
+            params=PhysicalParams(*(move(t) for t in self.params.tensors())), pusher_points=move(self.pusher_points),
+            pusher_radii=move(self.pusher_radii), hand=None if self.hand is None else self.hand.to(dtype, device))
 
     @property
     def action_size(self) -> int:
