@@ -8,10 +8,9 @@ first-order virtual motors with no camera, and on MuJoCo's hand with the softwar
 streaming 640x480 renders (what `cgwm play --virtual` runs). Playback PSNR (the paper's Table
 IV on the virtual plant): MPC plans turning the cube by +90 and -90 degrees, made on the learned
 cube (assets/world_models/cube_learned) and played open loop, the recorded frames against the
-frames predicted by that model, by its
-No_opt (the parameters and Gaussians learning started from) and by the hand-made cube
-(envs.leap.cube_world_model), all drawn over the camera's view of the empty scene with the hand
-coloured from it (playback.scene_reference).
+frames predicted by that model, by its No_opt (the parameters and Gaussians learning started
+from) and by the hand-made cube (envs.leap.cube_world_model), all drawn over the camera's view of
+the empty scene with the hand coloured from it (playback.scene_reference).
 """
 
 from __future__ import annotations
@@ -88,9 +87,9 @@ def playback_psnr(model_dir, object_name: str = "cube", width: int = 160, height
     open-loop plan against the frames predicted for it by the world model `model_dir` ("learned"),
     by its No_opt (the parameters and Gaussians learning started from) and by the hand-made cube,
     each over the empty scene with the hand coloured from it. The plan: `frames` control steps
-    (30 Hz) of the MPC (configs/mpc.yaml) turning the object by `turn` degrees about +z, planned in closed loop
-    on the learned model itself (controllers.tasks.world_model_plan), played on the virtual plant
-    with `object_name` on the palm (playback.virtual_motors)."""
+    (30 Hz) of the MPC (configs/mpc.yaml) turning the object by `turn` degrees about +z, planned
+    in closed loop on the learned model itself (controllers.tasks.world_model_plan), played on
+    the virtual plant with `object_name` on the palm (playback.virtual_motors)."""
     from cgwm_env.bench.mpc import load_settings
     from cgwm_env.camera import from_mujoco
     from cgwm_env.envs.leap import cube_world_model, hand_scene, predict_frames
