@@ -6,12 +6,12 @@ scripts/learn_world_model.sh), `trials` episodes of ContactGaussian-LeapHandMuJo
 0..trials-1) with the world model planning (controllers.tasks.run_episode, settings from
 configs/mpc.yaml or MPCSettings' defaults). Reports success (error < 0.04 for 20 consecutive
 steps within 500), the mean final angle error in degrees, the rate of ending within 0.1 rad,
-drops, and the planner's median and 95th-percentile solve time with the rate it allows (over the planned steps: the approach to the pre-grasp, settings.approach,
-is not planned). Objects without a world model are listed as skipped. Solve times are wall time on
-a machine shared with other work (one torch thread unless --threads says otherwise); compare
-figures from one run. With --compile the planner runs through torch.compile; its first plan, which
-compiles, is reported apart (compile_s, the planner's compile_seconds) and left out of the
-solve-time figures.
+drops, and the planner's median and 95th-percentile solve time with the rate it allows (over
+the planned steps: the approach to the pre-grasp, settings.approach, is not planned). Objects
+without a world model are listed as skipped. Solve times are wall time on a machine shared with
+other work (one torch thread unless --threads says otherwise); compare figures from one run.
+With --compile the planner runs through torch.compile; its first plan, which compiles, is
+reported apart (compile_s, the planner's compile_seconds) and left out of the solve-time figures.
 """
 
 from __future__ import annotations
