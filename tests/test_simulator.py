@@ -207,7 +207,7 @@ def _tilted_sliding_cubes(batch: int, dtype) -> State:
     return State.make(position, quat=quat, velocity=velocity)
 
 
-def test_model_to_moves_and_casts_every_tensor():
+def test_model_to_casts_every_tensor_and_simulates_the_same():
     model = cube_model().to(dtype=torch.float64)
     assert all(t.dtype == torch.float64 for t in (*model.gaussians.tensors(), *model.params.tensors()))
     a = rollout(model, _tilted_sliding_cubes(4, torch.float64), steps=50)
