@@ -149,7 +149,7 @@ def support_spheres(centers: torch.Tensor, radii: torch.Tensor, n_directions: in
     hull never can; spheres on a flat face between others touch a plane only together with the
     face's outermost ones, which carry the contact instead. centers (N, 3), radii (N,) -> (K,) sorted."""
     support = fibonacci_sphere(n_directions).to(centers.device) @ centers.detach().double().T + radii.detach().double()
-    return torch.unique(support.argmax(1)).to(centers.device)
+    return torch.unique(support.argmax(1))
 
 
 def contact_frames(normals: torch.Tensor) -> torch.Tensor:

@@ -201,7 +201,7 @@ class Model:
             return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
 
         return replace(
-            self, gaussians=SphereGaussians(*(move(t) for t in self.gaussians.tensors())),
+            self, gaussians=self.gaussians.to(device=device, dtype=dtype),
             params=PhysicalParams(*(move(t) for t in self.params.tensors())), pusher_points=move(self.pusher_points),
             pusher_radii=move(self.pusher_radii), hand=None if self.hand is None else self.hand.to(dtype, device))
 

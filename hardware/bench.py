@@ -125,7 +125,7 @@ def playback_psnr(model_dir, object_name: str = "cube", width: int = 160, height
         psnr = frame_psnr(recorded, predicted)
         rows[name] = {"mean_db": float(psnr.mean()), "min_db": float(psnr.min())}
     return {"model": str(model_dir), "object": object_name, "size": [width, height], "frames": frames, "turn_deg": turn,
-            "plan": f"MPC, {turn:+.0f} degrees, planned on the learned model", "psnr": rows}
+            "plan": "MPC, planned on the learned model", "psnr": rows}
 
 
 def run(out: str | None = None, quick: bool = False) -> dict:

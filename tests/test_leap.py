@@ -223,10 +223,10 @@ def test_the_hand_scene_runs_on_cuda_as_on_the_cpu():
     """The bundled cube on the hand, 2 s of a thumb push (60 control steps), float64 on both devices."""
     from cgwm_env.envs.leap import LeapCore
 
+    start = LeapCore(1, default_model(), 8, False).upright_start(torch.as_tensor(task.HOME_Q)[None])
     ends = []
     for device in ("cpu", "cuda"):
         model = default_model().to(device, torch.float64)
-        start = LeapCore(1, default_model(), 8, False).upright_start(torch.as_tensor(task.HOME_Q)[None])
         state = State(*(t.to(device, torch.float64) for t in start))
         prepared, action = prepare(model, 1), torch.as_tensor(THUMB_CURL, dtype=torch.float64, device=device)[None]
         for _ in range(60):

@@ -86,7 +86,7 @@ def _ours(ground_contacts: str, repeats: int, steps: int, compiled: bool) -> lis
     return rows
 
 
-def _mujoco(repeats: int, steps: int, nthread: int) -> list[dict]:
+def _mujoco(repeats: int, steps: int, nthread: int, batches=(1, 64, 1024)) -> list[dict]:
     m = mujoco.MjModel.from_xml_string(box_on_plane_xml(SIDE, MASS, MU, box_model().dt))
     d = mujoco.MjData(m)
     quat = math3d.quat_from_axis_angle(torch.tensor([1.0, 0.0, 0.0]), torch.tensor(TILT)).tolist()
@@ -97,7 +97,7 @@ def _mujoco(repeats: int, steps: int, nthread: int) -> list[dict]:
     rows = []
     with mj_rollout.Rollout(nthread=nthread) as runner:
         datas = [mujoco.MjData(m) for _ in range(nthread)]
-        for batch in (1, 64, 1024):
+        for batch in batches:
             initial = np.tile(state, (batch, 1))
             t = _median_seconds(lambda: runner.rollout(m, datas, initial, nstep=steps), max(3, repeats // 4)) / steps
             rows.append({"case": f"MuJoCo: mujoco.rollout ({nthread} threads)", "contacts": "box-plane",
