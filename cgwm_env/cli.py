@@ -53,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--trials", type=int, default=None, help="mpc: episodes per object (default 20, quick 3)")
     bench.add_argument("--compile", action="store_true",
                        help="mpc: plan through torch.compile (the first solve, which compiles, is reported apart)")
+    bench.add_argument("--workers", type=int, default=1,
+                       help="mpc: processes running episodes at once (default 1; one per free core)")
     bench.add_argument("--objects", nargs="+", default=None, metavar="NAME",
-                       help="accuracy: library objects (default cube duck lblock bottle mug; quick: cube)")
+                       help="accuracy: library objects (default cube duck lblock bottle mug; quick: cube); "
+                            "mpc: objects or world-model bundles (e.g. cube_learned; default all)")
 
     args = parser.parse_args(argv)
     try:
@@ -89,7 +92,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         if args.suite == "render":
             suite.run(args.out, repeats=5 if args.quick else 20)
         elif args.suite == "mpc":
-            suite.run(args.out, quick=args.quick, trials=args.trials, threads=args.threads, compile=args.compile)
+            suite.run(args.out, quick=args.quick, trials=args.trials, threads=args.threads, compile=args.compile,
+                      workers=args.workers, objects=args.objects)
         elif args.suite == "accuracy":
             suite.run(args.out, quick=args.quick, objects=args.objects)
         else:

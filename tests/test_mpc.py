@@ -263,3 +263,19 @@ def test_settling_raises_the_orientation_weight_only_near_the_goal():
         a = ReorientationMPC(env.model, plain).plan(env.state, goal)
         b = ReorientationMPC(env.model, settling).plan(env.state, goal)
         assert bool((a - b).abs().max() > 1e-3) != same
+
+
+def test_bench_workers_run_the_same_episodes_as_one_process():
+    """`cgwm bench mpc --workers 2` runs the episodes in two spawned processes: the same outcomes, in
+    seed order, as running them here."""
+    from cgwm_env.bench.mpc import WORLD_MODELS, _episodes, load_settings
+
+    settings = load_settings()[0]
+    args = (WORLD_MODELS / "cube", "cube", settings, False, 1, [5, 3], 90)
+    here, _ = _episodes(*args, workers=1)
+    spawned, _ = _episodes(*args, workers=2)
+    assert [r.seed for r in spawned] == [5, 3]
+    for a, b in zip(here, spawned):
+        assert (a.success, a.steps, a.regrasps) == (b.success, b.steps, b.regrasps)
+        assert a.final_angle_deg == pytest.approx(b.final_angle_deg, abs=1e-6)
+        assert len(b.solve_times) == 90 - 74  # the planned steps after the 74-step approach

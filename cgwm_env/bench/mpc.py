@@ -12,11 +12,15 @@ without a world model are listed as skipped. Solve times are wall time on a mach
 other work (one torch thread unless --threads says otherwise); compare figures from one run.
 With --compile the planner runs through torch.compile; its first plan, which compiles, is
 reported apart (compile_s, the planner's compile_seconds) and left out of the solve-time figures.
+With --workers N the episodes run in N processes, each with its own planner and twin (one torch
+thread each unless --threads says otherwise): the same episodes and outcomes, N times fewer
+minutes on N free cores; each solve time is still one planner's on one core.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import platform
 import time
 from pathlib import Path
@@ -55,39 +59,40 @@ def world_model_bundles() -> list[tuple[str, Path | None]]:
 
 
 def run(out: str | None = None, quick: bool = False, trials: int | None = None, config: str | None = None,
-        threads: int | None = None, compile: bool = False) -> dict:
+        threads: int | None = None, compile: bool = False, workers: int = 1, objects=None) -> dict:
     """Run the benchmark, print a table, write JSON to `out` (default out/bench_mpc.json); returns
     the figures. quick: 3 trials of at most 300 steps; trials: episodes per object (default 20);
-    threads: torch CPU threads (default 1: batch-1 planning is op-overhead bound, and a second
-    thread on a busy machine made solves 20 times slower); compile: plan through torch.compile."""
-    from controllers.mpc import ReorientationMPC
-    from controllers.tasks import MAX_STEPS, run_episode, summarize
-    from cgwm_env.world_model import WorldModel
+    threads: torch CPU threads per planner (default 1: batch-1 planning is op-overhead bound, and a
+    second thread on a busy machine made solves 20 times slower); compile: plan through
+    torch.compile; workers: processes running episodes at once; objects: the objects or bundle
+    names to run (default every bundle)."""
+    from controllers.tasks import MAX_STEPS, summarize
 
-    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
-        raise ValueError(f"trials: expected a count >= 1, got {trials!r}")
-    torch.set_num_threads(threads or 1)
+    for name, value in (("trials", trials), ("workers", workers)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name}: expected a count >= 1, got {value!r}")
+    bundles = world_model_bundles()
+    if objects is not None:
+        known = {name for name, _ in bundles} | {b.name for _, b in bundles if b is not None}
+        unknown = sorted(set(objects) - known)
+        if unknown:
+            raise ValueError(f"objects: {unknown[0]!r} is neither a library object nor a bundle in {WORLD_MODELS}; "
+                             f"expected some of {sorted(known)}")
+        bundles = [(n, b) for n, b in bundles if n in objects or (b is not None and b.name in objects)]
+    threads = threads or 1
+    torch.set_num_threads(threads)
     trials = trials or (3 if quick else 20)
     max_steps = 300 if quick else MAX_STEPS
     settings, source = load_settings(config)
     rows = []
-    for name, bundle in world_model_bundles():
+    for name, bundle in bundles:
         if bundle is None:
             rows.append({"object": name, "skipped": f"no world model in {WORLD_MODELS / name}"})
             continue
-        model = WorldModel.load(bundle).model(**hand_scene())
-        planner = ReorientationMPC(model, settings, compile=compile)
-        env = gym.make("ContactGaussian-LeapHandMuJoCo-v0", object=name)
-        results, start = [], time.perf_counter()
-        for seed in range(trials):
-            r = run_episode(env, planner, seed, max_steps=max_steps)
-            results.append(r)
-            print(f"{bundle.name} trial {seed + 1}/{trials}: {'success' if r.success else 'failure'} in {r.steps} steps, "
-                  f"final error {r.final_angle_deg:.1f} deg, {r.regrasps} regrasps{', dropped' if r.dropped else ''}",
-                  flush=True)
-        env.close()
-        row = {"object": name, "world_model": bundle.name, **summarize(results), "compile_s": planner.compile_seconds,
-               "wall_s": time.perf_counter() - start,
+        start = time.perf_counter()
+        results, compile_s = _episodes(bundle, name, settings, compile, threads, range(trials), max_steps, workers)
+        row = {"object": name, "world_model": bundle.name, **summarize(results), "compile_s": compile_s,
+               "wall_s": time.perf_counter() - start, "workers": workers,
                "episodes_detail": [{k: v for k, v in vars(r).items() if k != "solve_times"} for r in results]}
         rows.append(row)
     print(f"\n{'model':12} {'trials':>6} {'success':>8} {'final deg':>9} {'<0.1 rad':>8} {'dropped':>7} {'regrasps':>8} "
@@ -100,13 +105,73 @@ def run(out: str | None = None, quick: bool = False, trials: int | None = None, 
               f"{r['reach_0.1rad_rate']:>8.0%} {r['dropped']:>7} {r['mean_regrasps']:>8.1f} {r['solve_ms_median']:>12.1f} "
               f"{r['solve_ms_p95']:>7.1f} {r['mpc_hz']:>7.1f}")
         if r["compile_s"] is not None:
-            print(f"{'':12} planner compiled by torch.compile; its first plan (the compilation) took {r['compile_s']:.1f} s")
+            print(f"{'':12} planner compiled by torch.compile; its first plan (the compilation) took "
+                  f"{r['compile_s']:.1f} s (the slowest of {workers} worker(s))")
     result = {"task": "on-palm reorientation, MuJoCo twin, world model planning", "trials": trials,
               "max_steps": max_steps, "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__},
-              "config": source, "compiled": compile, "torch": torch.__version__,
+              "config": source, "compiled": compile, "workers": workers, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(), "rows": rows}
     out = Path(out or "out/bench_mpc.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
     return result
+
+
+_WORKER = None  # (planner, env) of this process: built once by _start_worker, used by _episode
+
+
+def _start_worker(bundle: Path, name: str, settings, compile: bool, threads: int) -> None:
+    from controllers.mpc import ReorientationMPC
+    from cgwm_env.world_model import WorldModel
+
+    global _WORKER
+    torch.set_num_threads(threads)
+    model = WorldModel.load(bundle).model(**hand_scene())
+    _WORKER = ReorientationMPC(model, settings, compile=compile), gym.make("ContactGaussian-LeapHandMuJoCo-v0",
+                                                                         object=name)
+
+
+def _episode(task: tuple[int, int]):
+    """One episode, task = (seed, max_steps), in this process's twin: (EpisodeResult, the planner's
+    compile_seconds)."""
+    from controllers.tasks import run_episode
+
+    seed, max_steps = task
+    planner, env = _WORKER
+    return run_episode(env, planner, seed, max_steps=max_steps), planner.compile_seconds
+
+
+def _episodes(bundle: Path, name: str, settings, compile: bool, threads: int, seeds, max_steps: int,
+              workers: int):
+    """Episodes of `seeds` with the bundle planning, in this process or in `workers` processes (a
+    planner and a twin each), printing each as it ends. Returns the EpisodeResults in seed order and
+    the slowest planner's compile_seconds (None unless compile)."""
+    global _WORKER
+    seeds = list(seeds)
+    args = [(seed, max_steps) for seed in seeds]
+    start = (bundle, name, settings, compile, threads)
+    if workers == 1:
+        _start_worker(*start)
+        done = map(_episode, args)
+        pool = None
+    else:  # spawn: fresh interpreters (forking a process that holds torch's and MuJoCo's threads is unsafe)
+        pool = multiprocessing.get_context("spawn").Pool(min(workers, len(seeds)), _start_worker, start)
+        done = pool.imap_unordered(_episode, args)
+    results, compile_s = {}, None
+    try:
+        for r, seconds in done:
+            results[r.seed] = r
+            if seconds is not None:
+                compile_s = max(compile_s or 0.0, seconds)
+            print(f"{bundle.name} trial {len(results)}/{len(seeds)} (seed {r.seed}): "
+                  f"{'success' if r.success else 'failure'} in {r.steps} steps, final error {r.final_angle_deg:.1f} deg, "
+                  f"{r.regrasps} regrasps{', dropped' if r.dropped else ''}", flush=True)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        else:
+            _WORKER[1].close()
+            _WORKER = None
+    return [results[seed] for seed in seeds], compile_s
