@@ -105,8 +105,9 @@ def run(out: str | None = None, quick: bool = False, trials: int | None = None, 
               f"{r['reach_0.1rad_rate']:>8.0%} {r['dropped']:>7} {r['mean_regrasps']:>8.1f} {r['solve_ms_median']:>12.1f} "
               f"{r['solve_ms_p95']:>7.1f} {r['mpc_hz']:>7.1f}")
         if r["compile_s"] is not None:
+            slowest = f" (the slowest of {workers} workers)" if workers > 1 else ""
             print(f"{'':12} planner compiled by torch.compile; its first plan (the compilation) took "
-                  f"{r['compile_s']:.1f} s (the slowest of {workers} worker(s))")
+                  f"{r['compile_s']:.1f} s{slowest}")
     result = {"task": "on-palm reorientation, MuJoCo twin, world model planning", "trials": trials,
               "max_steps": max_steps, "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__},
               "config": source, "compiled": compile, "workers": workers, "torch": torch.__version__,
