@@ -279,3 +279,12 @@ def test_bench_workers_run_the_same_episodes_as_one_process():
         assert (a.success, a.steps, a.regrasps) == (b.success, b.steps, b.regrasps)
         assert a.final_angle_deg == pytest.approx(b.final_angle_deg, abs=1e-6)
         assert len(b.solve_times) == 90 - 74  # the planned steps after the 74-step approach
+
+
+def test_bench_names_a_bad_worker_count_or_object_before_running():
+    from cgwm_env.bench.mpc import run
+
+    with pytest.raises(ValueError, match="workers"):
+        run(workers=0)
+    with pytest.raises(ValueError, match="objects: 'teapot'"):
+        run(objects=["cube", "teapot"])
