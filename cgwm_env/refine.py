@@ -39,7 +39,7 @@ from cgwm_env import math3d
 from cgwm_env.camera import Camera
 from cgwm_env.data.dataset import load_dataset
 from cgwm_env.gaussians import SphereGaussians
-from cgwm_env.metrics import d_ssim
+from cgwm_env.metrics import d_ssim, psnr
 from cgwm_env.model import Model, PhysicalParams, State
 from cgwm_env.render import render
 from cgwm_env.world_model import (WorldModel, params_values, predict_hand_states, predict_states, pusher_gaussians,
@@ -584,8 +584,7 @@ def _clips_loss(model: Model, clips: list[Clip], starts: list[State], settings: 
     for clip, s0 in zip(clips, starts):
         pred = _predict_images(model, clip, s0, settings.substeps, settings.window)
         total = total + loss_fn(pred, clip.images[1:]).mean() / len(clips)
-        mse = ((pred.detach() - clip.images[1:]) ** 2).mean(dim=(-3, -2, -1))
-        psnrs.append(float((-10.0 * torch.log10(mse)).mean()))
+        psnrs.append(float(psnr(pred.detach(), clip.images[1:]).mean()))
     return total, psnrs
 
 

@@ -146,9 +146,9 @@ def run(out: str | None = None, quick: bool = False) -> dict:
               f"{j['std_ms']:7.3f} {j['p99_abs_ms']:10.3f} {j['max_abs_ms']:10.3f}")
     result = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
               "dynamixel_sdk": version("dynamixel-sdk"), "quick": quick, "rates": rates, "jitter": jitter}
-    from cgwm_env.envs.leap import DEFAULT_WORLD_MODEL
+    from cgwm_env.bench.mpc import WORLD_MODELS
 
-    learned_cube = DEFAULT_WORLD_MODEL.parent / "cube_learned"
+    learned_cube = WORLD_MODELS / "cube_learned"
     frames = 20 if quick else 240
     result["playback_psnr"] = [playback_psnr(learned_cube, frames=frames, turn=turn) for turn in (90.0, -90.0)]
     print(f"\n{'turn deg':<12} {'world model':<12} {'PSNR mean dB':>12} {'min dB':>7}   (virtual plant, {frames} frames "
