@@ -165,10 +165,12 @@ def _capsule_points(radius: float, half_length: float, n: int) -> np.ndarray:
 
 
 def _box_cover(half: np.ndarray) -> tuple[np.ndarray, float]:
-    """Sphere centres (N, 3) and the radius covering a box of half sizes `half` (3,)."""
+    """Sphere centres (N, 3) and the radius r covering a box of half sizes `half` (3,): on the
+    surface of the box shrunk by r, at most r apart, so a face dips at most (sqrt(1.5) - 1) r
+    between them (an object's edge pressed on the face finds it where MuJoCo's box is)."""
     r = min(half.min(), COVER_RADIUS)
     inset = half - r
-    axes = [np.linspace(-h, h, int(np.ceil(h / r - 1e-9)) + 1) for h in inset]
+    axes = [np.linspace(-h, h, int(np.ceil(2 * h / r - 1e-9)) + 1) for h in inset]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
     on_surface = (np.abs(np.abs(grid) - inset) < 1e-9).any(1)
     return grid[on_surface], r
@@ -192,7 +194,7 @@ def _to_link(g: int, local: np.ndarray) -> np.ndarray:
 @functools.cache
 def _query_points() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Link indices (P,), centres (P, 3) m, radii (P,) m and fixed normals (P, 3) in the link frames:
-    pads, the palm's face grid, then sparse covers of the fingers' boxes."""
+    pads, the palm's face grid, then covers of the fingers' boxes."""
     pads, face, rest = [], [], []  # (link, centres (N, 3), radius, normal (3,)) per geom
     for g in range(_MODEL.ngeom):
         link, size = _MODEL.geom_bodyid[g] - 1, _MODEL.geom_size[g]
@@ -215,7 +217,7 @@ def _query_points() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def query_points(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Contact query spheres on the links: fingertip pads, then a grid on the palm's face, then sparse
+    """Contact query spheres on the links: fingertip pads, then a grid on the palm's face, then
     ones covering the fingers' boxes. Returns link index (P,) into LINK_NAMES, centres (P, 3) m and
     radii (P,) m in the link frames, and normals (P, 3): the palm face's outward normal in the palm's
     frame for its grid (a contact there is flat whatever the object's surface), zeros elsewhere (the

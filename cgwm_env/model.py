@@ -233,9 +233,10 @@ class Model:
 
 
 def box_model(size=0.05, mass: float = 0.1, mu: float = 0.5, per_edge: int = 10, kappa: float = 0.5,
-              delta: float = 0.5, dtype=None, **model_kwargs) -> Model:
+              delta: float = 0.5, dtype=None, edge_radius: float = 0.0, **model_kwargs) -> Model:
     """A uniform solid box (sides `size` m, `mass` kg) as a hollow shell of spheres, per_edge along
-    its longest side, with effective-mass gains kappa and delta; other Model fields by keyword."""
+    its longest side (and spheres of edge_radius m along its edges: box_gaussians), with
+    effective-mass gains kappa and delta; other Model fields by keyword."""
     params = PhysicalParams.from_values(mass, solid_box_inertia(mass, size), mu, kappa, delta, dtype=dtype)
-    gaussians = box_gaussians(size, per_edge).to(params.log_mass.dtype)
+    gaussians = box_gaussians(size, per_edge, edge_radius=edge_radius).to(params.log_mass.dtype)
     return Model(gaussians, params, **model_kwargs)

@@ -18,7 +18,11 @@ start (the first moment too).
 
 The rollout runs on a coarser copy of the world model (planning_model): physics step plan_dt
 (1/60 s in configs/mpc.yaml, 2 per control step instead of 16) with "plain" contact gains scaled
-to stay stable, K' = gain_scale K (dt / plan_dt)^2 and D' = damping_scale D dt / plan_dt, fewer
+to stay stable, K' = gain_scale K (dt / plan_dt)^2 and D' = damping_scale D dt / plan_dt, the
+latter bounded so that all rows together, max_contacts n_dirs D' plan_dt / m, stay below
+damping_limit (m: the object's mass; each row's damping acts on the object's velocity alone, and
+above 2 the rows of an object pressed from all sides overshoot: the L-block's learned D of
+0.74 N s/m came to 2.9 with 48 contacts, and its plans stopped turning it), fewer
 hand contacts, and no dry joint friction (its dead zone gives a small target change no gradient,
 and a plan starts from small changes). The hand's kinematics are worked out once per call, at
 the measured joints, and used to first order in the joint change over the whole horizon
@@ -79,7 +83,8 @@ class MPCSettings:
     step_size: Adam's step, rad (about the largest move of a coordinate per iteration); betas:
     Adam's moment decays; plan_dt: the planning model's physics step, s (a divisor of the control
     step); gain_scale, damping_scale: multipliers of the scaled
-    plain contact gains (see the module doc); max_contacts: hand query spheres in the planning
+    plain contact gains, damping_limit: the bound on the rows' summed damping (see the module
+    doc); max_contacts: hand query spheres in the planning
     model's contact solve; the cost's weights (module doc), each per step of the horizon:
     w_fingertip (1/m^2, on the four pads' squared distances to the object's centre), w_action
     (1/rad^2), w_position (1/m^2), w_orientation (per unit of error); approach: joint-target
@@ -97,7 +102,8 @@ class MPCSettings:
     plan_dt: float = 1.0 / 60.0
     gain_scale: float = 0.5
     damping_scale: float = 1.0
-    max_contacts: int = 32
+    damping_limit: float = 1.5
+    max_contacts: int = 48
     w_fingertip: float = 5.0
     w_action: float = 0.1
     w_position: float = 600.0
@@ -118,7 +124,8 @@ class MPCSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
-        for name in ("step_size", "plan_dt", "gain_scale", "damping_scale", "regrasp_progress", "release_radius"):
+        for name in ("step_size", "plan_dt", "gain_scale", "damping_scale", "damping_limit", "regrasp_progress",
+                     "release_radius"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}: expected a positive number, got {value!r}")
@@ -150,7 +157,8 @@ class MPCSettings:
 
 def planning_model(model: Model, settings: MPCSettings, control_dt: float = CONTROL_DT) -> tuple[Model, int]:
     """The coarse copy of `model` the planner rolls out, and its physics steps per control step.
-    Plain gains (N/m, N s/m) are rescaled to plan_dt; effective-mass gains are dimensionless and kept;
+    Plain gains (N/m, N s/m) are rescaled to plan_dt, the damping bounded by damping_limit (module
+    doc); effective-mass gains are dimensionless and kept;
     the hand keeps settings.max_contacts contacts at most and loses its dry joint friction."""
     if model.hand is None:
         raise ValueError("model: expected a Model with a hand (hand=cgwm_env.hand.HandModel())")
@@ -160,9 +168,12 @@ def planning_model(model: Model, settings: MPCSettings, control_dt: float = CONT
     params = model.params
     if model.contact.gain_mode == "plain":
         ratio = model.dt / settings.plan_dt
+        damping = settings.damping_scale * ratio * params.damping.detach()
+        rows = min(settings.max_contacts, model.hand.max_contacts) * model.contact.n_dirs
+        limit = settings.damping_limit * params.mass.detach() / (settings.plan_dt * rows)
         params = dataclasses.replace(
             params, log_stiffness=params.log_stiffness.detach() + math.log(settings.gain_scale * ratio * ratio),
-            log_damping=params.log_damping.detach() + math.log(settings.damping_scale * ratio))
+            log_damping=torch.minimum(damping, limit).log())
     hand = dataclasses.replace(model.hand, max_contacts=min(settings.max_contacts, model.hand.max_contacts),
                                friction_loss=0.0)
     return dataclasses.replace(model, dt=settings.plan_dt, params=params, hand=hand), substeps

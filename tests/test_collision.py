@@ -76,3 +76,39 @@ def test_support_spheres_are_the_ones_a_plane_can_touch():
     directions = torch.nn.functional.normalize(torch.randn(500, 3, generator=gen), dim=-1)
     lowest = (directions @ centers.T + radii).argmax(1)  # the sphere a plane with normal -u touches first
     assert set(lowest.tolist()) <= chosen and len(chosen) < 150
+
+
+def test_edge_spheres_move_a_boxs_soft_edges_out_to_the_box():
+    """box_gaussians' shell of 2.5 mm spheres rounds a 5 cm cube's edges off: 1 mm out from the
+    middle of an edge the soft distance reads 2.3 mm (a finger touches late there); with 0.7 mm
+    spheres along the edges it reads -0.2 mm (the soft minimum over the many small spheres lies
+    about 1 mm outside them: a finger touches a little early), and the faces read as before."""
+    import itertools
+    import math
+
+    from cgwm_env.gaussians import box_gaussians
+
+    plain, edged = box_gaussians(0.05, 10), box_gaussians(0.05, 10, edge_radius=0.0007)
+    assert len(edged) == len(plain) + 560 and torch.equal(edged.centers[: len(plain)], plain.centers)
+    torch.testing.assert_close(edged.radii[len(plain):], torch.full((560,), 0.0007))
+    edges, faces = [], []
+    for axis in range(3):
+        for a, b in itertools.product((-1.0, 1.0), repeat=2):
+            out = torch.tensor([a, b]) / math.sqrt(2)
+            point = torch.zeros(3)
+            point[[i for i in range(3) if i != axis]] = torch.tensor([a, b]) * 0.025 + 0.001 * out
+            edges.append(point)
+        for sign in (-1.0, 1.0):
+            point = torch.zeros(3)
+            point[axis] = sign * 0.026
+            faces.append(point)
+    edges, faces = torch.stack(edges), torch.stack(faces)
+    settings = SoftSDFSettings()
+    plain_edges = soft_sdf(edges, plain.centers, plain.radii, settings)[0]
+    edged_edges = soft_sdf(edges, edged.centers, edged.radii, settings)[0]
+    assert (plain_edges > 0.002).all()
+    assert (edged_edges.abs() < 0.0005).all()
+    torch.testing.assert_close(soft_sdf(faces, edged.centers, edged.radii, settings)[0],
+                               soft_sdf(faces, plain.centers, plain.radii, settings)[0], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="edge_radius"):
+        box_gaussians(0.05, 10, edge_radius=0.03)

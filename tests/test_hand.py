@@ -120,10 +120,11 @@ def test_query_points_layout():
 
 def test_finger_box_covers_follow_the_boxes_surface():
     """The spheres covering a finger's box (radius r <= COVER_RADIUS, centres on the box shrunk by
-    r, at most 2 r apart) stay inside it and come within (sqrt 3 - 1) r of every point of its
-    surface, edges and corners included. (A thick box covered by a few spheres as large as its
-    half thickness rounds its edges off by 5-8 mm: MuJoCo's thumb then met a cube 2.5 mm before
-    ours did, and the planner turned the cube with thumb sweeps that MuJoCo's cube did not follow.)"""
+    r, at most r apart) stay inside it, come within (sqrt 3 - 1) r of every point of its surface
+    (its corners), and within (sqrt 1.5 - 1) r of its faces away from the edges. (A thick box
+    covered by a few spheres as large as its half thickness rounds its edges off by 5-8 mm: MuJoCo's
+    thumb then met a cube 2.5 mm before ours did; with spheres 2 r apart a cube's edge pressed on a
+    face sank up to r between them, and the planner's strokes turned a cube MuJoCo's fingers jammed.)"""
     model = hand._MODEL
     rng = np.random.default_rng(0)
     boxes = [g for g in range(model.ngeom) if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_BOX
@@ -141,6 +142,8 @@ def test_finger_box_covers_follow_the_boxes_surface():
         surface *= half
         gap = (np.linalg.norm(surface[:, None] - centres[None], axis=-1) - r).min(1)
         assert gap.max() <= (math.sqrt(3) - 1) * r + 1e-9
+        on_face = (np.abs(surface) <= half - r).sum(1) == 2  # r or more from every edge
+        assert on_face.sum() > 100 and gap[on_face].max() <= (math.sqrt(1.5) - 1) * r + 1e-9
 
 
 def test_scene_cube_rests_and_actuators_hold_pose():

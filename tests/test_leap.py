@@ -115,9 +115,13 @@ def test_cube_rests_on_the_palm_and_a_thumb_push_moves_it():
     env = gym.make(LEAP)
     obs, _ = env.reset(seed=2)
     start = obs["object_pos"].copy()
+    for _ in range(15):  # settles from the reset's placement (0.6 mm up: the edge spheres' soft surface)
+        obs, *_ = env.step(np.zeros(16, np.float32))
+    settled = obs["object_pos"].copy()
+    assert np.abs(settled - start).max() < 1e-3
     for _ in range(60):  # 2 s without action
         obs, reward, terminated, *_ = env.step(np.zeros(16, np.float32))
-    assert np.abs(obs["object_pos"] - start).max() < 2e-4 and not terminated
+    assert np.abs(obs["object_pos"] - settled).max() < 1e-4 and not terminated
     for _ in range(60):  # the thumb curls into the cube and shoves it along +y
         obs, *_ = env.step(THUMB_CURL)
     assert obs["object_pos"][1] - start[1] > 0.005

@@ -49,13 +49,16 @@ def default_model() -> Model:
 
 
 def cube_world_model() -> Model:
-    """The hand-scene cube the bundled model starts from: 5 cm, 100 g, mu 0.5, 488 spheres, physics
+    """The hand-scene cube the bundled model starts from: 5 cm, 100 g, mu 0.5, a shell of 488
+    spheres of 2.5 mm and 560 of 0.7 mm along its edges (box_gaussians: without them the edges are
+    rounded off, the fingers' boxes slip past them where MuJoCo's catch, and the world model
+    predicts strokes turning the cube that jam in MuJoCo), physics
     at 480 Hz with "plain" contact gains K = 150 N/m and D = 0.3 N s/m per row. Effective-mass
     gains make a cube resting on the palm's many grid contacts rock and creep by millimetres per
-    second; with these it rests still, 0.1 mm deep, and a finger pressing with the actuator's full
-    torque sinks about 1.5 mm into it (K = 40 at 240 Hz, which also rests still, lets it through)."""
+    second; with these it rests still, 0.3 mm into the palm's spheres, and a thumb curling into it
+    sinks at most 0.3 mm (K = 40 at 240 Hz, which also rests still, lets fingers through)."""
     return box_model(0.05, 0.1, 0.5, kappa=150.0, delta=0.3, dt=1.0 / 480.0, ground_height=None,
-                     contact=ContactSettings(gain_mode="plain"))
+                     contact=ContactSettings(gain_mode="plain"), edge_radius=0.0007)
 
 
 @functools.cache
