@@ -211,16 +211,14 @@ def box_gaussians(size, per_edge: int = 10, hollow: bool = True, edge_radius: fl
         half = length / 2 - r
         axes.append(torch.linspace(-half, half, n) if n > 1 else torch.zeros(1))
     grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
-    half_extent = size / 2 - r
-    # Distance of each sphere to each face, inside the box; shell spheres touch a face.
-    face_gap = torch.cat((half_extent - grid, grid + half_extent), dim=1)[:, [0, 3, 1, 4, 2, 5]]
+    inner = size / 2 - r  # the shell spheres' centres lie on this box
     if hollow:
-        grid = grid[face_gap.min(1).values < 1e-9]
+        grid = grid[(grid.abs() > inner - 1e-9).any(1)]
     radii = torch.full((len(grid),), r)
     if edge_radius > 0:
         edges = _box_edges(size / 2 - edge_radius, 1.5 * edge_radius)
         grid, radii = torch.cat((grid, edges)), torch.cat((radii, torch.full((len(edges),), edge_radius)))
-    face_gap = torch.cat((size / 2 - grid, grid + size / 2), dim=1)[:, [0, 3, 1, 4, 2, 5]]
+    face_gap = torch.cat((inner - grid, grid + inner), dim=1)[:, [0, 3, 1, 4, 2, 5]]  # towards each face
     colors = FACE_COLORS.to(grid.dtype)[face_gap.argmin(1)]
     return SphereGaussians.from_spheres(grid, radii, colors)
 

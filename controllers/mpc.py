@@ -165,17 +165,16 @@ def planning_model(model: Model, settings: MPCSettings, control_dt: float = CONT
     substeps = round(control_dt / settings.plan_dt)
     if substeps < 1 or abs(substeps * settings.plan_dt - control_dt) > 1e-9:
         raise ValueError(f"plan_dt: expected a divisor of the control step {control_dt:.6g} s, got {settings.plan_dt}")
-    params = model.params
+    params, hand = model.params, dataclasses.replace(
+        model.hand, max_contacts=min(settings.max_contacts, model.hand.max_contacts), friction_loss=0.0)
     if model.contact.gain_mode == "plain":
         ratio = model.dt / settings.plan_dt
         damping = settings.damping_scale * ratio * params.damping.detach()
-        rows = min(settings.max_contacts, model.hand.max_contacts) * model.contact.n_dirs
+        rows = hand.max_contacts * model.contact.n_dirs
         limit = settings.damping_limit * params.mass.detach() / (settings.plan_dt * rows)
         params = dataclasses.replace(
             params, log_stiffness=params.log_stiffness.detach() + math.log(settings.gain_scale * ratio * ratio),
             log_damping=torch.minimum(damping, limit).log())
-    hand = dataclasses.replace(model.hand, max_contacts=min(settings.max_contacts, model.hand.max_contacts),
-                               friction_loss=0.0)
     return dataclasses.replace(model, dt=settings.plan_dt, params=params, hand=hand), substeps
 
 
