@@ -27,6 +27,7 @@ from cgwm_env.envs.leap import default_model
 from cgwm_env.envs.leap_mujoco import SUBSTEPS, LeapHandMujocoEnv
 from cgwm_env.model import State
 from cgwm_env.simulator import control_step, prepare
+from controllers.tasks import state_from_observation
 
 CONTROL_STEPS = int(os.environ.get("CONTROL_STEPS", "60"))
 THUMB_CURL = np.zeros(16, np.float32)
@@ -43,9 +44,7 @@ substeps = round(task.CONTROL_DT / model.dt)
 for dev in devices:
     device_model = model.to(dev)
     for batch in batches:
-        start = State(*(torch.as_tensor(x, dtype=torch.float32, device=dev)[None].expand(batch, -1).contiguous() for x in (
-            obs["object_pos"], obs["object_quat"], np.zeros(3), np.zeros(3), (0.0, 0.0, 10.0),
-            obs["joint_pos"], obs["joint_target"])))
+        start = State(*(x.to(dev).expand(batch, -1).contiguous() for x in state_from_observation(obs)))
         action = torch.as_tensor(THUMB_CURL, device=dev)[None].expand(batch, -1)
         try:
             prepared = prepare(device_model, batch)
@@ -91,7 +90,7 @@ with mj_rollout.Rollout(nthread=nthread) as runner:
             result[:] = [runner.rollout(m, datas, initial, ctrl, nstep=CONTROL_STEPS * SUBSTEPS)[0]]
 
         t = _median_seconds(run, 3) / CONTROL_STEPS
-        obj = 1 + np.arange(twin._obj_q.start, twin._obj_q.start + 3)  # the object's position in the state (time first)
+        obj = 1 + m.joint("object").qposadr[0] + np.arange(3)  # the object's position in the state (time first)
         shift = np.linalg.norm(result[0][:, -1, obj] - state[obj], axis=1).mean()
         rows.append({"case": f"MuJoCo twin: mujoco.rollout ({nthread} threads)", "batch": batch,
                      "ms_per_control_step": 1e3 * t, "control_steps_per_s": batch / t, "cube_shift_mm": 1e3 * shift})
