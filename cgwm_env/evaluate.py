@@ -13,6 +13,9 @@ E_psnr (dB) over the predicted frames 1..T-1 of all test clips (frame 0 is given
   learned from (by folder name; all train_* clips under DIR if the model names none), 100
   parameter samples per iteration rolled out in parallel by `mujoco.rollout`, each drawn by our
   renderer with the stage I Gaussians. It starts from the same estimated initial states as ours.
+
+A method whose prediction turns non-finite on a test clip (unstable contact gains) is not scored:
+eval.json names it and the clips under "diverged".
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import copy
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -232,12 +236,17 @@ def evaluate(world_model: WorldModel, data, out=None, cem: CemSettings | None = 
     if world_model.initial_params is not None:
         models["No_opt"] = (world_model.model(params=world_model.initial_params, gaussians=initial_g, **scene),
                             initial_g)
+    results = {"object": tests[0].object, "scenario": tests[0].scenario, "test_clips": [c.path for c in tests]}
     predictions = {}
     for name, (model, g) in models.items():
         runs = [predict_ours(model, c, first_state(c), substeps) for c in tests]
-        predictions[name] = (runs, g)
+        diverged = [str(c.path) for c, (p, q) in zip(tests, runs) if not (p.isfinite().all() and q.isfinite().all())]
+        if diverged:  # unstable parameters: no score, and said so
+            results.setdefault("diverged", {})[name] = diverged
+            print(f"{name}: the prediction went non-finite on {', '.join(diverged)}; not scored", file=sys.stderr)
+        else:
+            predictions[name] = (runs, g)
     curves = {"Ours": list(history), "No_opt": [history[0]] * len(history)} if history else {}
-    results = {"object": tests[0].object, "scenario": tests[0].scenario, "test_clips": [c.path for c in tests]}
     if cem is not None and not scene:  # the MuJoCo twin of the baseline has no hand
         cem_result = _run_cem(world_model, data, tests, initial_g, cem, progress)
         if cem_result is not None:

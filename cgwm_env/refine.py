@@ -33,10 +33,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from cgwm_env import math3d
 from cgwm_env.camera import Camera
+from cgwm_env.collision import SoftSDFSettings
 from cgwm_env.data.dataset import load_dataset
 from cgwm_env.gaussians import SphereGaussians
 from cgwm_env.metrics import d_ssim, psnr
@@ -64,7 +66,11 @@ class LearnSettings:
     physics steps per frame (dt = 1 / (fps substeps)); candidates: orientations tried for the
     initial pose; pose_iterations, velocity_iterations: refinement steps of the initial state;
     velocity: "estimate", "rest" or "auto" (estimate unless the clip has a pusher);
-    max_stiffness_damping: bound on kappa + delta in effective-mass gain mode (stable below 2)."""
+    max_stiffness_damping: bound on kappa + delta in effective-mass gain mode (stable below 2),
+    and with plain gains and the hand on the summed damping of its contact rows (_project);
+    sdf_beta: LogSumExp sharpness of the learned model's soft signed distance, 1/m (the model's
+    SoftSDFSettings.beta; over stage I's dense Gaussians the default 2000 pads the collision
+    surface by up to 1.5 mm: configs/learn_leap.yaml)."""
 
     iterations: int = 150
     parameters: tuple[str, ...] = ("mu", "stiffness", "damping")
@@ -82,6 +88,7 @@ class LearnSettings:
     velocity_iterations: int = 40
     velocity: str = "auto"
     max_stiffness_damping: float = 1.9
+    sdf_beta: float = SoftSDFSettings.beta
     seed: int = 0
 
     def __post_init__(self):
@@ -90,7 +97,7 @@ class LearnSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{name}: expected an int >= {least}, got {value!r}")
-        for name in ("lr", "max_shift", "max_stiffness_damping"):
+        for name in ("lr", "max_shift", "max_stiffness_damping", "sdf_beta"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
         if not 0.0 < self.max_scale_change < 1.0:
@@ -493,7 +500,8 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
     the history, one dict per iteration (loss, psnr dB, parameter values). `log`: a writable
     text file that gets one JSON line per iteration. `starts`: the clips' initial states (batch
     1 each) where they are known; by default they are estimated from the images
-    (estimate_initial_state). model_kwargs: other Model fields (sdf, contact, ...)."""
+    (estimate_initial_state). model_kwargs: other Model fields (contact, hand, ...; an sdf there
+    replaces settings.sdf_beta's)."""
     if not clips:
         raise ValueError("clips: expected at least one training clip, got none")
     if not isinstance(params, PhysicalParams) or params.log_mass.ndim != 0:
@@ -502,7 +510,8 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
     pusher = {c.pusher_radius for c in clips}
     if len(fps) != 1 or len(pusher) != 1:
         raise ValueError(f"clips: expected one frame rate and one pusher radius, got {sorted(fps)} and {pusher}")
-    model_kwargs = leap_model_kwargs(clips, dict(model_kwargs or {}))  # the hand, for LEAP Hand clips
+    model_kwargs = {"sdf": SoftSDFSettings(beta=settings.sdf_beta), **(model_kwargs or {})}
+    model_kwargs = leap_model_kwargs(clips, model_kwargs)  # the hand, for LEAP Hand clips
     start_time = time.perf_counter()
     base = clip_model(gaussians, params, clips[0], settings.substeps, **model_kwargs)
     if starts is None:
@@ -563,7 +572,7 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
             opt.zero_grad()
             total.backward()
             opt.step()
-            _project(leaves, centers, log_scales, centers0, log_scales0, settings, model.contact.gain_mode)
+            _project(leaves, centers, log_scales, centers0, log_scales0, settings, model)
             bar.update()
             bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['psnr']:.2f}", mu=f"{record['mu']:.3f}")
     _, best_leaves, best_centers, best_scales, best_it = best
@@ -620,16 +629,22 @@ def _predict_images(model: Model, clip: Clip, start: State, substeps: int, windo
 
 
 @torch.no_grad()
-def _project(leaves, centers, log_scales, centers0, log_scales0, settings: LearnSettings, gain_mode: str) -> None:
+def _project(leaves, centers, log_scales, centers0, log_scales0, settings: LearnSettings, model: Model) -> None:
     """Keep the iterate valid: kappa + delta <= max_stiffness_damping (effective-mass gains,
-    stable below 2), centres within max_shift of stage I's, scales within a fraction
-    max_scale_change of stage I's."""
-    if gain_mode == "effective_mass":
-        log_k, log_d = leaves[4], leaves[5]
+    stable below 2); with plain gains and the hand, n (1 + mu^2) D dt / m <= max_stiffness_damping
+    for the n = max_contacts n_dirs rows of the hand's contacts, each along n - mu d (their damping,
+    summed, overshoots above it: a learned cube resting on the palm crept 1.6-4 mm in 2 s at mu 0.53,
+    D 0.72 N s/m and at mu 1.16, D 0.475, not at all at D 0.2); centres within max_shift of stage
+    I's, scales within a fraction max_scale_change of stage I's."""
+    log_k, log_d = leaves[4], leaves[5]
+    if model.contact.gain_mode == "effective_mass":
         excess = math.log(settings.max_stiffness_damping) - torch.logaddexp(log_k, log_d)
         if excess < 0:
             log_k += excess
             log_d += excess
+    elif model.hand is not None:
+        rows = model.hand.max_contacts * model.contact.n_dirs * (1.0 + float(F.softplus(leaves[3])) ** 2)
+        log_d.clamp_(max=math.log(settings.max_stiffness_damping / (rows * model.dt)) + float(leaves[0]))
     shift = centers - centers0
     norm = shift.norm(dim=1, keepdim=True).clamp(min=1e-12)
     centers.copy_(centers0 + shift * (settings.max_shift / norm).clamp(max=1.0))

@@ -243,7 +243,9 @@ def predict_hand_states(model: Model, start: State, joint_targets: torch.Tensor,
     joint_targets (B, T, 16) rad, row t held from frame t to t + 1 (start.hand_target should be
     row 0), `substeps` physics steps per frame (simulator.control_step). Returns the states at the
     T frames, fields (B, T, ...), the start first; the last row of targets is not used.
-    detach_every > 0 cuts the gradient's path through the state every that many frames."""
+    detach_every > 0 cuts the gradient's path through the state every that many frames. A state
+    that turns non-finite (contact gains too stiff or damped for the step) is repeated to the last
+    frame instead of being stepped on (the hand's kinematics refuse NaN joints)."""
     if model.hand is None:
         raise ValueError("model: expected a Model with a hand (hand=cgwm_env.hand.HandModel())")
     batch = start.position.shape[0]
@@ -259,6 +261,9 @@ def predict_hand_states(model: Model, start: State, joint_targets: torch.Tensor,
             state = type(state)(*(x.detach() for x in state))
         state = control_step(model, prepared, state, joint_targets[:, t] - state.hand_target, substeps)
         out.append(state)
+        if not all(torch.isfinite(x).all() for x in (state.position, state.quat, state.hand)):
+            out += [state] * (joint_targets.shape[1] - len(out))
+            break
     return type(start)(*(torch.stack(parts, dim=1) for parts in zip(*out)))
 
 

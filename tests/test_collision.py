@@ -41,6 +41,26 @@ def test_soft_min_is_close_to_hard_min_and_clamps_penetration():
     assert deep.item() == pytest.approx(-0.005, abs=2e-4)  # the clamp reports -delta deep inside
 
 
+def _zero_above(centers, radii, point, settings) -> float:
+    """Height (m) above `point` (3,) where the clamped soft distance turns positive, to 0.01 mm."""
+    heights = torch.arange(-0.002, 0.006, 1e-5, dtype=torch.float64)
+    phi, _ = soft_sdf(point + heights[:, None] * heights.new_tensor([0.0, 0.0, 1.0]), centers, radii, settings)
+    return float(heights[(phi > 0).nonzero()[0, 0]])
+
+
+def test_a_sharper_logsumexp_keeps_a_dense_sphere_sets_surface_near_its_union():
+    # Stage I's kind of geometry: 729 spheres of 2.5 mm on a 1.7 mm grid, so dozens lie within a
+    # millimetre of a surface point and LogSumExp's soft minimum falls well below the nearest gap.
+    axis = torch.arange(-0.0075, 0.0076, 0.0017, dtype=torch.float64)
+    centers = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    radii = torch.full((len(centers),), 0.0025, dtype=torch.float64)
+    top = centers.new_tensor([0.0, 0.0, float(centers[:, 2].max()) + 0.0025])  # on the union's top face
+    soft = _zero_above(centers, radii, top, SoftSDFSettings(beta=2000.0))
+    sharp = _zero_above(centers, radii, top, SoftSDFSettings(beta=10000.0))
+    assert soft > 0.0015  # 1.7 mm out at the default beta (the clamp's own ~0.8 mm included)
+    assert sharp < 0.001 and soft - sharp > 0.0008
+
+
 def test_plane_distance():
     points = torch.tensor([[0.0, 0.0, 0.3], [1.0, 2.0, -0.1]])
     d = plane_sdf(points, torch.tensor([0.0, 0.0, 1.0]), 0.1)

@@ -132,7 +132,7 @@ def test_cube_rests_on_the_palm_and_a_thumb_push_moves_it():
 def test_learned_bundles_load_and_rest_on_the_palm(name):
     """The learned world models bundled for `cgwm bench mpc` (scripts/learn_world_model.sh) load with
     learned, physical parameters, and their object rests on the open hand: it settles from the
-    reset's placement by under 2 mm within 0.5 s (the cup sinks 1.0 mm on its learned K = 11 N/m),
+    reset's placement by under 2 mm within 0.5 s (they sink 1.0-1.6 mm on their soft learned K),
     then stays within 0.1 mm for 2 s."""
     from cgwm_env.envs.leap import DEFAULT_WORLD_MODEL, hand_scene
     from cgwm_env.world_model import WorldModel

@@ -64,10 +64,11 @@ def test_only_the_chosen_parameters_are_learned():
     start = State.make([[0.0, 0.0, 0.03]], velocity=[[0.5, 0.0, 0.0]])
     clip = _clip(start, "train")
     initial = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), MU - 0.3, K / 3, D)
-    settings = refine.LearnSettings(iterations=3, parameters=("mu",), lr=0.1)
+    settings = refine.LearnSettings(iterations=3, parameters=("mu",), lr=0.1, sdf_beta=5000.0)
     wm, _ = refine.learn(_truth_model().gaussians, [clip], initial, settings, progress=False, model_kwargs=PLAIN,
                          starts=[start])
     assert float(wm.params.mu) != pytest.approx(MU - 0.3, abs=1e-3)
+    assert wm.sdf.beta == 5000.0  # the learned model keeps the soft distance it was learned with
     for kept, first in zip(wm.params.tensors(), initial.tensors()):
         if kept is not wm.params.mu_raw:
             torch.testing.assert_close(kept, first)
@@ -161,6 +162,8 @@ def test_corrupt_inputs_fail_clearly(tmp_path):
         refine.LearnSettings(lambda_structure=2.0)
     with pytest.raises(ValueError, match="loftr_weights"):
         refine.LearnSettings(structure="loftr")
+    with pytest.raises(ValueError, match="sdf_beta"):
+        refine.LearnSettings(sdf_beta=0.0)
     with pytest.raises(ValueError, match="loftr_weights"):
         refine.LoftrFeatureLoss(tmp_path / "none.ckpt")
     with pytest.raises(ValueError, match="data"):
@@ -279,6 +282,15 @@ def test_mujoco_twin_replays_the_recorded_clip(fall_data):
     other = np.array([[physics["mass"], 0.1, 0.03, 1.0]])
     assert float(e_trans(clip.truth.position[0], twin.rollout(other, evaluate.first_state(clip), len(clip))[0][0])) > 2e-3
 
+
+
+def test_eval_names_a_method_whose_prediction_diverges_instead_of_scoring_it(fall_data):
+    stable = box_model(0.05, 0.1, 0.5, per_edge=5, kappa=10.0, delta=0.3, dt=1.0 / 480.0, **PLAIN)
+    unstable = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), 0.5, 10.0, 1e6)  # D h / m >> 2
+    wm = WorldModel.from_model(stable, initial_params=unstable)
+    result = evaluate.evaluate(wm, fall_data / "data", cem=None, videos=False, progress=False)
+    assert list(result["diverged"]) == ["No_opt"] and result["diverged"]["No_opt"][0].endswith("test_000")
+    assert "No_opt" not in result and np.isfinite(result["Ours"]["e_trans"])
 
 def test_learn_and_eval_commands_write_their_outputs(fall_data, tmp_path):
     from cgwm_env.cli import main

@@ -100,6 +100,29 @@ def test_learning_from_a_leap_clip_moves_mu_or_k_to_the_truth(scene):
     assert history[wm.info["best_iteration"]]["loss"] < history[0]["loss"]
 
 
+
+
+def test_plain_damping_is_projected_below_the_summed_rows_bound(scene):
+    start, train = scene
+    initial = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), MU, K, 3.0)
+    settings = refine.LearnSettings(iterations=2, lr=0.05, window=0, substeps=SUB)
+    hand = HandModel(max_contacts=32)
+    _, history = refine.learn(_truth_model().gaussians, [train], initial, settings, progress=False,
+                              model_kwargs={"hand": hand}, starts=[start])
+    rows = hand.max_contacts * 4 / (FPS * SUB)  # their count over dt
+    bounds = [settings.max_stiffness_damping * 0.1 / (rows * (1 + h["mu"] ** 2)) for h in history]  # N s/m
+    assert history[0]["damping"] == pytest.approx(3.0, rel=1e-4)  # learning starts where it is told
+    assert all(h["damping"] <= b * (1 + 1e-4) for h, b in zip(history[1:], bounds[1:])) and max(bounds) < 0.5
+
+def test_a_diverging_hand_rollout_ends_in_non_finite_frames_instead_of_raising(scene):
+    start, train = scene
+    g = _truth_model().gaussians
+    unstable = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), MU, K, 1e30)  # D h / m >> 2: overflows
+    model = refine.clip_model(g, unstable, train, SUB, **refine.leap_model_kwargs([train], {}))
+    states = predict_hand_states(model, start, train.joint_target[None], SUB)
+    assert states.position.shape[1] == train.joint_target.shape[0]
+    assert torch.isfinite(states.position[0, 0]).all() and not torch.isfinite(states.position[0, -1]).all()
+
 def test_the_initial_state_rests_on_the_palm_with_the_recorded_hand(scene):
     start, train = scene
     g = _truth_model().gaussians
