@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from cgwm_env import math3d
@@ -643,8 +642,9 @@ def _project(leaves, centers, log_scales, centers0, log_scales0, settings: Learn
             log_k += excess
             log_d += excess
     elif model.hand is not None:
-        rows = model.hand.max_contacts * model.contact.n_dirs * (1.0 + float(F.softplus(leaves[3])) ** 2)
-        log_d.clamp_(max=math.log(settings.max_stiffness_damping / (rows * model.dt)) + float(leaves[0]))
+        p = _from_leaves(leaves)
+        rows = model.hand.max_contacts * model.contact.n_dirs * (1.0 + float(p.mu) ** 2)
+        log_d.clamp_(max=math.log(settings.max_stiffness_damping * float(p.mass) / (rows * model.dt)))
     shift = centers - centers0
     norm = shift.norm(dim=1, keepdim=True).clamp(min=1e-12)
     centers.copy_(centers0 + shift * (settings.max_shift / norm).clamp(max=1.0))
