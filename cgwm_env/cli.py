@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="mpc: processes running episodes at once (default 1; one per free core)")
     bench.add_argument("--objects", nargs="+", default=None, metavar="NAME",
                        help="accuracy: library objects (default cube duck lblock bottle mug; quick: cube); "
-                            "mpc: objects or world-model bundles (e.g. cube_learned; default all)")
+                            "mpc: objects or world-model bundles (e.g. cube_handmade; default all)")
+    bench.add_argument("--config", default=None, help="mpc: MPC settings YAML (default configs/mpc.yaml)")
 
     args = parser.parse_args(argv)
     try:
@@ -93,7 +94,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             suite.run(args.out, repeats=5 if args.quick else 20)
         elif args.suite == "mpc":
             suite.run(args.out, quick=args.quick, trials=args.trials, threads=args.threads, compile=args.compile,
-                      workers=args.workers, objects=args.objects)
+                      workers=args.workers, objects=args.objects, config=args.config)
         elif args.suite == "accuracy":
             suite.run(args.out, quick=args.quick, objects=args.objects)
         else:

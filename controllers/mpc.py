@@ -17,12 +17,15 @@ pushed off the palm. It sends U[0] and keeps the rest, shifted by one step, as t
 start (the first moment too).
 
 The rollout runs on a coarser copy of the world model (planning_model): physics step plan_dt
-(1/60 s in configs/mpc.yaml, 2 per control step instead of 16) with "plain" contact gains scaled
-to stay stable, K' = gain_scale K (dt / plan_dt)^2 and D' = damping_scale D dt / plan_dt, the
-latter bounded so that all rows together, max_contacts n_dirs D' plan_dt / m, stay below
-damping_limit (m: the object's mass; each row's damping acts on the object's velocity alone, and
-above 2 the rows of an object pressed from all sides overshoot: the L-block's learned D of
-0.74 N s/m came to 2.9 with 48 contacts, and its plans stopped turning it), fewer
+(1/60 s in configs/mpc.yaml, 2 per control step instead of 16) with "plain" contact gains bounded
+to stay stable there: with n = max_contacts n_dirs rows and m the object's mass,
+K' = min(K, stiffness_limit m / (n plan_dt^2)) and D' = min(damping_scale D dt / plan_dt,
+damping_limit m / (n plan_dt)) (each row acts on the object's velocity alone; above a damping
+sum of 2 the rows of an object pressed from all sides overshoot: the L-block's learned D of
+0.74 N s/m came to 2.9 with 48 contacts, and its plans stopped turning it). The stiffness bound
+replaced a fixed scaling K' = K (dt / plan_dt)^2 / 2, which left a learned, soft K (9-19 N/m)
+at 0.07-0.15 N/m: the learned cube sank through the palm within a second of the coarse model's
+rest (the bound, 0.56 N/m for a 100 g cube, holds it within 5 mm). Fewer
 hand contacts, and no dry joint friction (its dead zone gives a small target change no gradient,
 and a plan starts from small changes). The hand's kinematics are worked out once per call, at
 the measured joints, and used to first order in the joint change over the whole horizon
@@ -82,10 +85,9 @@ class MPCSettings:
     """horizon: control steps planned ahead; iterations: projected Adam steps per control step;
     step_size: Adam's step, rad (about the largest move of a coordinate per iteration); betas:
     Adam's moment decays; plan_dt: the planning model's physics step, s (a divisor of the control
-    step); gain_scale, damping_scale: multipliers of the scaled
-    plain contact gains, damping_limit: the bound on the rows' summed damping (see the module
-    doc); max_contacts: hand query spheres in the planning
-    model's contact solve; the cost's weights (module doc), each per step of the horizon:
+    step); stiffness_limit, damping_limit: the bounds on the rows' summed plain contact
+    stiffness and damping, damping_scale: the multiplier of the scaled damping (module doc);
+    max_contacts: hand query spheres in the planning model's contact solve; the cost's weights (module doc), each per step of the horizon:
     w_fingertip (1/m^2, on the four pads' squared distances to the object's centre), w_action
     (1/rad^2), w_position (1/m^2), w_orientation (per unit of error); approach: joint-target
     waypoints (each 16 rad, within the joint range) moved through before the first plan;
@@ -100,7 +102,7 @@ class MPCSettings:
     step_size: float = 0.02
     betas: tuple[float, float] = (0.7, 0.9)
     plan_dt: float = 1.0 / 60.0
-    gain_scale: float = 0.5
+    stiffness_limit: float = 0.3
     damping_scale: float = 1.0
     damping_limit: float = 1.5
     max_contacts: int = 48
@@ -124,7 +126,7 @@ class MPCSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
-        for name in ("step_size", "plan_dt", "gain_scale", "damping_scale", "damping_limit", "regrasp_progress",
+        for name in ("step_size", "plan_dt", "stiffness_limit", "damping_scale", "damping_limit", "regrasp_progress",
                      "release_radius"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -157,8 +159,8 @@ class MPCSettings:
 
 def planning_model(model: Model, settings: MPCSettings, control_dt: float = CONTROL_DT) -> tuple[Model, int]:
     """The coarse copy of `model` the planner rolls out, and its physics steps per control step.
-    Plain gains (N/m, N s/m) are rescaled to plan_dt, the damping bounded by damping_limit (module
-    doc); effective-mass gains are dimensionless and kept;
+    Plain gains (N/m, N s/m) are bounded by stiffness_limit and damping_limit (module doc), the
+    damping rescaled to plan_dt first; effective-mass gains are dimensionless and kept;
     the hand keeps settings.max_contacts contacts at most and loses its dry joint friction."""
     if model.hand is None:
         raise ValueError("model: expected a Model with a hand (hand=cgwm_env.hand.HandModel())")
@@ -168,13 +170,12 @@ def planning_model(model: Model, settings: MPCSettings, control_dt: float = CONT
     params, hand = model.params, dataclasses.replace(
         model.hand, max_contacts=min(settings.max_contacts, model.hand.max_contacts), friction_loss=0.0)
     if model.contact.gain_mode == "plain":
-        ratio = model.dt / settings.plan_dt
-        damping = settings.damping_scale * ratio * params.damping.detach()
-        rows = hand.max_contacts * model.contact.n_dirs
-        limit = settings.damping_limit * params.mass.detach() / (settings.plan_dt * rows)
+        damping = settings.damping_scale * model.dt / settings.plan_dt * params.damping.detach()
+        per_row = params.mass.detach() / (hand.max_contacts * model.contact.n_dirs * settings.plan_dt)
+        stiffness_bound = settings.stiffness_limit * per_row / settings.plan_dt
         params = dataclasses.replace(
-            params, log_stiffness=params.log_stiffness.detach() + math.log(settings.gain_scale * ratio * ratio),
-            log_damping=torch.minimum(damping, limit).log())
+            params, log_stiffness=torch.minimum(params.stiffness.detach(), stiffness_bound).log(),
+            log_damping=torch.minimum(damping, settings.damping_limit * per_row).log())
     return dataclasses.replace(model, dt=settings.plan_dt, params=params, hand=hand), substeps
 
 

@@ -7,7 +7,7 @@ minus planned time of every step of a 2 s (0.5 s with --quick) sinusoidal plan, 
 first-order virtual motors with no camera, and on MuJoCo's hand with the software RealSense
 streaming 640x480 renders (what `cgwm play --virtual` runs). Playback PSNR (the paper's Table
 IV on the virtual plant): MPC plans turning the cube by +90 and -90 degrees, made on the learned
-cube (assets/world_models/cube_learned) and played open loop, the recorded frames against the
+cube (assets/world_models/cube, the default) and played open loop, the recorded frames against the
 frames predicted by that model, by its No_opt (the parameters and Gaussians learning started
 from) and by the hand-made cube (envs.leap.cube_world_model), all drawn over the camera's view of
 the empty scene with the hand coloured from it (playback.scene_reference).
@@ -86,13 +86,14 @@ def playback_psnr(model_dir, object_name: str = "cube", width: int = 160, height
     """Per-model PSNR (dB, mean and min over the frames) of the virtual plant's recording of an
     open-loop plan against the frames predicted for it by the world model `model_dir` ("learned"),
     by its No_opt (the parameters and Gaussians learning started from) and by the hand-made cube,
-    each over the empty scene with the hand coloured from it. The plan: `frames` control steps
+    each over the empty scene with the hand coloured from it; a model whose prediction diverges is
+    not scored ({"diverged_at_frame": k}). The plan: `frames` control steps
     (30 Hz) of the MPC (configs/mpc.yaml) turning the object by `turn` degrees about +z, planned
     in closed loop on the learned model itself (controllers.tasks.world_model_plan), played on
     the virtual plant with `object_name` on the palm (playback.virtual_motors)."""
     from cgwm_env.bench.mpc import load_settings
     from cgwm_env.camera import from_mujoco
-    from cgwm_env.envs.leap import cube_world_model, hand_scene, predict_frames
+    from cgwm_env.envs.leap import PredictionDiverged, cube_world_model, hand_scene, predict_frames
     from cgwm_env.world_model import WorldModel
     from controllers.mpc import ReorientationMPC
     from controllers.tasks import world_model_plan
@@ -121,7 +122,11 @@ def playback_psnr(model_dir, object_name: str = "cube", width: int = 160, height
         recorded = play(hand, trajectory, rs_camera).frames
     rows = {}
     for name, model in models.items():
-        predicted = predict_frames(trajectory.joint_targets, cam, 1.0 / 30.0, model, background, colors)
+        try:
+            predicted = predict_frames(trajectory.joint_targets, cam, 1.0 / 30.0, model, background, colors)
+        except PredictionDiverged as err:  # unstable parameters under this plan: no score, and said so
+            rows[name] = {"diverged_at_frame": err.frame}
+            continue
         psnr = frame_psnr(recorded, predicted)
         rows[name] = {"mean_db": float(psnr.mean()), "min_db": float(psnr.min())}
     return {"model": str(model_dir), "object": object_name, "size": [width, height], "frames": frames, "turn_deg": turn,
@@ -148,14 +153,17 @@ def run(out: str | None = None, quick: bool = False) -> dict:
               "dynamixel_sdk": version("dynamixel-sdk"), "quick": quick, "rates": rates, "jitter": jitter}
     from cgwm_env.bench.mpc import WORLD_MODELS
 
-    learned_cube = WORLD_MODELS / "cube_learned"
+    learned_cube = WORLD_MODELS / "cube"
     frames = 20 if quick else 240
     result["playback_psnr"] = [playback_psnr(learned_cube, frames=frames, turn=turn) for turn in (90.0, -90.0)]
     print(f"\n{'turn deg':<12} {'world model':<12} {'PSNR mean dB':>12} {'min dB':>7}   (virtual plant, {frames} frames "
           f"at 160x120, planned on {learned_cube.name})")
     for psnr in result["playback_psnr"]:
         for name, row in psnr["psnr"].items():
-            print(f"{psnr['turn_deg']:<+12.0f} {name:<12} {row['mean_db']:12.2f} {row['min_db']:7.2f}")
+            if "diverged_at_frame" in row:
+                print(f"{psnr['turn_deg']:<+12.0f} {name:<12} diverged at frame {row['diverged_at_frame']}")
+            else:
+                print(f"{psnr['turn_deg']:<+12.0f} {name:<12} {row['mean_db']:12.2f} {row['min_db']:7.2f}")
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=2))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Learn a LEAP Hand world model of a library object from MuJoCo data, as the bundled cup and
+# Learn a LEAP Hand world model of a library object from MuJoCo data, as the bundled cube, cup and
 # L-block (cgwm_env/assets/world_models/) were made: 72 views at 96 px, stage I on a 30-voxel hull,
 # 3 LEAP Hand clips at 64 px, then stage II from mu 0.2, K 40 N/m, D 1 N s/m (configs/learn_leap.yaml).
 #   usage: scripts/learn_world_model.sh OBJECT OUT_DIR [LR]     (inside the venv: make setup first)

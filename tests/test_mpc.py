@@ -36,17 +36,15 @@ def test_config_file_holds_valid_settings_and_unknown_keys_are_named(tmp_path):
         MPCSettings(horizon=0)
 
 
-def test_planning_model_rescales_plain_gains_and_keeps_a_resting_cube_still(world):
-    """The coarse copy (physics at 1/60 s) keeps a cube resting on the open hand within 1 cm over
-    1 s (0.1 s is a plan's horizon); which of the ~36 palm contacts the broad phase keeps moves this
-    between 3 and 7 mm (measured over 32-64 contacts), the full model keeps it within 0.2 mm
-    (test_leap). At plan_dt 1/30 s the cube drifted 9 mm to metres."""
+def test_planning_model_bounds_plain_gains_and_keeps_a_resting_cube_still(world):
+    """The coarse copy (physics at 1/60 s) keeps the learned cube resting on the open hand within
+    1 cm over 1 s (0.1 s is a plan's horizon); which of the ~36 palm contacts the broad phase keeps
+    moves it by millimetres, the full model keeps it within 0.1 mm (test_leap). At plan_dt 1/30 s
+    the cube drifted 9 mm to metres; with the learned K scaled by (dt / plan_dt)^2 / 2 instead of
+    bounded it sank through the palm (12 cm)."""
     settings = MPCSettings.from_yaml(CONFIG)
     coarse, substeps = planning_model(world.model, settings)
     assert substeps * coarse.dt == pytest.approx(task.CONTROL_DT)
-    ratio = world.model.dt / coarse.dt
-    assert float(coarse.params.stiffness) == pytest.approx(float(world.model.params.stiffness) * settings.gain_scale
-                                                           * ratio ** 2, rel=1e-5)
     from cgwm_env.simulator import control_step, prepare
 
     state, prepared = world.state, prepare(coarse, 1)
@@ -56,21 +54,29 @@ def test_planning_model_rescales_plain_gains_and_keeps_a_resting_cube_still(worl
     assert (state.position - world.state.position).norm() < 1e-2
 
 
-def test_planning_model_bounds_the_summed_contact_damping(world):
-    """D' = damping_scale D dt / plan_dt, at most damping_limit m / (plan_dt rows) for the rows of
-    max_contacts contacts: the cube's D of 0.3 N s/m is under the bound, a tenfold D is cut to it."""
+def test_planning_model_bounds_the_summed_contact_gains(world):
+    """K' = min(K, stiffness_limit m / (rows plan_dt^2)) and D' = min(damping_scale D dt / plan_dt,
+    damping_limit m / (rows plan_dt)) over the rows of max_contacts contacts: a gain under its
+    bound is kept, a tenfold one is cut to the bound."""
     settings = MPCSettings.from_yaml(CONFIG)
     rows = settings.max_contacts * world.model.contact.n_dirs
-    limit = settings.damping_limit * float(world.model.params.mass) / (settings.plan_dt * rows)
-    ratio = world.model.dt / settings.plan_dt
-    coarse, _ = planning_model(world.model, settings)
-    scaled = settings.damping_scale * ratio * float(world.model.params.damping)
-    assert scaled < limit and float(coarse.params.damping) == pytest.approx(scaled, rel=1e-5)
-    heavy = dataclasses.replace(world.model.params, log_damping=world.model.params.log_damping + math.log(10.0))
+    mass = float(world.model.params.mass)
+    stiffness_bound = settings.stiffness_limit * mass / (settings.plan_dt ** 2 * rows)
+    damping_bound = settings.damping_limit * mass / (settings.plan_dt * rows)
+    scaled = settings.damping_scale * world.model.dt / settings.plan_dt * float(world.model.params.damping)
+    params = world.model.params
+    soft = dataclasses.replace(params, log_stiffness=torch.tensor(math.log(0.5 * stiffness_bound)))
+    coarse, _ = planning_model(dataclasses.replace(world.model, params=soft), settings)
+    assert scaled < damping_bound and float(coarse.params.damping) == pytest.approx(scaled, rel=1e-5)
+    assert float(coarse.params.stiffness) == pytest.approx(0.5 * stiffness_bound, rel=1e-5)
+    heavy = dataclasses.replace(params, log_stiffness=torch.tensor(math.log(10 * stiffness_bound)),
+                                log_damping=params.log_damping + math.log(10.0))
     coarse, _ = planning_model(dataclasses.replace(world.model, params=heavy), settings)
-    assert 10 * scaled > limit and float(coarse.params.damping) == pytest.approx(limit, rel=1e-5)
-    with pytest.raises(ValueError, match="damping_limit"):
-        MPCSettings(damping_limit=0.0)
+    assert 10 * scaled > damping_bound and float(coarse.params.damping) == pytest.approx(damping_bound, rel=1e-5)
+    assert float(coarse.params.stiffness) == pytest.approx(stiffness_bound, rel=1e-5)
+    for name in ("damping_limit", "stiffness_limit"):
+        with pytest.raises(ValueError, match=name):
+            MPCSettings(**{name: 0.0})
 
 
 def test_plan_respects_the_action_bound(world):

@@ -1,8 +1,8 @@
 """`cgwm bench mpc`: the gradient-based MPC's on-palm reorientation in the MuJoCo twin, per object.
 
 Per world model bundled for an object (cgwm_env/assets/world_models/<object> or
-<object>_<variant>: the hand-made cube, and the cube, the cup and the L-block learned by
-scripts/learn_world_model.sh), `trials` episodes of ContactGaussian-LeapHandMuJoCo-v0 (seeds
+<object>_<variant>: the cube, the cup and the L-block learned by scripts/learn_world_model.sh,
+and the hand-made cube, cube_handmade), `trials` episodes of ContactGaussian-LeapHandMuJoCo-v0 (seeds
 0..trials-1) with the world model planning (controllers.tasks.run_episode, settings from
 configs/mpc.yaml or MPCSettings' defaults). Reports success (error < 0.04 for 20 consecutive
 steps within 500), the mean final angle error in degrees, the rate of ending within 0.1 rad,

@@ -42,14 +42,16 @@ def hand_scene() -> dict:
 
 
 def default_model() -> Model:
-    """The bundled world model (assets/world_models/cube) on the LEAP Hand (hand_scene)."""
+    """The bundled world model (assets/world_models/cube: the cube learned from LEAP clips) on the
+    LEAP Hand (hand_scene)."""
     from cgwm_env.world_model import WorldModel
 
     return WorldModel.load(DEFAULT_WORLD_MODEL).model(**hand_scene())
 
 
 def cube_world_model() -> Model:
-    """The hand-scene cube the bundled model starts from: 5 cm, 100 g, mu 0.5, a shell of 488
+    """The hand-made cube, bundled as assets/world_models/cube_handmade (the default world model
+    is the cube learned from LEAP clips): 5 cm, 100 g, mu 0.5, a shell of 488
     spheres of 2.5 mm and 560 of 0.7 mm along its edges (box_gaussians: without them the edges are
     rounded off, the fingers' boxes slip past them where MuJoCo's catch, and the world model
     predicts strokes turning the cube that jam in MuJoCo), physics
@@ -256,6 +258,16 @@ def _first(obs: dict) -> dict:
     return {k: v[0] for k, v in obs.items()}
 
 
+class PredictionDiverged(ValueError):
+    """A world model's prediction went non-finite (its contact gains unstable under this plan);
+    frame: the first frame whose state is not finite."""
+
+    def __init__(self, frame: int, frames: int):
+        super().__init__(f"model: the predicted state went non-finite at frame {frame} of {frames} "
+                         "(contact gains unstable under this plan)")
+        self.frame = frame
+
+
 def predict_frames(joint_targets, camera, frame_dt: float = task.CONTROL_DT, model: Model | None = None,
                    background=None, hand_colors=None) -> np.ndarray:
     """The frames (T, H, W, 3) uint8 the world model predicts for an open-loop plan of joint targets
@@ -264,7 +276,8 @@ def predict_frames(joint_targets, camera, frame_dt: float = task.CONTROL_DT, mod
     step to the next row every frame_dt. model: a Model with a hand (default the bundled one).
     background: (H, W, 3) uint8 image drawn behind (e.g. the camera's view of the empty scene), or
     None for plain grey; hand_colors: (N, 3) colours in [0, 1] of the hand's Gaussians
-    (hand.hand_gaussians order), or None for the MJCF's."""
+    (hand.hand_gaussians order), or None for the MJCF's. Raises PredictionDiverged (a ValueError)
+    when the model's state goes non-finite."""
     targets = torch.as_tensor(np.asarray(joint_targets, dtype=np.float32))
     if targets.ndim != 2 or targets.shape[1] != task.N_JOINTS or not torch.isfinite(targets).all():
         raise ValueError(f"joint_targets: expected finite (T, {task.N_JOINTS}) rad, got shape {tuple(targets.shape)}")
@@ -292,5 +305,7 @@ def predict_frames(joint_targets, camera, frame_dt: float = task.CONTROL_DT, mod
         for k in range(1, len(targets)):
             change = targets[k:k + 1] - core.state.hand_target
             core.state = control_step(core.model, core.prepared, core.state, change, substeps)
+            if not all(bool(torch.isfinite(x).all()) for x in core.state):
+                raise PredictionDiverged(k, len(targets))
             frames.append(core.image(0))
     return np.stack(frames)
