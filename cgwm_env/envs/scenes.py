@@ -29,7 +29,8 @@ MAX_PUSH_SPEED = 0.5  # m/s, the bound of the push action
 
 
 def default_model(scenario: str) -> Model:
-    """The bundled world model: a 5 cm, 100 g cube of 488 spheres, physics at 480 Hz."""
+    """The scenes' default world model: a hand-made 5 cm, 100 g cube of 488 spheres (box_model,
+    mu 0.5), physics at 480 Hz; pass model= for a learned one (WorldModel.load(...).model())."""
     kwargs = dict(dt=1.0 / 480.0)
     if scenario == "push":
         kwargs.update(pusher_points=torch.zeros(1, 3), pusher_radii=torch.tensor([PUSHER_RADIUS]))
