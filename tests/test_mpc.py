@@ -313,3 +313,15 @@ def test_bench_names_a_bad_worker_count_or_object_before_running():
         run(workers=0)
     with pytest.raises(ValueError, match="objects: 'teapot'"):
         run(objects=["cube", "teapot"])
+
+
+def test_bench_cli_reads_its_settings_from_config(tmp_path, capsys):
+    """`cgwm bench mpc --config FILE` plans with FILE's settings: an unknown key there is named
+    before any episode runs (without --config it would have run the default settings)."""
+    from cgwm_env.cli import main
+
+    bad = tmp_path / "mpc.yaml"
+    bad.write_text("stiffness_limit: 0.3\ngain_scale: 0.5\n")
+    assert main(["bench", "mpc", "--config", str(bad), "--trials", "1", "--objects", "cube",
+                 "--out", str(tmp_path / "out.json")]) == 2
+    assert "gain_scale" in capsys.readouterr().err and not (tmp_path / "out.json").exists()
