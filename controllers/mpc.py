@@ -87,8 +87,8 @@ class MPCSettings:
     Adam's moment decays; plan_dt: the planning model's physics step, s (a divisor of the control
     step); stiffness_limit, damping_limit: the bounds on the rows' summed plain contact
     stiffness and damping, damping_scale: the multiplier of the scaled damping (module doc);
-    max_contacts: hand query spheres in the planning model's contact solve; the cost's weights (module doc), each per step of the horizon:
-    w_fingertip (1/m^2, on the four pads' squared distances to the object's centre), w_action
+    max_contacts: hand query spheres in the planning model's contact solve; the cost's weights
+    (module doc), each per step of the horizon: w_fingertip (1/m^2, on the four pads' squared distances to the object's centre), w_action
     (1/rad^2), w_position (1/m^2), w_orientation (per unit of error); approach: joint-target
     waypoints (each 16 rad, within the joint range) moved through before the first plan;
     regrasp_after: planned steps without the orientation error falling by regrasp_progress before

@@ -43,7 +43,7 @@ def test_bundled_cube_is_learned_and_the_hand_made_one_is_saved():
     assert learned.info["scenario"] == "leap" and learned.info["object"] == "cube"
     model = default_model()
     assert model.hand is not None and model.ground_height is None
-    assert model.params.mu.item() != pytest.approx(0.2)  # moved from where learning started
+    assert model.params.mu.item() > 0.3 and model.params.stiffness.item() > 1.0  # moved from mu 0.2
     hand_made = WorldModel.load(DEFAULT_WORLD_MODEL.parent / "cube_handmade").model(**hand_scene())
     reference = cube_world_model()
     torch.testing.assert_close(hand_made.gaussians.centers, reference.gaussians.centers)
@@ -139,9 +139,10 @@ def test_cube_rests_on_the_palm_and_a_thumb_push_moves_it():
     assert obs["object_pos"][2] == pytest.approx(settled[2], abs=1e-3)  # still on the palm
 
 
-@pytest.mark.parametrize("name", ["cube", "cup", "lblock"])
+@pytest.mark.parametrize("name", ["cup", "lblock"])
 def test_learned_bundles_load_and_rest_on_the_palm(name):
-    """The learned world models bundled for `cgwm bench mpc` (scripts/learn_world_model.sh) load with
+    """The other learned world models bundled for `cgwm bench mpc` (scripts/learn_world_model.sh;
+    the default cube's are checked above, in the same reset and steps) load with
     learned, physical parameters, and their object rests on the open hand: it settles from the
     reset's placement by under 2 mm within 0.5 s (they sink 1.0-1.6 mm on their soft learned K),
     then stays within 0.1 mm for 2 s."""
@@ -242,7 +243,8 @@ def test_predict_frames_names_a_diverging_model():
 
     cam = Camera.from_fovy(np.radians(45.0), 16, 12, look_at((0.2, -0.12, 0.25), (-0.03, 0.0, 0.03)))
     model = dataclasses.replace(cube_world_model(), hand=HandModel(), ground_height=None)
-    model = dataclasses.replace(model, params=dataclasses.replace(model.params, log_stiffness=torch.tensor(math.log(1e7))))
+    stiff = dataclasses.replace(model.params, log_stiffness=torch.tensor(math.log(1e7)))
+    model = dataclasses.replace(model, params=stiff)
     with pytest.raises(PredictionDiverged, match="model: .*non-finite at frame") as err:
         predict_frames(np.zeros((30, 16), np.float32), cam, model=model)
     assert 1 <= err.value.frame < 30
