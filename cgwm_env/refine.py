@@ -62,14 +62,15 @@ class LearnSettings:
     stage I's, as a fraction of it; window: frames per truncated-BPTT window (0: the
     whole clip); lambda_structure: weight l of the structural term; structure: "dssim" or
     "loftr" (then loftr_weights, a local kornia LoFTR state dict, is required); substeps:
-    physics steps per frame (dt = 1 / (fps substeps)); candidates: orientations tried for the
-    initial pose; pose_iterations, velocity_iterations: refinement steps of the initial state;
-    velocity: "estimate", "rest" or "auto" (estimate unless the clip has a pusher);
-    max_stiffness_damping: bound on kappa + delta in effective-mass gain mode (stable below 2),
-    and with plain gains and the hand on the summed damping of its contact rows (_project);
-    sdf_beta: LogSumExp sharpness of the learned model's soft signed distance, 1/m (the model's
-    SoftSDFSettings.beta; over stage I's dense Gaussians the default 2000 pads the collision
-    surface by up to 1.5 mm: configs/learn_leap.yaml)."""
+    physics steps per frame (dt = 1 / (fps substeps)); candidates: random orientations scored
+    for the initial pose (estimate_pose; 128 left a resting duck and mug 1.7-2.3 rad off, in
+    poses that fit the image worse than the true one); pose_iterations, velocity_iterations:
+    refinement steps of the initial state; velocity: "estimate", "rest" or "auto" (estimate
+    unless the clip has a pusher); max_stiffness_damping: bound on kappa + delta in
+    effective-mass gain mode (stable below 2), and with plain gains and the hand on the summed
+    damping of its contact rows (_project); sdf_beta: LogSumExp sharpness of the learned
+    model's soft signed distance, 1/m (the model's SoftSDFSettings.beta; over stage I's dense
+    Gaussians the default 2000 pads the collision surface by up to 1.5 mm: configs/learn_leap.yaml)."""
 
     iterations: int = 150
     parameters: tuple[str, ...] = ("mu", "stiffness", "damping")
@@ -82,7 +83,7 @@ class LearnSettings:
     structure: str = "dssim"
     loftr_weights: str | None = None
     substeps: int = 16
-    candidates: int = 128
+    candidates: int = 512
     pose_iterations: int = 60
     velocity_iterations: int = 40
     velocity: str = "auto"
@@ -332,18 +333,21 @@ def _initial_guess(gaussians: SphereGaussians, clip: Clip, frame: int) -> torch.
 def estimate_pose(gaussians: SphereGaussians, clip: Clip, frame: int = 0, settings: LearnSettings = LearnSettings(),
                   start: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
     """The object's pose in frame `frame` by aligning renders with the image and mask:
-    `settings.candidates` orientations at the mask's position (or the given start pose
-    (position (3,), quat (4,)) alone), the best eight refined by Adam. Returns position (3,) m,
-    unit quat (4,) and the final loss."""
+    `settings.candidates` random orientations, each placed with the Gaussians' centroid at the
+    mask's position (placing the body origin there instead put an L-block's true orientation a
+    centimetre off the mask, and it was not among the best), or the given start pose (position
+    (3,), quat (4,)) alone; the best eight refined by Adam. Returns position (3,) m, unit quat
+    (4,) and the final loss."""
     if start is None:
         position = _initial_guess(gaussians, clip, frame)
         gen = torch.Generator().manual_seed(settings.seed)
         quats = math3d.quat_normalize(torch.randn(settings.candidates, 4, generator=gen))
         quats[0] = torch.tensor([1.0, 0.0, 0.0, 0.0])
+        centroid = gaussians.centers.detach().mean(0)
+        positions = position - math3d.rotate(quats, centroid.expand(len(quats), 3))
         with torch.no_grad():
-            scores = _mask_loss(_render_pose(gaussians, clip, position.expand(len(quats), 3), quats, frame),
-                                clip, [frame] * len(quats))
-        starts = [(position, quats[i]) for i in scores.argsort()[:8].tolist()]
+            scores = _mask_loss(_render_pose(gaussians, clip, positions, quats, frame), clip, [frame] * len(quats))
+        starts = [(positions[i], quats[i]) for i in scores.argsort()[:8].tolist()]
     else:
         starts = [start]
     best = None

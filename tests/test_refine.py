@@ -11,7 +11,7 @@ import torch
 from cgwm_env import evaluate, refine
 from cgwm_env.camera import Camera, look_at
 from cgwm_env.contact import ContactSettings
-from cgwm_env.gaussians import SphereGaussians
+from cgwm_env.gaussians import SphereGaussians, box_gaussians
 from cgwm_env.metrics import e_trans
 from cgwm_env.model import PhysicalParams, State, box_model, solid_box_inertia
 from cgwm_env.render import render
@@ -197,6 +197,29 @@ def test_pose_estimate_finds_the_true_pose():
     angle = 2 * math.acos(min(1.0, abs(float((quat * start.quat[0]).sum()))))
     print(f"pose error {float((position - start.position[0]).norm()) * 1e3:.1f} mm, {angle:.3f} rad")
     assert float((position - start.position[0]).norm()) < 5e-3 and angle < 0.15
+
+
+@pytest.mark.parametrize("yaw", [-2.5, 0.4, 2.0, 3.0])
+def test_pose_estimate_finds_a_resting_l_shape_at_any_yaw(yaw):
+    # An L whose body origin lies 1.5 cm from its centroid. 128 candidates, each placed with its body
+    # origin on the mask's ray (before 2026-12-05), left it 0.7-2.1 rad off at every one of these yaws.
+    bar, block = box_gaussians((0.06, 0.02, 0.02), per_edge=12), box_gaussians((0.02, 0.02, 0.02), per_edge=4)
+    body = SphereGaussians(torch.cat((bar.centers + torch.tensor([0.0, 0.0, 0.01]),
+                                      block.centers + torch.tensor([0.02, 0.0, 0.03]))),
+                           torch.cat((bar.log_scales, block.log_scales)),
+                           torch.cat((bar.opacity_logits, block.opacity_logits)), torch.cat((bar.colors, block.colors)))
+    camera = Camera.from_fovy(math.radians(40), SIZE, SIZE, look_at((0.05, -0.25, 0.08), (0.05, 0.0, 0.02)))
+    background = torch.full((SIZE, SIZE, 3), 0.8)
+    quat, position = torch.tensor([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)]), torch.tensor([0.03, 0.01, 0.0])
+    with torch.no_grad():
+        out = render(body, camera, pose=(position, quat), background=background)
+    clip = refine.Clip("l", out.rgb.clamp(0, 1)[None], (out.alpha > 0.5).float()[None], camera, background, FPS,
+                       "push", "l")
+    found, turn, _ = refine.estimate_pose(body, clip, 0, refine.LearnSettings())
+    found = refine.rest_on_plane(body, camera, found, turn, 0.0)
+    angle = 2 * math.acos(min(1.0, abs(float((turn * quat).sum()))))
+    print(f"yaw {yaw}: pose error {float((found - position).norm()) * 1e3:.1f} mm, {angle:.3f} rad")
+    assert angle < 0.15 and float((found - position).norm()) < 5e-3
 
 
 def test_a_resting_pose_off_along_the_camera_ray_is_put_back_on_the_ground():
