@@ -201,7 +201,7 @@ def test_pose_estimate_finds_the_true_pose():
 
 @pytest.mark.parametrize("yaw", [-2.5, 0.4, 2.0, 3.0])
 def test_pose_estimate_finds_a_resting_l_shape_at_any_yaw(yaw):
-    # An L whose body origin lies 1.5 cm from its centroid. 128 candidates, each placed with its body
+    # An L whose body origin lies 1.6 cm from its centroid. 128 candidates, each placed with its body
     # origin on the mask's ray (before 2026-12-05), left it 0.7-2.1 rad off at every one of these yaws.
     bar, block = box_gaussians((0.06, 0.02, 0.02), per_edge=12), box_gaussians((0.02, 0.02, 0.02), per_edge=4)
     body = SphereGaussians(torch.cat((bar.centers + torch.tensor([0.0, 0.0, 0.01]),
