@@ -127,6 +127,11 @@ _STATE_WIDTHS = {"position": (3,), "quat": (4,), "velocity": (3,), "omega": (3,)
                  "hand": (0, N_JOINTS), "hand_target": (0, N_JOINTS)}
 
 
+def is_finite(state: State) -> bool:
+    """Whether every field of `state` is finite (a diverged rollout is not)."""
+    return bool(torch.isfinite(torch.cat(state, dim=1)).all())
+
+
 def check_state(state: State, name: str = "state") -> None:
     """Raise ValueError naming the field if `state` is not a batch of finite, unit-quaternion states."""
     if not isinstance(state, State):
@@ -141,7 +146,7 @@ def check_state(state: State, name: str = "state") -> None:
     if state.hand_target.shape != state.hand.shape:
         raise ValueError(f"{name}.hand_target: expected the shape of hand {tuple(state.hand.shape)}, "
                          f"got {tuple(state.hand_target.shape)}")
-    if not torch.isfinite(torch.cat(state, dim=1)).all():
+    if not is_finite(state):
         bad = next(f for f in _STATE_WIDTHS if not torch.isfinite(getattr(state, f)).all())
         raise ValueError(f"{name}.{bad}: expected finite values, got NaN or inf")
     if ((state.quat.norm(dim=-1) - 1).abs() > 1e-3).any():

@@ -27,7 +27,7 @@ from cgwm_env.collision import SoftSDFSettings
 from cgwm_env.contact import ContactSettings
 from cgwm_env.gaussians import SphereGaussians
 from cgwm_env.math3d import fibonacci_sphere
-from cgwm_env.model import Model, PhysicalParams, State
+from cgwm_env.model import Model, PhysicalParams, State, is_finite
 from cgwm_env.render import render
 from cgwm_env.simulator import control_step, prepare, step_prepared
 
@@ -261,7 +261,7 @@ def predict_hand_states(model: Model, start: State, joint_targets: torch.Tensor,
             state = type(state)(*(x.detach() for x in state))
         state = control_step(model, prepared, state, joint_targets[:, t] - state.hand_target, substeps)
         out.append(state)
-        if not all(torch.isfinite(x).all() for x in (state.position, state.quat, state.hand)):
+        if not is_finite(state):
             out += [state] * (joint_targets.shape[1] - len(out))
             break
     return type(start)(*(torch.stack(parts, dim=1) for parts in zip(*out)))

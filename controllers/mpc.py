@@ -88,9 +88,10 @@ class MPCSettings:
     step); stiffness_limit, damping_limit: the bounds on the rows' summed plain contact
     stiffness and damping, damping_scale: the multiplier of the scaled damping (module doc);
     max_contacts: hand query spheres in the planning model's contact solve; the cost's weights
-    (module doc), each per step of the horizon: w_fingertip (1/m^2, on the four pads' squared distances to the object's centre), w_action
-    (1/rad^2), w_position (1/m^2), w_orientation (per unit of error); approach: joint-target
-    waypoints (each 16 rad, within the joint range) moved through before the first plan;
+    (module doc), each per step of the horizon: w_fingertip (1/m^2, on the four pads' squared
+    distances to the object's centre), w_action (1/rad^2), w_position (1/m^2), w_orientation
+    (per unit of error); approach: joint-target waypoints (each 16 rad, within the joint range)
+    moved through before the first plan;
     regrasp_after: planned steps without the orientation error falling by regrasp_progress before
     a regrasp (0: never); release_radius (m), release_steps, w_release (1/m^2): the release before
     a regrasp (module doc); settle_error, settle_weight: while the orientation error is below

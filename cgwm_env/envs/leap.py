@@ -27,7 +27,7 @@ from cgwm_env.envs import leap_task as task
 from cgwm_env.envs.batched import BatchedVectorEnv
 from cgwm_env.gaussians import SphereGaussians
 from cgwm_env.hand import SCENE_XML, HandModel, forward_kinematics, hand_gaussians, link_points
-from cgwm_env.model import Model, State, box_model
+from cgwm_env.model import Model, State, box_model, is_finite
 from cgwm_env.render import render
 from cgwm_env.simulator import control_step, prepare
 
@@ -305,7 +305,7 @@ def predict_frames(joint_targets, camera, frame_dt: float = task.CONTROL_DT, mod
         for k in range(1, len(targets)):
             change = targets[k:k + 1] - core.state.hand_target
             core.state = control_step(core.model, core.prepared, core.state, change, substeps)
-            if not all(bool(torch.isfinite(x).all()) for x in core.state):
+            if not is_finite(core.state):
                 raise PredictionDiverged(k, len(targets))
             frames.append(core.image(0))
     return np.stack(frames)
