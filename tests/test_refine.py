@@ -12,7 +12,7 @@ from cgwm_env import evaluate, refine
 from cgwm_env.camera import Camera, look_at
 from cgwm_env.contact import ContactSettings
 from cgwm_env.gaussians import SphereGaussians, box_gaussians
-from cgwm_env.metrics import e_trans
+from cgwm_env.metrics import e_rot, e_trans
 from cgwm_env.model import PhysicalParams, State, box_model, solid_box_inertia
 from cgwm_env.render import render
 from cgwm_env.world_model import WorldModel, predict_states, render_states
@@ -302,6 +302,14 @@ def test_mujoco_twin_replays_the_recorded_clip(fall_data):
     position, quat = twin.rollout(true, evaluate.first_state(clip), len(clip))
     assert position.shape == (2, len(clip), 3) and quat.shape == (2, len(clip), 4)
     assert float(e_trans(clip.truth.position[0], position[0])) < 2e-3
+    # From the drop's float64 start (meta.json) the replay is the recording itself, up to float32
+    # output: the twin is MuJoCo's scene, not an approximation of it.
+    initial = json.loads((fall_data / "data" / "test_000" / "meta.json").read_text())["initial"]
+    exact = State(*(torch.tensor([initial[k]], dtype=torch.float64) for k in ("pos", "quat", "vel", "angvel")),
+                  *(x.double() for x in evaluate.first_state(clip)[4:]))
+    position, quat = twin.rollout(true[:1], exact, len(clip))
+    assert float(e_trans(clip.truth.position[0], position[0])) < 1e-5
+    assert float(e_rot(clip.truth.quat[0], quat[0])) < 1e-4
     other = np.array([[physics["mass"], 0.1, 0.03, 1.0]])
     assert float(e_trans(clip.truth.position[0], twin.rollout(other, evaluate.first_state(clip), len(clip))[0][0])) > 2e-3
 
