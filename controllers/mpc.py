@@ -22,12 +22,10 @@ to stay stable there: with n = max_contacts n_dirs rows and m the object's mass,
 K' = min(K, stiffness_limit m / (n plan_dt^2)) and D' = min(damping_scale D dt / plan_dt,
 damping_limit m / (n plan_dt)) (each row acts on the object's velocity alone; above a damping
 sum of 2 the rows of an object pressed from all sides overshoot: the L-block's learned D of
-0.74 N s/m came to 2.9 with 48 contacts, and its plans stopped turning it). The stiffness bound
-replaced a fixed scaling K' = K (dt / plan_dt)^2 / 2, which left a learned, soft K (9-19 N/m)
-at 0.07-0.15 N/m: the learned cube sank through the palm within a second of the coarse model's
-rest (the bound, 0.56 N/m for a 100 g cube, holds it within 5 mm). Fewer
-hand contacts, and no dry joint friction (its dead zone gives a small target change no gradient,
-and a plan starts from small changes). The hand's kinematics are worked out once per call, at
+0.74 N s/m came to 2.9 with 48 contacts, and its plans stopped turning it). K is bounded, not
+scaled by (dt / plan_dt)^2, so that a learned, soft K keeps the object resting on the palm in the
+coarse model (docs/experiments.md, MPC). Fewer hand contacts, and no dry joint friction (its
+dead zone gives a small target change no gradient, and a plan starts from small changes). The hand's kinematics are worked out once per call, at
 the measured joints, and used to first order in the joint change over the whole horizon
 (simulator.HandKinematics), so no forward kinematics is differentiated.
 
