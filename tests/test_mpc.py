@@ -92,6 +92,26 @@ def test_plan_respects_the_action_bound(world):
     assert len(planner.solve_times) == 3
 
 
+def test_plan_keeps_the_targets_within_max_lead_of_the_joints(world):
+    """A command leaves no joint's target farther than max_lead from its measured position: a
+    target 0.08 rad ahead of its joint comes back to 0.05 (within one action bound), the others
+    stay within 0.05 whatever the plan wants."""
+    max_lead, bound = 0.05, 0.05
+    settings = dataclasses.replace(MPCSettings(), step_size=0.5, horizon=2, iterations=2, max_lead=max_lead)
+    planner = ReorientationMPC(world.model, settings, action_bound=bound)
+    ahead = world.state.hand_target.clone()
+    ahead[0, 0] = world.state.hand[0, 0] + 0.08
+    state = world.state._replace(hand_target=ahead)
+    action = planner.plan(state, task.yaw_quat(2.0))
+    lead = ahead[0] + action - state.hand[0]
+    assert lead.abs().max() <= max_lead + 1e-6
+    assert float(lead[0]) == pytest.approx(max_lead, abs=1e-6) and action.abs().max() <= bound + 1e-7
+    unbounded = ReorientationMPC(world.model, dataclasses.replace(settings, max_lead=0.0), action_bound=bound)
+    assert (ahead[0] + unbounded.plan(state, task.yaw_quat(2.0)) - state.hand[0]).abs().max() > max_lead + 1e-3
+    with pytest.raises(ValueError, match="max_lead"):
+        MPCSettings(max_lead=-0.1)
+
+
 def test_nan_state_and_impossible_goals_raise_before_planning(world):
     planner = ReorientationMPC(world.model, dataclasses.replace(MPCSettings(), horizon=1, iterations=1))
     goal = task.yaw_quat(1.0)
