@@ -103,7 +103,8 @@ class MPCSettings:
     a regrasp (module doc); settle_error, settle_weight: while the orientation error is below
     settle_error (and the pads are not releasing), w_orientation is multiplied by settle_weight
     (module doc); max_lead: the farthest, rad, a planned step leaves a joint's target from its
-    measured position (0: no bound; module doc)."""
+    measured position; a target farther already is brought back, at most action_bound a step
+    (0: no bound; module doc)."""
 
     horizon: int = 3
     iterations: int = 2
