@@ -25,9 +25,10 @@ sum of 2 the rows of an object pressed from all sides overshoot: the L-block's l
 0.74 N s/m came to 2.9 with 48 contacts, and its plans stopped turning it). K is bounded, not
 scaled by (dt / plan_dt)^2, so that a learned, soft K keeps the object resting on the palm in the
 coarse model (docs/experiments.md, MPC). Fewer hand contacts, and no dry joint friction (its
-dead zone gives a small target change no gradient, and a plan starts from small changes). The hand's kinematics are worked out once per call, at
-the measured joints, and used to first order in the joint change over the whole horizon
-(simulator.HandKinematics), so no forward kinematics is differentiated.
+dead zone gives a small target change no gradient, and a plan starts from small changes). The
+hand's kinematics are worked out once per call, at the measured joints, and used to first order
+in the joint change over the whole horizon (simulator.HandKinematics), so no forward kinematics
+is differentiated.
 
 With compile=True the rollout and its cost (one function, the release as a tensor flag so both
 phases share one graph) run through torch.compile: the plan is the same up to float rounding,
