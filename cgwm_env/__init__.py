@@ -32,4 +32,8 @@ def keep_freed_memory() -> bool:
 if os.environ.get("CGWM_KEEP_FREED_MEMORY", "1") != "0":
     keep_freed_memory()
 
+# MuJoCo picks its OpenGL backend when first imported (the environments' registration imports it):
+# EGL, offscreen, unless MUJOCO_GL says otherwise.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
 from cgwm_env import envs  # noqa: E402,F401  (registers the Gymnasium environments)

@@ -74,17 +74,19 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from cgwm_env.config import read_yaml_mapping
-from cgwm_env.envs.leap_task import ACTION_BOUND, CONTROL_DT, orientation_error
-from cgwm_env.hand import LINK_NAMES, PAD_POINTS
-from cgwm_env.model import Model, State, check_state
-from cgwm_env.simulator import HandKinematics, hand_kinematics, prepare, step_prepared
+from cgwm_env.envs.leap.task import ACTION_BOUND, CONTROL_DT, orientation_error
+from cgwm_env.physics.hand import LINK_NAMES, PAD_POINTS
+from cgwm_env.physics.model import Model, State, check_state
+from cgwm_env.physics.simulator import HandKinematics, hand_kinematics, prepare, step_prepared
 
 FINGERTIPS = ("if_ds", "mf_ds", "rf_ds", "th_ds")  # the links whose pads the proximity term draws to the object
 RELEASE_MARGIN = 0.01  # m: the release term's target lies this far past release_radius, so the pads pass it
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mpc.yaml"  # the shipped settings
 
 
 @dataclass(frozen=True)
@@ -168,13 +170,23 @@ class MPCSettings:
         return cls(**data)
 
 
+def load_settings(config=None):
+    """MPCSettings from the YAML `config`, else from configs/mpc.yaml where present, else the
+    defaults; returns them and where they came from (a path or "MPCSettings defaults")."""
+    if config:
+        return MPCSettings.from_yaml(config), str(config)
+    if CONFIG.is_file():
+        return MPCSettings.from_yaml(CONFIG), str(CONFIG)
+    return MPCSettings(), "MPCSettings defaults"
+
+
 def planning_model(model: Model, settings: MPCSettings, control_dt: float = CONTROL_DT) -> tuple[Model, int]:
     """The coarse copy of `model` the planner rolls out, and its physics steps per control step.
     Plain gains (N/m, N s/m) are bounded by stiffness_limit and damping_limit (module doc), the
     damping rescaled to plan_dt first; effective-mass gains are dimensionless and kept;
     the hand keeps settings.max_contacts contacts at most and loses its dry joint friction."""
     if model.hand is None:
-        raise ValueError("model: expected a Model with a hand (hand=cgwm_env.hand.HandModel())")
+        raise ValueError("model: expected a Model with a hand (hand=cgwm_env.physics.hand.HandModel())")
     substeps = round(control_dt / settings.plan_dt)
     if substeps < 1 or abs(substeps * settings.plan_dt - control_dt) > 1e-9:
         raise ValueError(f"plan_dt: expected a divisor of the control step {control_dt:.6g} s, got {settings.plan_dt}")

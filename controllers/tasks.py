@@ -1,7 +1,7 @@
 """The on-palm reorientation task as the complementarity-free MPC literature states it (Jin 2024),
 its success test, and the closed loop of a planner with either plant.
 
-Start and goal come from cgwm_env.envs.leap_task: the object upright on the palm at a random
+Start and goal come from cgwm_env.envs.leap.task: the object upright on the palm at a random
 yaw in (-90, 90) degrees, the goal the same pose turned a further +-90 degrees about +z. The
 orientation error is 1 - <q, q*>^2; an episode succeeds when the error stays below
 SUCCESS_THRESHOLD (0.04, about 23 degrees) for SUCCESS_HOLD consecutive control steps within
@@ -19,9 +19,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from cgwm_env.envs import leap_task
-from cgwm_env.envs.leap_task import CONTROL_DT, SUCCESS_THRESHOLD, orientation_error
-from cgwm_env.model import State
+from cgwm_env.envs.leap import task as leap_task
+from cgwm_env.envs.leap.task import CONTROL_DT, SUCCESS_THRESHOLD, orientation_error
+from cgwm_env.envs.leap.world_model_env import LeapCore
+from cgwm_env.physics.model import State
+from cgwm_env.physics.simulator import control_step
 
 SUCCESS_HOLD = 20  # consecutive control steps below SUCCESS_THRESHOLD
 MAX_STEPS = leap_task.MAX_EPISODE_STEPS  # 500 control steps (16.7 s)
@@ -52,7 +54,7 @@ class SuccessTracker:
 
 
 def state_from_observation(obs: dict, previous: dict | None = None, dt: float = CONTROL_DT) -> State:
-    """The world model's State (batch 1) of a task observation (leap_task's dict): the object's
+    """The world model's State (batch 1) of a task observation (cgwm_env.envs.leap.task's dict): the object's
     pose, the joint positions and targets; the object's velocities finite-differenced from the
     previous observation over dt s (zero without one), the joints' from their positions."""
     pos = torch.as_tensor(obs["object_pos"], dtype=torch.float32)[None]
@@ -150,9 +152,6 @@ def world_model_plan(model, planner, steps: int, turn: float = math.pi / 2) -> n
     (a Model with a hand) itself, turning the object by `turn` rad about +z from the playback's
     start (LeapCore.upright_start, as envs.leap.predict_frames: the hand open and at rest): a
     trajectory planned on the model, to play open loop on the hand (hardware.playback)."""
-    from cgwm_env.envs.leap import LeapCore
-    from cgwm_env.simulator import control_step
-
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected a count >= 1, got {steps!r}")
     core = LeapCore(1, model, 8, False)
@@ -166,30 +165,3 @@ def world_model_plan(model, planner, steps: int, turn: float = math.pi / 2) -> n
             state = control_step(core.model, core.prepared, state, action[None].to(state.hand.dtype), core.substeps)
         targets.append(state.hand_target[0].clone())
     return torch.stack(targets).double().numpy()
-
-
-def add_arguments(parser) -> None:
-    """`cgwm plan`'s options."""
-    parser.add_argument("--model", default=None, help="world-model bundle to plan on (default: the bundled cube)")
-    parser.add_argument("--steps", type=int, default=300, help="control steps to plan, 1/30 s each (default 300)")
-    parser.add_argument("--turn", type=float, default=90.0, help="turn about +z, degrees (default 90)")
-    parser.add_argument("--config", default=None, help="MPC settings YAML (default configs/mpc.yaml)")
-    parser.add_argument("--out", default="out/plan.npz", help="trajectory file to write, for cgwm play")
-
-
-def main(args) -> None:
-    """`cgwm plan`: world_model_plan on a bundle, written as a trajectory for `cgwm play`."""
-    from cgwm_env.bench.mpc import load_settings
-    from cgwm_env.envs.leap import DEFAULT_WORLD_MODEL, hand_scene
-    from cgwm_env.world_model import WorldModel
-    from controllers.mpc import ReorientationMPC
-    from hardware.playback import save_trajectory
-
-    if not math.isfinite(args.turn):
-        raise ValueError(f"--turn: expected a finite angle in degrees, got {args.turn}")
-    model = WorldModel.load(args.model or DEFAULT_WORLD_MODEL).model(**hand_scene())
-    planner = ReorientationMPC(model, load_settings(args.config)[0])
-    targets = world_model_plan(model, planner, args.steps, math.radians(args.turn))
-    path = save_trajectory(args.out, np.arange(len(targets)) * CONTROL_DT, targets)
-    print(f"wrote {path}: {len(targets)} joint targets at {1 / CONTROL_DT:.0f} Hz ({planner.regrasps} regrasps); "
-          f"play it with: cgwm play {path} [--virtual]")

@@ -7,8 +7,8 @@ import dataclasses
 
 import torch
 
-from cgwm_env.model import State, box_model
-from cgwm_env.simulator import rollout
+from cgwm_env.physics.model import State, box_model
+from cgwm_env.physics.simulator import rollout
 
 # A 5 cm, 100 g cube of 488 spheres, with a 1 cm spherical pusher.
 model = box_model(size=0.05, mass=0.1, mu=0.5, pusher_points=torch.zeros(1, 3), pusher_radii=torch.tensor([0.01]))

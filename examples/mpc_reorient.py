@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 import cgwm_env  # noqa: F401  (registers the environments)
+from cgwm_env.envs.leap.task import CONTROL_DT
 from controllers.mpc import MPCSettings, ReorientationMPC
-from cgwm_env.envs.leap_task import CONTROL_DT
 from controllers.tasks import SuccessTracker, angle_error, state_from_observation
 
 torch.set_num_threads(1)

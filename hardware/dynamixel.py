@@ -1,11 +1,11 @@
 """LEAP Hand driver: 16 Dynamixel XC330 motors (IDs 0-15) on Protocol 2.0 through dynamixel-sdk.
 
-Joint vectors at this API are in sim order (`cgwm_env.hand.JOINT_NAMES`), radians, shape (16,).
+Joint vectors at this API are in sim order (`cgwm_env.physics.hand.JOINT_NAMES`), radians, shape (16,).
 The bus speaks motor order and ticks; `sim_to_ticks` and `ticks_to_sim` are the one place where
-the two meet (reorder by `cgwm_env.hand.MOTOR_IDS`, add pi, ticks = rad * 4096 / (2 pi)).
+the two meet (reorder by `cgwm_env.physics.hand.MOTOR_IDS`, add pi, ticks = rad * 4096 / (2 pi)).
 
 Safety: `LeapHand.command` is the safety layer. Every target it sends is clamped to the joint
-limits (`cgwm_env.hand.LOWER`/`UPPER`) and to `max_joint_speed` from the previous target; callers
+limits (`cgwm_env.physics.hand.LOWER`/`UPPER`) and to `max_joint_speed` from the previous target; callers
 that want their mistakes refused (a planner's trajectory) validate before calling it
 (`hardware.playback.validate_trajectory`). Communication errors are retried `retries` times,
 then the hand is stopped (torque off) and a `CommunicationError` says what failed and whether
@@ -28,7 +28,7 @@ import dynamixel_sdk as dxl
 import numpy as np
 import serial
 
-from cgwm_env import hand
+from cgwm_env.physics import hand
 
 # X-series control table (Protocol 2.0), addresses and sizes in bytes.
 ADDR_MODEL_NUMBER, LEN_MODEL_NUMBER = 0, 2

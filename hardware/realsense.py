@@ -3,7 +3,7 @@
 One code path serves a real camera and `rs.software_device` (hardware.virtual.VirtualRealSense):
 the colour and depth sensors are opened at the requested size and rate, each streams into a
 one-frame queue, and `read` returns the newest frames. `intrinsics_to_camera` turns the colour
-stream's intrinsics into a `cgwm_env.camera.Camera` (RealSense puts pixel centres at integers,
+stream's intrinsics into a `cgwm_env.render.camera.Camera` (RealSense puts pixel centres at integers,
 ours at +0.5: cx = ppx + 0.5). `record` writes a clip straight into the dataset format
 (docs/datasets.md); depth, when streamed, goes beside it in depth.npz (metres, depth camera's grid).
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cgwm_env.camera import Camera
 from cgwm_env.data.dataset import camera_to_meta, save_dataset
+from cgwm_env.render.camera import Camera
 
 
 class RealSenseError(RuntimeError):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cgwm_env import hand
+from cgwm_env.physics import hand
 from hardware import dynamixel as dx
 
 INST_PING, INST_READ, INST_WRITE, INST_STATUS = 0x01, 0x02, 0x03, 0x55
@@ -512,7 +512,7 @@ class VirtualRealSense:
     """A software RealSense (rs.software_device) with a colour stream (rgb8) and, if depth, a z16
     depth stream of the same size and intrinsics; frames come from `push` or from `stream_mujoco`.
 
-    camera: a `cgwm_env.camera.Camera` (single) giving size and intrinsics; RealSense puts pixel
+    camera: a `cgwm_env.render.camera.Camera` (single) giving size and intrinsics; RealSense puts pixel
     centres at integers, so ppx = cx - 0.5, ppy = cy - 0.5. depth_units: m per z16 unit.
     """
 

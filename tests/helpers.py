@@ -4,7 +4,7 @@ import dataclasses
 
 import torch
 
-from cgwm_env.model import Model, box_model
+from cgwm_env.physics.model import Model, box_model
 
 SIDE, MASS = 0.05, 0.1
 

@@ -7,12 +7,12 @@ import mujoco
 import numpy as np
 import pytest
 import torch
-
-from cgwm_env import math3d
-from cgwm_env.data.scenes import box_on_plane_xml
-from cgwm_env.model import State
-from cgwm_env.simulator import rollout
 from helpers import MASS, SIDE, cube_model, with_mu
+
+from cgwm_env.data.scenes import box_on_plane_xml
+from cgwm_env.physics import math3d
+from cgwm_env.physics.model import State
+from cgwm_env.physics.simulator import rollout
 
 
 def mujoco_final(qpos0, qvel0, seconds, timestep, mu=0.5):

@@ -9,7 +9,7 @@ import mujoco  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from cgwm_env.camera import Camera, from_mujoco, look_at  # noqa: E402
+from cgwm_env.render.camera import Camera, from_mujoco, look_at  # noqa: E402
 
 
 def test_look_at_axes_and_projection():

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from cgwm_env.cli import main
-from cgwm_env.collision import SoftSDFSettings
-from cgwm_env.config import load_model_settings
-from cgwm_env.contact import ContactSettings
+from cgwm_env.physics.collision import SoftSDFSettings
+from cgwm_env.physics.contact import ContactSettings
+from cgwm_env.physics.model import load_model_settings
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from cgwm_env.collision import SoftSDFSettings, contact_frames, plane_sdf, soft_sdf, support_spheres, surface_points
+from cgwm_env.physics.collision import (SoftSDFSettings, contact_frames, plane_sdf, soft_sdf, support_spheres,
+                                        surface_points)
 
 
 def test_soft_sdf_gradcheck():
@@ -85,7 +86,7 @@ def test_bad_settings_and_empty_sphere_set_raise():
 
 
 def test_support_spheres_are_the_ones_a_plane_can_touch():
-    from cgwm_env.gaussians import box_gaussians
+    from cgwm_env.physics.gaussians import box_gaussians
 
     cube = box_gaussians(0.05, 10)
     corners = support_spheres(cube.centers, cube.radii)
@@ -106,7 +107,7 @@ def test_edge_spheres_move_a_boxs_soft_edges_out_to_the_box():
     import itertools
     import math
 
-    from cgwm_env.gaussians import box_gaussians
+    from cgwm_env.physics.gaussians import box_gaussians
 
     plain, edged = box_gaussians(0.05, 10), box_gaussians(0.05, 10, edge_radius=0.0007)
     assert len(edged) == len(plain) + 560 and torch.equal(edged.centers[: len(plain)], plain.centers)

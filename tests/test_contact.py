@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cgwm_env.contact import ContactSettings, cone_edges, contact_forces
+from cgwm_env.physics.contact import ContactSettings, cone_edges, contact_forces
 
 
 def _rows(seed=0):

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from cgwm_env import math3d
+from cgwm_env.cli import synth as synth_command
 from cgwm_env.data import synth
 from cgwm_env.data.dataset import load_dataset, save_dataset
 from cgwm_env.data.objects import OBJECTS, get_object
+from cgwm_env.physics import math3d
 
 
 @pytest.fixture(scope="module")
@@ -230,9 +231,9 @@ def test_every_object_renders_with_its_colours(name):
 
 def test_synth_command_writes_train_and_test(tmp_path):
     parser = argparse.ArgumentParser()
-    synth.add_arguments(parser)
+    synth_command.add_arguments(parser)
     args = parser.parse_args(["--scenario", "push", "--object", "cube", "--out", str(tmp_path), "--size", "32"])
-    assert synth.main(args) == 0
+    assert synth_command.main(args) == 0
     train, test = load_dataset(tmp_path / "train_000"), load_dataset(tmp_path / "test_000")
     assert len(train) == synth.TRAIN_FRAMES and len(test) >= 60 and train.meta["fps"] == test.meta["fps"]
     v_train, v_test = train.states["pusher_vel"][0], test.states["pusher_vel"][0]

@@ -10,7 +10,7 @@ from gymnasium.utils.env_checker import check_env
 import cgwm_env  # noqa: F401  (registers the environments)
 from cgwm_env.data.scenes import box_on_plane_xml
 from cgwm_env.envs.scenes import PUSHER_RADIUS, default_model
-from cgwm_env.model import State
+from cgwm_env.physics.model import State
 
 FALL, PUSH = "ContactGaussian-FallRebound-v0", "ContactGaussian-PushSlide-v0"
 NO_ACTION = np.zeros(0, np.float32)

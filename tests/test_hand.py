@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cgwm_env import hand
+from cgwm_env.physics import hand
 
 
 def _random_q(n: int, dtype=torch.float64, seed: int = 0) -> torch.Tensor:

@@ -14,16 +14,15 @@ import pytest
 import torch
 import yaml
 
-from cgwm_env.camera import Camera, from_mujoco, look_at
 from cgwm_env.cli import main
 from cgwm_env.data.dataset import load_dataset
-from cgwm_env.hand import LOWER, UPPER
+from cgwm_env.physics.hand import LOWER, UPPER
+from cgwm_env.render.camera import Camera, from_mujoco, look_at
 from hardware import dynamixel as dx
-from hardware.calibration import (MarkerLayout, estimate_camera_pose, load_camera, opencv_matrix)
+from hardware.calibration import MarkerLayout, estimate_camera_pose, load_camera, opencv_matrix
 from hardware.config import load_config
 from hardware.dynamixel import CommunicationError, HandConfig, LeapHand, MotorHardwareError
-from hardware.playback import (Trajectory, frame_psnr, load_trajectory, play, save_trajectory,
-                               validate_trajectory)
+from hardware.playback import Trajectory, frame_psnr, load_trajectory, play, save_trajectory, validate_trajectory
 from hardware.realsense import RealSenseCamera, RealSenseError, find_device, record
 from hardware.virtual import OVERLOAD, VirtualBus, VirtualRealSense, crc16, stuff, unstuff
 
@@ -479,8 +478,8 @@ def test_predicted_frames_over_the_empty_scene_match_the_camera_better():
     the scene's start close to MuJoCo's camera image; bad ones are refused by name."""
     import mujoco
 
-    from cgwm_env.envs.leap import predict_frames
-    from cgwm_env.hand import SCENE_XML
+    from cgwm_env.envs.leap.world_model_env import predict_frames
+    from cgwm_env.physics.hand import SCENE_XML
     from hardware.playback import scene_reference
 
     m = mujoco.MjModel.from_xml_path(str(SCENE_XML))

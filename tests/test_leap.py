@@ -11,12 +11,12 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import cgwm_env  # noqa: F401  (registers the environments)
-from cgwm_env.contact import ContactSettings
-from cgwm_env.envs import leap_task as task
-from cgwm_env.envs.leap import cube_world_model, default_model
-from cgwm_env.hand import HandModel
-from cgwm_env.model import State
-from cgwm_env.simulator import control_step, prepare, step
+from cgwm_env.envs.leap import task
+from cgwm_env.envs.leap.world_model_env import cube_world_model, default_model
+from cgwm_env.physics.contact import ContactSettings
+from cgwm_env.physics.hand import PALM_Z, HandModel
+from cgwm_env.physics.model import State
+from cgwm_env.physics.simulator import control_step, prepare, step
 
 LEAP, TWIN = "ContactGaussian-LeapHand-v0", "ContactGaussian-LeapHandMuJoCo-v0"
 THUMB_CURL = np.zeros(16, np.float32)
@@ -36,8 +36,9 @@ def test_bundled_cube_is_learned_and_the_hand_made_one_is_saved():
     """The default world model (assets/world_models/cube) is the one stage II learned from LEAP
     clips (issue 7: the planning model is learned); the hand-made cube it is compared with is
     bundled as cube_handmade and is cube_world_model()."""
-    from cgwm_env.envs.leap import DEFAULT_WORLD_MODEL, hand_scene
-    from cgwm_env.world_model import WorldModel
+    from cgwm_env.envs.leap.world_model_env import DEFAULT_WORLD_MODEL
+    from cgwm_env.learn.world_model import WorldModel
+    from cgwm_env.physics.hand import hand_scene
 
     learned = WorldModel.load(DEFAULT_WORLD_MODEL)
     assert learned.info["scenario"] == "leap" and learned.info["object"] == "cube"
@@ -58,7 +59,7 @@ def test_seeding_is_deterministic_and_episodes_follow_the_task():
         np.testing.assert_array_equal(obs_a[key], obs_b[key])
     np.testing.assert_array_equal(obs_a["joint_pos"], task.HOME_Q)
     np.testing.assert_allclose(obs_a["object_pos"][:2], task.OBJECT_XY, atol=1e-6)
-    assert obs_a["object_pos"][2] == pytest.approx(task.PALM_Z + 0.025, abs=1e-3)  # the cube on the palm
+    assert obs_a["object_pos"][2] == pytest.approx(PALM_Z + 0.025, abs=1e-3)  # the cube on the palm
     # The goal is the start turned 90 degrees about z: error 0.5.
     assert task.orientation_error(obs_a["object_quat"], obs_a["goal_quat"]) == pytest.approx(0.5, abs=1e-5)
     for _ in range(3):
@@ -146,8 +147,9 @@ def test_learned_bundles_load_and_rest_on_the_palm(name):
     learned, physical parameters, and their object rests on the open hand: it settles from the
     reset's placement by under 2 mm within 0.5 s (they sink 1.0-1.6 mm on their soft learned K),
     then stays within 0.1 mm for 2 s."""
-    from cgwm_env.envs.leap import DEFAULT_WORLD_MODEL, hand_scene
-    from cgwm_env.world_model import WorldModel
+    from cgwm_env.envs.leap.world_model_env import DEFAULT_WORLD_MODEL
+    from cgwm_env.learn.world_model import WorldModel
+    from cgwm_env.physics.hand import hand_scene
 
     model = WorldModel.load(DEFAULT_WORLD_MODEL.parent / name).model(**hand_scene())
     assert model.params.mu.item() > 0.3 and model.params.stiffness.item() > 1.0  # moved from mu 0.2
@@ -218,8 +220,8 @@ def test_model_without_a_hand_is_refused():
 
 def test_predict_frames_draws_the_plan():
     """The world model's frames for an open-loop plan (what `cgwm play` compares recordings with)."""
-    from cgwm_env.camera import Camera, look_at
-    from cgwm_env.envs.leap import predict_frames
+    from cgwm_env.envs.leap.world_model_env import predict_frames
+    from cgwm_env.render.camera import Camera, look_at
 
     cam = Camera.from_fovy(np.radians(45.0), 48, 36, look_at((0.2, -0.12, 0.25), (-0.03, 0.0, 0.03)))
     targets = np.zeros((4, 16), np.float32)
@@ -238,8 +240,8 @@ def test_predict_frames_names_a_diverging_model():
     """Contact gains far past the step's stability (K 1e7 N/m at 480 Hz) blow the resting cube
     away to non-finite states: a PredictionDiverged (a ValueError naming `model`) with its frame,
     not a NaN image or an error from deep inside the kinematics."""
-    from cgwm_env.camera import Camera, look_at
-    from cgwm_env.envs.leap import PredictionDiverged, predict_frames
+    from cgwm_env.envs.leap.world_model_env import PredictionDiverged, predict_frames
+    from cgwm_env.render.camera import Camera, look_at
 
     cam = Camera.from_fovy(np.radians(45.0), 16, 12, look_at((0.2, -0.12, 0.25), (-0.03, 0.0, 0.03)))
     model = dataclasses.replace(cube_world_model(), hand=HandModel(), ground_height=None)
@@ -253,7 +255,7 @@ def test_predict_frames_names_a_diverging_model():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU here")
 def test_the_hand_scene_runs_on_cuda_as_on_the_cpu():
     """The bundled cube on the hand, 2 s of a thumb push (60 control steps), float64 on both devices."""
-    from cgwm_env.envs.leap import LeapCore
+    from cgwm_env.envs.leap.world_model_env import LeapCore
 
     start = LeapCore(1, default_model(), 8, False).upright_start(torch.as_tensor(task.HOME_Q)[None])
     ends = []

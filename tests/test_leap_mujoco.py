@@ -1,4 +1,4 @@
-"""The LEAP Hand reorientation task (leap_task), its MuJoCo twin and `cgwm synth --scenario leap`."""
+"""The LEAP Hand reorientation task (cgwm_env.envs.leap.task), its MuJoCo twin and `cgwm synth --scenario leap`."""
 
 import argparse
 import math
@@ -11,11 +11,13 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import cgwm_env  # noqa: F401  (registers the environments)
-from cgwm_env import hand
+from cgwm_env.cli import synth as synth_command
 from cgwm_env.data import synth
 from cgwm_env.data.dataset import load_dataset
-from cgwm_env.envs import leap_task
-from cgwm_env.envs.leap_mujoco import LeapHandMujocoEnv
+from cgwm_env.envs.leap import clips
+from cgwm_env.envs.leap import task as leap_task
+from cgwm_env.envs.leap.mujoco_env import LeapHandMujocoEnv
+from cgwm_env.physics import hand
 
 TWIN = "ContactGaussian-LeapHandMuJoCo-v0"
 IDENTITY = np.array([1.0, 0.0, 0.0, 0.0])
@@ -84,7 +86,7 @@ def test_constants_match_the_scene():
     np.testing.assert_allclose(model.body("object").pos[:2], leap_task.OBJECT_XY, atol=1e-7)
     palm = model.geom("palm_face").id
     top = data.geom_xpos[palm, 2] + np.abs(data.geom_xmat[palm].reshape(3, 3)[2]) @ model.geom_size[palm]
-    assert top == pytest.approx(leap_task.PALM_Z, abs=1e-9)
+    assert top == pytest.approx(hand.PALM_Z, abs=1e-9)
     assert leap_task.MAX_EPISODE_STEPS == gym.spec(TWIN).max_episode_steps == 500
 
 
@@ -168,7 +170,7 @@ def test_joints_follow_their_targets(twin):
 def test_cube_stays_on_the_palm_without_action(twin):
     obs, info = twin.reset(seed=2)
     start, quat = obs["object_pos"], obs["object_quat"]
-    assert start[2] == pytest.approx(leap_task.PALM_Z + 0.025, abs=5e-4)  # resting on the palm
+    assert start[2] == pytest.approx(hand.PALM_Z + 0.025, abs=5e-4)  # resting on the palm
     np.testing.assert_allclose(start[:2], leap_task.OBJECT_XY, atol=1e-4)
     yaw = 2.0 * math.atan2(quat[3], quat[0])
     assert info["orientation_error"] == pytest.approx(0.5, abs=1e-3)  # a quarter turn from the goal
@@ -209,9 +211,9 @@ def test_vector_env_steps_copies():
 def leap_sets(tmp_path_factory):
     out = tmp_path_factory.mktemp("leap")
     parser = argparse.ArgumentParser()
-    synth.add_arguments(parser)
+    synth_command.add_arguments(parser)
     args = parser.parse_args(["--scenario", "leap", "--object", "cube", "--out", str(out), "--size", "32"])
-    assert synth.main(args) == 0
+    assert synth_command.main(args) == 0
     return out
 
 
@@ -229,7 +231,7 @@ def test_synth_leap_writes_hand_trajectories(leap_sets):
         q = s["object_quat"]
         moved = np.linalg.norm(s["object_pos"] - s["object_pos"][0], axis=1).max()
         turned = 2.0 * np.arccos(np.clip(np.abs(q @ q[0]), 0.0, 1.0)).max()
-        assert moved >= synth.LEAP_MIN_MOTION[0] or turned >= synth.LEAP_MIN_MOTION[1]
+        assert moved >= clips.LEAP_MIN_MOTION[0] or turned >= clips.LEAP_MIN_MOTION[1]
     assert not np.allclose(train.states["joint_target"][-1], test.states["joint_target"][-1])
 
 

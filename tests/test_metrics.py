@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from cgwm_env import metrics
+from cgwm_env.render import metrics
 
 
 def test_l1_and_psnr_by_hand():

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import cgwm_env  # noqa: F401  (registers the environments)
-from cgwm_env.envs import leap_task as task
-from cgwm_env.model import State
+from cgwm_env.envs.leap import task
+from cgwm_env.physics.model import State
 from controllers.mpc import MPCSettings, ReorientationMPC, planning_model
 from controllers.tasks import SuccessTracker, angle_error, state_from_observation
 
@@ -45,7 +45,7 @@ def test_planning_model_bounds_plain_gains_and_keeps_a_resting_cube_still(world)
     settings = MPCSettings.from_yaml(CONFIG)
     coarse, substeps = planning_model(world.model, settings)
     assert substeps * coarse.dt == pytest.approx(task.CONTROL_DT)
-    from cgwm_env.simulator import control_step, prepare
+    from cgwm_env.physics.simulator import control_step, prepare
 
     state, prepared = world.state, prepare(coarse, 1)
     with torch.no_grad():
@@ -313,7 +313,8 @@ def test_settling_raises_the_orientation_weight_only_near_the_goal():
 def test_bench_workers_run_the_same_episodes_as_one_process():
     """`cgwm bench mpc --workers 2` runs the episodes in two spawned processes: the same outcomes, in
     seed order, as running them here."""
-    from cgwm_env.bench.mpc import WORLD_MODELS, _episodes, load_settings
+    from cgwm_env.bench.mpc import WORLD_MODELS, _episodes
+    from controllers.mpc import load_settings
 
     settings = load_settings()[0]
     args = (WORLD_MODELS / "cube", "cube", settings, False, 1, [5, 3], 90)

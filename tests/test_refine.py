@@ -1,4 +1,4 @@
-"""Stage II (refine.py), the WorldModel bundle and `cgwm eval`, at small image sizes."""
+"""Stage II (stage2.py), the WorldModel bundle and `cgwm eval`, at small image sizes."""
 
 import dataclasses
 import json
@@ -8,14 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from cgwm_env import evaluate, refine
-from cgwm_env.camera import Camera, look_at
-from cgwm_env.contact import ContactSettings
-from cgwm_env.gaussians import SphereGaussians, box_gaussians
-from cgwm_env.metrics import e_rot, e_trans
-from cgwm_env.model import PhysicalParams, State, box_model, solid_box_inertia
+from cgwm_env.learn import evaluate, stage2
+from cgwm_env.learn.clips import Clip, clip_paths, load_clip
+from cgwm_env.learn.initial_state import estimate_pose, rest_on_plane
+from cgwm_env.learn.losses import ImageLoss, LoftrFeatureLoss
+from cgwm_env.learn.settings import PARAMETERS, LearnSettings
+from cgwm_env.learn.world_model import WorldModel, predict_states, render_states
+from cgwm_env.physics.contact import ContactSettings
+from cgwm_env.physics.gaussians import SphereGaussians, box_gaussians
+from cgwm_env.physics.model import PhysicalParams, State, box_model, solid_box_inertia
 from cgwm_env.render import render
-from cgwm_env.world_model import WorldModel, predict_states, render_states
+from cgwm_env.render.camera import Camera, look_at
+from cgwm_env.render.metrics import e_rot, e_trans
 
 SIZE, FPS, SUB, FRAMES = 48, 30.0, 8, 12
 MU, K, D = 0.5, 10.0, 1.0  # plain gains: K N/m and D N s/m per row; K shows as the resting sink
@@ -26,7 +30,7 @@ def _truth_model():
     return box_model(0.05, 0.1, MU, per_edge=5, kappa=K, delta=D, dt=1.0 / (FPS * SUB), **PLAIN)
 
 
-def _clip(start: State, name: str) -> refine.Clip:
+def _clip(start: State, name: str) -> Clip:
     """A clip drawn by our simulator and renderer with the true parameters."""
     model = _truth_model()
     camera = Camera.from_fovy(math.radians(40), SIZE, SIZE, look_at((0.05, -0.25, 0.08), (0.05, 0.0, 0.02)))
@@ -34,7 +38,7 @@ def _clip(start: State, name: str) -> refine.Clip:
     with torch.no_grad():
         states = predict_states(model, start, FRAMES, SUB)
         images = render_states(model.gaussians, states.position[0], states.quat[0], camera, background).clamp(0, 1)
-    return refine.Clip(name, images, torch.ones(FRAMES, SIZE, SIZE), camera, background, FPS, "fall", "box",
+    return Clip(name, images, torch.ones(FRAMES, SIZE, SIZE), camera, background, FPS, "fall", "box",
                        truth=states)
 
 
@@ -44,8 +48,8 @@ def learned():
     train_start = State.make([[0.0, 0.0, 0.03]], velocity=[[0.5, 0.0, 0.0]])
     train = _clip(train_start, "train")
     initial = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), MU - 0.3, K / 3, D)
-    settings = refine.LearnSettings(iterations=80, parameters=tuple(refine.PARAMETERS), lr=0.1, window=0)
-    wm, history = refine.learn(_truth_model().gaussians, [train], initial, settings, progress=False,
+    settings = LearnSettings(iterations=80, parameters=tuple(PARAMETERS), lr=0.1, window=0)
+    wm, history = stage2.learn(_truth_model().gaussians, [train], initial, settings, progress=False,
                                model_kwargs=PLAIN, starts=[train_start])
     return wm, history, initial
 
@@ -64,8 +68,8 @@ def test_only_the_chosen_parameters_are_learned():
     start = State.make([[0.0, 0.0, 0.03]], velocity=[[0.5, 0.0, 0.0]])
     clip = _clip(start, "train")
     initial = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), MU - 0.3, K / 3, D)
-    settings = refine.LearnSettings(iterations=3, parameters=("mu",), lr=0.1, sdf_beta=5000.0)
-    wm, _ = refine.learn(_truth_model().gaussians, [clip], initial, settings, progress=False, model_kwargs=PLAIN,
+    settings = LearnSettings(iterations=3, parameters=("mu",), lr=0.1, sdf_beta=5000.0)
+    wm, _ = stage2.learn(_truth_model().gaussians, [clip], initial, settings, progress=False, model_kwargs=PLAIN,
                          starts=[start])
     assert float(wm.params.mu) != pytest.approx(MU - 0.3, abs=1e-3)
     assert wm.sdf.beta == 5000.0  # the learned model keeps the soft distance it was learned with
@@ -73,14 +77,14 @@ def test_only_the_chosen_parameters_are_learned():
         if kept is not wm.params.mu_raw:
             torch.testing.assert_close(kept, first)
     with pytest.raises(ValueError, match="parameters: expected distinct names"):
-        refine.LearnSettings(parameters=("mu", "restitution"))
+        LearnSettings(parameters=("mu", "restitution"))
 
 
 def test_a_step_that_makes_the_rollout_diverge_stops_learning_and_keeps_the_best(monkeypatch):
     start = State.make([[0.0, 0.0, 0.03]], velocity=[[0.5, 0.0, 0.0]])
     clip = _clip(start, "train")
     initial = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), MU - 0.3, K / 3, D)
-    clips_loss, calls = refine._clips_loss, []
+    clips_loss, calls = stage2._clips_loss, []
 
     def diverging_on_the_third_call(*args):
         calls.append(1)
@@ -88,16 +92,16 @@ def test_a_step_that_makes_the_rollout_diverge_stops_learning_and_keeps_the_best
             raise ValueError("q: expected finite angles, got NaN or inf")
         return clips_loss(*args)
 
-    monkeypatch.setattr(refine, "_clips_loss", diverging_on_the_third_call)
-    settings = refine.LearnSettings(iterations=5, parameters=("mu",), lr=0.1)
-    wm, history = refine.learn(_truth_model().gaussians, [clip], initial, settings, progress=False,
+    monkeypatch.setattr(stage2, "_clips_loss", diverging_on_the_third_call)
+    settings = LearnSettings(iterations=5, parameters=("mu",), lr=0.1)
+    wm, history = stage2.learn(_truth_model().gaussians, [clip], initial, settings, progress=False,
                                model_kwargs=PLAIN, starts=[start])
     assert wm.info["stopped"].startswith("iteration 2: the rollout went non-finite (q: expected finite")
     assert len(history) == 2 and wm.info["best_iteration"] in (0, 1)
     assert float(wm.params.mu) == pytest.approx(history[wm.info["best_iteration"]]["mu"])
-    monkeypatch.setattr(refine, "_clips_loss", lambda *args: (torch.tensor(float("nan")), [0.0]))
+    monkeypatch.setattr(stage2, "_clips_loss", lambda *args: (torch.tensor(float("nan")), [0.0]))
     with pytest.raises(ValueError, match="params: the initial parameters give a non-finite image loss"):
-        refine.learn(_truth_model().gaussians, [clip], initial, settings, progress=False, model_kwargs=PLAIN,
+        stage2.learn(_truth_model().gaussians, [clip], initial, settings, progress=False, model_kwargs=PLAIN,
                      starts=[start])
 
 
@@ -159,31 +163,31 @@ def test_bundle_loader_names_what_is_wrong(learned, tmp_path):
 
 def test_corrupt_inputs_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match="lambda_structure"):
-        refine.LearnSettings(lambda_structure=2.0)
+        LearnSettings(lambda_structure=2.0)
     with pytest.raises(ValueError, match="loftr_weights"):
-        refine.LearnSettings(structure="loftr")
+        LearnSettings(structure="loftr")
     with pytest.raises(ValueError, match="sdf_beta"):
-        refine.LearnSettings(sdf_beta=0.0)
+        LearnSettings(sdf_beta=0.0)
     with pytest.raises(ValueError, match="loftr_weights"):
-        refine.LoftrFeatureLoss(tmp_path / "none.ckpt")
+        LoftrFeatureLoss(tmp_path / "none.ckpt")
     with pytest.raises(ValueError, match="data"):
-        refine.clip_paths(tmp_path / "nothing", "train")
+        clip_paths(tmp_path / "nothing", "train")
     with pytest.raises(ValueError, match="data"):
-        refine.clip_paths(tmp_path, "train")
+        clip_paths(tmp_path, "train")
     g = SphereGaussians.from_spheres(torch.zeros(1, 3), 0.01)
     with pytest.raises(ValueError, match="clips"):
-        refine.learn(g, [], PhysicalParams.from_values(0.1, [1e-5] * 3, 0.5, 0.5, 0.5))
+        stage2.learn(g, [], PhysicalParams.from_values(0.1, [1e-5] * 3, 0.5, 0.5, 0.5))
     with pytest.raises(ValueError, match="gaussians"):
-        refine.run_learn(tmp_path, tmp_path / "g.txt", tmp_path / "out")
+        stage2.run_learn(tmp_path, tmp_path / "g.txt", tmp_path / "out")
     with pytest.raises(ValueError, match="mass"):
-        refine.volume_inertia(g, -1.0)
+        stage2.volume_inertia(g, -1.0)
     start = State.make([[0.0, 0.0, 0.1]])
     with pytest.raises(ValueError, match="pusher_velocity"):
         predict_states(_truth_model(), start, 3, 2, torch.zeros(1, 5, 3))
     clip = _clip(start, "blank")
     blank = dataclasses.replace(clip, masks=torch.zeros_like(clip.masks))
     with pytest.raises(ValueError, match="mask of frame 0 is empty"):
-        refine.estimate_pose(_truth_model().gaussians, blank, 0)
+        estimate_pose(_truth_model().gaussians, blank, 0)
 
 
 def test_pose_estimate_finds_the_true_pose():
@@ -192,8 +196,8 @@ def test_pose_estimate_finds_the_true_pose():
     clip = _clip(start, "pose")
     alpha = render(_truth_model().gaussians, clip.camera, pose=(start.position[0], start.quat[0])).alpha
     clip = dataclasses.replace(clip, masks=(alpha > 0.5).float().expand(FRAMES, SIZE, SIZE))
-    settings = refine.LearnSettings()
-    position, quat, _ = refine.estimate_pose(_truth_model().gaussians, clip, 0, settings)
+    settings = LearnSettings()
+    position, quat, _ = estimate_pose(_truth_model().gaussians, clip, 0, settings)
     angle = 2 * math.acos(min(1.0, abs(float((quat * start.quat[0]).sum()))))
     print(f"pose error {float((position - start.position[0]).norm()) * 1e3:.1f} mm, {angle:.3f} rad")
     assert float((position - start.position[0]).norm()) < 5e-3 and angle < 0.15
@@ -213,10 +217,10 @@ def test_pose_estimate_finds_a_resting_l_shape_at_any_yaw(yaw):
     quat, position = torch.tensor([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)]), torch.tensor([0.03, 0.01, 0.0])
     with torch.no_grad():
         out = render(body, camera, pose=(position, quat), background=background)
-    clip = refine.Clip("l", out.rgb.clamp(0, 1)[None], (out.alpha > 0.5).float()[None], camera, background, FPS,
+    clip = Clip("l", out.rgb.clamp(0, 1)[None], (out.alpha > 0.5).float()[None], camera, background, FPS,
                        "push", "l")
-    found, turn, _ = refine.estimate_pose(body, clip, 0, refine.LearnSettings())
-    found = refine.rest_on_plane(body, camera, found, turn, 0.0)
+    found, turn, _ = estimate_pose(body, clip, 0, LearnSettings())
+    found = rest_on_plane(body, camera, found, turn, 0.0)
     angle = 2 * math.acos(min(1.0, abs(float((turn * quat).sum()))))
     print(f"yaw {yaw}: pose error {float((found - position).norm()) * 1e3:.1f} mm, {angle:.3f} rad")
     assert angle < 0.15 and float((found - position).norm()) < 5e-3
@@ -228,13 +232,13 @@ def test_a_resting_pose_off_along_the_camera_ray_is_put_back_on_the_ground():
     quat = torch.tensor([math.cos(0.3), 0.0, 0.0, math.sin(0.3)])  # upright, turned 0.6 rad about z
     resting = torch.tensor([0.02, 0.01, 0.025])  # the box's spheres touch the ground at z = 0
     deep = resting + 0.004 * (resting - camera.position) / (resting - camera.position).norm()  # 4 mm too far
-    back = refine.rest_on_plane(model.gaussians, camera, deep, quat, 0.0)
+    back = rest_on_plane(model.gaussians, camera, deep, quat, 0.0)
     np.testing.assert_allclose(back.numpy(), resting.numpy(), atol=1e-6)
 
 
 def test_volume_inertia_of_a_box_shell_is_the_solid_boxs():
     g = box_model(0.05, 0.1, 0.5, per_edge=8).gaussians
-    inertia = refine.volume_inertia(g, 0.1)
+    inertia = stage2.volume_inertia(g, 0.1)
     expected = torch.diag(solid_box_inertia(0.1, 0.05))
     torch.testing.assert_close(inertia, expected, rtol=0.08, atol=1e-7)
 
@@ -242,13 +246,13 @@ def test_volume_inertia_of_a_box_shell_is_the_solid_boxs():
 def test_learning_variables_map_to_params_with_exact_gradients():
     params = PhysicalParams.from_values(0.2, torch.tensor([[2e-4, 1e-5, 0.0], [1e-5, 3e-4, 2e-5], [0.0, 2e-5, 1e-4]]),
                                         0.4, 0.6, 0.3, dtype=torch.float64)
-    leaves = refine._to_leaves(params)
-    back = refine._from_leaves(leaves)
+    leaves = stage2._to_leaves(params)
+    back = stage2._from_leaves(leaves)
     torch.testing.assert_close(back.inertia, params.inertia)
     variables = [t.detach().clone().requires_grad_() for t in leaves]
 
     def inertia(log_diag, relative):
-        return refine._from_leaves([variables[0], log_diag, relative, *variables[3:]]).inertia
+        return stage2._from_leaves([variables[0], log_diag, relative, *variables[3:]]).inertia
 
     assert torch.autograd.gradcheck(inertia, (variables[1], variables[2]))
 
@@ -258,11 +262,11 @@ def test_image_loss_and_loftr_features(tmp_path):
 
     torch.manual_seed(0)
     a, b = torch.rand(2, 32, 32, 3), torch.rand(2, 32, 32, 3)
-    loss = refine.ImageLoss(refine.LearnSettings(lambda_structure=0.2))
+    loss = ImageLoss(LearnSettings(lambda_structure=0.2))
     assert torch.allclose(loss(a, a), torch.zeros(2), atol=1e-6) and (loss(a, b) > 0.1).all()
     torch.save({"state_dict": {f"matcher.{k}": v for k, v in LoFTR(pretrained=None).state_dict().items()}},
                tmp_path / "loftr.ckpt")
-    loftr = refine.ImageLoss(refine.LearnSettings(structure="loftr", loftr_weights=str(tmp_path / "loftr.ckpt")))
+    loftr = ImageLoss(LearnSettings(structure="loftr", loftr_weights=str(tmp_path / "loftr.ckpt")))
     pred = a.clone().requires_grad_()
     value = loftr(pred, b).sum()
     value.backward()
@@ -270,7 +274,7 @@ def test_image_loss_and_loftr_features(tmp_path):
     assert torch.allclose(loftr(b, b), torch.zeros(2), atol=1e-5)
     torch.save({"backbone.nonsense": torch.zeros(1)}, tmp_path / "bad.ckpt")
     with pytest.raises(ValueError, match="loftr_weights"):
-        refine.LoftrFeatureLoss(tmp_path / "bad.ckpt")
+        LoftrFeatureLoss(tmp_path / "bad.ckpt")
 
 
 def test_eval_table_lists_every_method():
@@ -295,7 +299,7 @@ def fall_data(tmp_path_factory):
 
 
 def test_mujoco_twin_replays_the_recorded_clip(fall_data):
-    clip = refine.load_clip(fall_data / "data" / "test_000")
+    clip = load_clip(fall_data / "data" / "test_000")
     physics = clip.physics
     twin = evaluate.MujocoTwin("cube", physics["timestep"], physics["substeps"], False, 2)
     true = np.array([[physics["mass"], physics["friction"], *physics["solref"]]] * 2)

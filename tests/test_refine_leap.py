@@ -1,4 +1,4 @@
-"""Stage II on LEAP Hand clips (refine.py's hand path): learning mu and K with the hand driven by
+"""Stage II on LEAP Hand clips (stage2.py's hand path): learning mu and K with the hand driven by
 recorded joint targets, and the checks on a malformed leap dataset. Small sizes, coarse steps."""
 
 import dataclasses
@@ -8,17 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from cgwm_env import refine
-from cgwm_env.camera import Camera, look_at
-from cgwm_env.contact import ContactSettings
 from cgwm_env.data.dataset import camera_to_meta, save_background, save_dataset
-from cgwm_env.envs.leap_task import PALM_Z
-from cgwm_env.gaussians import SphereGaussians
-from cgwm_env.hand import HandModel, forward_kinematics, hand_gaussians, link_points
-from cgwm_env.model import PhysicalParams, State, box_model, solid_box_inertia
+from cgwm_env.learn import stage2
+from cgwm_env.learn.clips import Clip, leap_model_kwargs, load_clip
+from cgwm_env.learn.initial_state import estimate_leap_state, rest_on_plane
+from cgwm_env.learn.settings import LearnSettings
+from cgwm_env.learn.world_model import predict_hand_states
+from cgwm_env.physics.contact import ContactSettings
+from cgwm_env.physics.gaussians import SphereGaussians
+from cgwm_env.physics.hand import PALM_Z, HandModel, forward_kinematics, hand_gaussians, link_points
+from cgwm_env.physics.model import PhysicalParams, State, box_model, solid_box_inertia
+from cgwm_env.physics.simulator import control_step, prepare
 from cgwm_env.render import render
-from cgwm_env.simulator import control_step, prepare
-from cgwm_env.world_model import predict_hand_states
+from cgwm_env.render.camera import Camera, look_at
 
 SIZE, FPS, SUB, FRAMES = 48, 30.0, 8, 9
 MU, K, D = 0.5, 30.0, 0.3  # plain gains at 240 Hz: K N/m, D N s/m per row
@@ -56,7 +58,7 @@ def scene():
     background = torch.full((SIZE, SIZE, 3), 0.8)
     prepared = prepare(model, 1)
 
-    def clip(start: State, name: str) -> refine.Clip:
+    def clip(start: State, name: str) -> Clip:
         joint_target = _curl(FRAMES, float(start.hand_target[0, 13]))
         with torch.no_grad():
             states = predict_hand_states(model, start, joint_target[None], SUB)
@@ -75,7 +77,7 @@ def scene():
                 seen = render(dataclasses.replace(both, colors=which), camera, background=(0.0, 0.0, 0.0)).rgb
                 hand_masks.append((seen[..., 0] > 0.5).float())
                 masks.append((seen[..., 1] > 0.5).float())
-        return refine.Clip(name, torch.stack(images), torch.stack(masks), camera, background, FPS,
+        return Clip(name, torch.stack(images), torch.stack(masks), camera, background, FPS,
                            "leap", "box", truth=states, joint_pos=states.hand[0], joint_target=joint_target,
                            hand_masks=torch.stack(hand_masks))
 
@@ -88,8 +90,8 @@ def test_learning_from_a_leap_clip_moves_mu_or_k_to_the_truth(scene):
     assert (train.truth.position[0, -1] - train.truth.position[0, 0]).norm() > 0.005  # the thumb pushes the cube
     assert train.hand_masks.sum() > 0
     initial = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), 0.2, K / 3, D)
-    settings = refine.LearnSettings(iterations=25, lr=0.1, lr_geometry=0.0, window=0, substeps=SUB)
-    wm, history = refine.learn(_truth_model().gaussians, [train], initial, settings, progress=False,
+    settings = LearnSettings(iterations=25, lr=0.1, lr_geometry=0.0, window=0, substeps=SUB)
+    wm, history = stage2.learn(_truth_model().gaussians, [train], initial, settings, progress=False,
                                model_kwargs={"hand": HandModel(max_contacts=32)}, starts=[start])
     assert wm.ground_height is None and wm.contact.gain_mode == "plain"  # the LEAP scene's fields by default
     mu, k = float(wm.params.mu), float(wm.params.stiffness)
@@ -105,9 +107,9 @@ def test_learning_from_a_leap_clip_moves_mu_or_k_to_the_truth(scene):
 def test_plain_damping_is_projected_below_the_summed_rows_bound(scene):
     start, train = scene
     initial = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), MU, K, 3.0)
-    settings = refine.LearnSettings(iterations=2, lr=0.05, window=0, substeps=SUB)
+    settings = LearnSettings(iterations=2, lr=0.05, window=0, substeps=SUB)
     hand = HandModel(max_contacts=32)
-    _, history = refine.learn(_truth_model().gaussians, [train], initial, settings, progress=False,
+    _, history = stage2.learn(_truth_model().gaussians, [train], initial, settings, progress=False,
                               model_kwargs={"hand": hand}, starts=[start])
     rows = hand.max_contacts * 4 / (FPS * SUB)  # their count over dt
     bounds = [settings.max_stiffness_damping * 0.1 / (rows * (1 + h["mu"] ** 2)) for h in history]  # N s/m
@@ -118,7 +120,7 @@ def test_a_diverging_hand_rollout_ends_in_non_finite_frames_instead_of_raising(s
     start, train = scene
     g = _truth_model().gaussians
     unstable = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), MU, K, 1e30)  # D h / m >> 2: overflows
-    model = refine.clip_model(g, unstable, train, SUB, **refine.leap_model_kwargs([train], {}))
+    model = stage2.clip_model(g, unstable, train, SUB, **leap_model_kwargs([train], {}))
     states = predict_hand_states(model, start, train.joint_target[None], SUB)
     assert states.position.shape[1] == train.joint_target.shape[0]
     assert torch.isfinite(states.position[0, 0]).all() and not torch.isfinite(states.position[0, -1]).all()
@@ -130,10 +132,10 @@ def test_the_initial_state_rests_on_the_palm_with_the_recorded_hand(scene):
     ray = start.position[0] - train.camera.position
     for shift in (-0.05, 0.05):
         moved = start.position[0] + shift * ray / ray.norm()
-        back = refine.rest_on_plane(g, train.camera, moved, start.quat[0], PALM_Z)
+        back = rest_on_plane(g, train.camera, moved, start.quat[0], PALM_Z)
         assert float((back - start.position[0]).norm()) < 2e-3  # the true cube sinks about 1 mm into the palm
-    model = refine.clip_model(g, _truth_model().params, train, SUB, **refine.leap_model_kwargs([train], {}))
-    state, report = refine.estimate_leap_state(model, train, refine.LearnSettings(candidates=16, pose_iterations=30))
+    model = stage2.clip_model(g, _truth_model().params, train, SUB, **leap_model_kwargs([train], {}))
+    state, report = estimate_leap_state(model, train, LearnSettings(candidates=16, pose_iterations=30))
     print(f"start found {1000 * float((state.position - start.position).norm()):.1f} mm off")
     lowest = (g.transformed_centers(state.position[0], state.quat[0])[:, 2] - g.radii).min()
     assert float(lowest) == pytest.approx(PALM_Z, abs=1e-4)
@@ -156,7 +158,7 @@ def _write_leap(path, frames: int = 3, drop: str | None = None, joint_shape=(3, 
 
 
 def test_a_good_leap_clip_loads(tmp_path):
-    clip = refine.load_clip(_write_leap(tmp_path / "ok"))
+    clip = load_clip(_write_leap(tmp_path / "ok"))
     assert clip.joint_target.shape == (3, 16) and clip.hand_masks.shape == (3, 8, 8)
 
 
@@ -167,7 +169,7 @@ def test_a_good_leap_clip_loads(tmp_path):
 ])
 def test_a_malformed_leap_clip_names_what_is_missing(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        refine.load_clip(_write_leap(tmp_path / "bad", **kwargs))
+        load_clip(_write_leap(tmp_path / "bad", **kwargs))
 
 
 def test_a_leap_clip_with_wrongly_shaped_joints_is_refused(tmp_path):
@@ -176,11 +178,11 @@ def test_a_leap_clip_with_wrongly_shaped_joints_is_refused(tmp_path):
     data["joint_target"] = np.zeros((3, 15), np.float32)
     np.savez(path / "states.npz", **data)
     with pytest.raises(ValueError, match=r"joint_target: expected shape \(3, 16\)"):
-        refine.load_clip(path)
+        load_clip(path)
 
 
 def test_leap_and_other_clips_do_not_mix(scene):
     _, train = scene
     other = dataclasses.replace(train, joint_pos=None, joint_target=None, hand_masks=None)
     with pytest.raises(ValueError, match="clips: expected all LEAP Hand clips or none"):
-        refine.leap_model_kwargs([train, other], {})
+        leap_model_kwargs([train, other], {})

@@ -9,9 +9,9 @@ import mujoco  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from cgwm_env.camera import Camera, from_mujoco, look_at  # noqa: E402
-from cgwm_env.gaussians import SH_C0, SphereGaussians  # noqa: E402
+from cgwm_env.physics.gaussians import SH_C0, SphereGaussians  # noqa: E402
 from cgwm_env.render import Rendered, render, torch_backend  # noqa: E402
+from cgwm_env.render.camera import Camera, from_mujoco, look_at  # noqa: E402
 
 
 def dense_render(g: SphereGaussians, cam: Camera, background=(0.0, 0.0, 0.0), near=0.01,

@@ -7,21 +7,22 @@ import numpy as np
 import pytest
 import torch
 
-from cgwm_env import sggs
-from cgwm_env.collision import SoftSDFSettings, soft_sdf
+from cgwm_env.cli import init as init_command
 from cgwm_env.data.dataset import load_dataset
 from cgwm_env.data.synth import synth_multiview
-from cgwm_env.gaussians import SphereGaussians
+from cgwm_env.learn import stage1
+from cgwm_env.physics.collision import SoftSDFSettings, soft_sdf
+from cgwm_env.physics.gaussians import SphereGaussians
 
 HALF = 0.025  # the library cube: 5 cm, body frame at its centre
-SETTINGS = sggs.Settings(grid=24, geometry_iterations=80, appearance_iterations=40, densify_every=30, batch=3)
+SETTINGS = stage1.Settings(grid=24, geometry_iterations=80, appearance_iterations=40, densify_every=30, batch=3)
 
 
 @pytest.fixture(scope="module")
 def cube_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("sggs")
     views = synth_multiview("cube", root / "views", n_views=20, size=48, seed=0)
-    summary = sggs.run_init(views, root / "out" / "cube.npz", SETTINGS, holdout_every=5, mesh_resolution=48,
+    summary = stage1.run_init(views, root / "out" / "cube.npz", SETTINGS, holdout_every=5, mesh_resolution=48,
                             progress=False)
     return views, root / "out", summary
 
@@ -42,7 +43,7 @@ def test_fits_cube_masks_on_held_out_views(cube_run):
     points = np.random.default_rng(0).uniform(-HALF, HALF, (2000, 3))
     axis = np.random.default_rng(1).integers(0, 3, 2000)
     points[np.arange(2000), axis] = HALF * np.sign(points[np.arange(2000), axis])
-    dist = sggs.sphere_distance(g, torch.as_tensor(points, dtype=torch.float32), settings=None)
+    dist = stage1.sphere_distance(g, torch.as_tensor(points, dtype=torch.float32), settings=None)
     assert float(dist.abs().mean()) < 2e-3
 
 
@@ -50,10 +51,10 @@ def test_geometry_stage_improves_the_hull(cube_run):
     views, _, _ = cube_run
     dataset = load_dataset(views)
     train = list(range(0, 20, 2))
-    images, masks, cameras = sggs._views(dataset, train)
-    hull = sggs.initialize(dataset, SETTINGS, train)
-    fitted = sggs.fit_geometry(hull, masks, cameras, dataclasses.replace(SETTINGS, geometry_iterations=40))
-    assert sggs.evaluate(fitted, dataset, train)["iou"] > sggs.evaluate(hull, dataset, train)["iou"] + 0.01
+    images, masks, cameras = stage1._views(dataset, train)
+    hull = stage1.initialize(dataset, SETTINGS, train)
+    fitted = stage1.fit_geometry(hull, masks, cameras, dataclasses.replace(SETTINGS, geometry_iterations=40))
+    assert stage1.evaluate(fitted, dataset, train)["iou"] > stage1.evaluate(hull, dataset, train)["iou"] + 0.01
     # Appearance frozen: opacities as initialized, every colour one of the hull's.
     assert torch.equal(fitted.opacity_logits, hull.opacity_logits[:1].expand(len(fitted)))
     assert set(map(tuple, fitted.colors.tolist())) <= set(map(tuple, hull.colors.tolist()))
@@ -76,7 +77,7 @@ def test_mesh_lies_on_cube_surface(cube_run):
     faces = np.array([[int(i) for i in line.split()[1:]] for line in lines if line.startswith("f ")])
     assert len(verts) > 500 and faces.min() == 1 and faces.max() == len(verts)
     # The vertices are on the soft SDF's zero level set (to a fraction of the 48-cell grid) ...
-    phi = sggs.sphere_distance(g, torch.as_tensor(verts, dtype=torch.float32))
+    phi = stage1.sphere_distance(g, torch.as_tensor(verts, dtype=torch.float32))
     assert float(phi.abs().mean()) < 3e-4
     # ... which lies a little outside the exact sphere union (LogSumExp and the clamp), near the cube.
     d = _box_distance(verts)
@@ -90,23 +91,23 @@ def test_mesh_lies_on_cube_surface(cube_run):
 def test_bad_input_raises(tmp_path, cube_run):
     views, _, _ = cube_run
     with pytest.raises(ValueError, match="views_dir"):
-        sggs.run_init(tmp_path / "missing", tmp_path / "g.npz", SETTINGS, progress=False)
+        stage1.run_init(tmp_path / "missing", tmp_path / "g.npz", SETTINGS, progress=False)
     with pytest.raises(ValueError, match="out_file"):
-        sggs.run_init(views, tmp_path / "g.ply", SETTINGS, progress=False)
+        stage1.run_init(views, tmp_path / "g.ply", SETTINGS, progress=False)
     dataset = load_dataset(views)
     empty = dataclasses.replace(dataset, masks=torch.zeros_like(dataset.masks))
     with pytest.raises(ValueError, match="masks of views"):
-        sggs.initialize(empty, SETTINGS)
+        stage1.initialize(empty, SETTINGS)
     one_empty = dataset.masks.clone()
     one_empty[3] = 0.0
     with pytest.raises(ValueError, match=r"masks of views \[3\]"):
-        sggs.fit(dataclasses.replace(dataset, masks=one_empty), SETTINGS)
+        stage1.fit(dataclasses.replace(dataset, masks=one_empty), SETTINGS)
     with pytest.raises(ValueError, match="views"):
-        sggs.initialize(dataset, SETTINGS, views=[0, 99])
+        stage1.initialize(dataset, SETTINGS, views=[0, 99])
     with pytest.raises(ValueError, match="at least 2 views"):
-        sggs.initialize(dataset, SETTINGS, views=[0])
+        stage1.initialize(dataset, SETTINGS, views=[0])
     with pytest.raises(ValueError, match="layers"):
-        sggs.Settings(layers=-1)
+        stage1.Settings(layers=-1)
 
 
 def test_sphere_distance_matches_soft_sdf_and_exact_distance():
@@ -117,9 +118,9 @@ def test_sphere_distance_matches_soft_sdf_and_exact_distance():
     points = torch.rand(50, 3, generator=gen) * 0.06 - 0.005
     settings = SoftSDFSettings()
     full = soft_sdf(points, centers, radii, settings)[0]
-    torch.testing.assert_close(sggs.sphere_distance(g, points, settings), full, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(stage1.sphere_distance(g, points, settings), full, rtol=1e-5, atol=1e-7)
     exact = (torch.cdist(points, centers) - radii).min(1).values
-    torch.testing.assert_close(sggs.sphere_distance(g, points, settings=None), exact)
+    torch.testing.assert_close(stage1.sphere_distance(g, points, settings=None), exact)
 
 
 def test_densify_clones_small_splits_large_and_prunes():
@@ -127,8 +128,8 @@ def test_densify_clones_small_splits_large_and_prunes():
     log_scales = torch.log(torch.tensor([0.001, 0.002, 0.001, 0.01]))  # the last is too large
     g = SphereGaussians(centers, log_scales, torch.zeros(4), torch.rand(4, 3))
     grad = torch.tensor([1.0, 2.0, 0.0, 0.0])
-    settings = sggs.Settings(densify_fraction=0.5)
-    out = sggs.densify_and_prune(g, grad, 0.001, settings, torch.Generator().manual_seed(0))
+    settings = stage1.Settings(densify_fraction=0.5)
+    out = stage1.densify_and_prune(g, grad, 0.001, settings, torch.Generator().manual_seed(0))
     # Gaussian 0 is cloned (same scale), 1 split into two of scale / 1.6, 2 kept, 3 pruned.
     assert sorted(out.scales.tolist()) == pytest.approx([0.001, 0.001, 0.001, 0.002 / 1.6, 0.002 / 1.6])
 
@@ -136,11 +137,11 @@ def test_densify_clones_small_splits_large_and_prunes():
 def test_command_line_entry_writes_all_outputs(tmp_path, cube_run, capsys):
     views, _, _ = cube_run
     parser = argparse.ArgumentParser()
-    sggs.add_arguments(parser)
+    init_command.add_arguments(parser)
     args = parser.parse_args(["--views", str(views), "--out", str(tmp_path / "g.npz"), "--grid", "12",
                               "--geometry-iterations", "4", "--appearance-iterations", "4", "--mesh-resolution", "24",
                               "--holdout-every", "5"])
-    assert sggs.main(args) == 0
+    assert init_command.main(args) == 0
     assert "16 views (4 held out)" in capsys.readouterr().out
     assert len(SphereGaussians.load_ply(tmp_path / "g.ply")) == len(SphereGaussians.load_npz(tmp_path / "g.npz"))
     assert (tmp_path / "g.obj").read_text().startswith("v ")

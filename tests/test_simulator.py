@@ -2,13 +2,13 @@ import dataclasses
 
 import pytest
 import torch
-
-from cgwm_env import math3d
-from cgwm_env.contact import ContactSettings
-from cgwm_env.gaussians import SphereGaussians, box_gaussians
-from cgwm_env.model import PhysicalParams, State, solid_box_inertia
-from cgwm_env.simulator import rollout, step
 from helpers import MASS, SIDE, cube_model, with_mu
+
+from cgwm_env.physics import math3d
+from cgwm_env.physics.contact import ContactSettings
+from cgwm_env.physics.gaussians import SphereGaussians, box_gaussians
+from cgwm_env.physics.model import PhysicalParams, State, solid_box_inertia
+from cgwm_env.physics.simulator import rollout, step
 
 HALF = SIDE / 2
 

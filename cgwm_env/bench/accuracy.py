@@ -29,12 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from cgwm_env import refine, sggs
-from cgwm_env.world_model import params_values
 from cgwm_env.data.objects import get_object
 from cgwm_env.data.synth import synth, synth_multiview
-from cgwm_env.evaluate import CemSettings, MujocoTwin, evaluate, first_state, format_table
-from cgwm_env.metrics import e_rot, e_trans
+from cgwm_env.learn import stage1
+from cgwm_env.learn.clips import clip_paths, load_clip
+from cgwm_env.learn.evaluate import CemSettings, MujocoTwin, evaluate, first_state, format_table
+from cgwm_env.learn.settings import LearnSettings
+from cgwm_env.learn.stage2 import run_learn
+from cgwm_env.learn.world_model import params_values
+from cgwm_env.render.metrics import e_rot, e_trans
 
 FULL_OBJECTS = ("cube", "duck", "lblock", "bottle", "mug")
 QUICK_OBJECTS = ("cube",)
@@ -51,8 +54,8 @@ class Plan:
     size: int
     views: int
     episodes: int
-    sggs: sggs.Settings
-    learn: refine.LearnSettings
+    init: stage1.Settings
+    learn: LearnSettings
     cem: CemSettings
 
 
@@ -61,11 +64,11 @@ def plan(quick: bool) -> Plan:
     half an hour on 2 cores), or the quick one (one object, 48 px, a few iterations) CI runs."""
     if quick:
         return Plan(QUICK_OBJECTS, 48, 20, 1,
-                    sggs.Settings(grid=20, geometry_iterations=40, appearance_iterations=30, densify_every=20),
-                    refine.LearnSettings(iterations=6, candidates=8, pose_iterations=10, velocity_iterations=5),
+                    stage1.Settings(grid=20, geometry_iterations=40, appearance_iterations=30, densify_every=20),
+                    LearnSettings(iterations=6, candidates=8, pose_iterations=10, velocity_iterations=5),
                     CemSettings(samples=8, elites=2, iterations=2))
-    return Plan(FULL_OBJECTS, 96, 48, 2, sggs.Settings(grid=32, geometry_iterations=150, appearance_iterations=150),
-                refine.LearnSettings(iterations=80), CemSettings(samples=100, elites=10, iterations=5))
+    return Plan(FULL_OBJECTS, 96, 48, 2, stage1.Settings(grid=32, geometry_iterations=150, appearance_iterations=150),
+                LearnSettings(iterations=80), CemSettings(samples=100, elites=10, iterations=5))
 
 
 def draw_initial(name: str, scenario: str, seed: int) -> dict:
@@ -81,7 +84,7 @@ def mujoco_reference(data, fraction: float = SENSITIVITY) -> dict:
     clips' true parameters ("true"; what is left is float32 states and rollout rounding), and the
     mean over the runs with one parameter of (mass, mu, solref time constant, damping ratio) off
     by -+`fraction` ("perturbed")."""
-    tests = [refine.load_clip(p) for p in refine.clip_paths(data, "test")]
+    tests = [load_clip(p) for p in clip_paths(data, "test")]
     physics = tests[0].physics
     true = np.array([physics["mass"], physics["friction"], *physics["solref"]], dtype=float)
     params = [true]
@@ -129,7 +132,7 @@ def run(out: str | None = None, quick: bool = False, seed: int = 0, objects=None
         start = time.perf_counter()
         views = synth_multiview(name, work / name / "views", n_views=p.views, size=p.size, seed=seed)
         gfile = work / name / "gaussians.npz"
-        sggs.run_init(views, gfile, p.sggs, holdout_every=0, mesh_resolution=32 if quick else 64, progress=False)
+        stage1.run_init(views, gfile, p.init, holdout_every=0, mesh_resolution=32 if quick else 64, progress=False)
         init_seconds = time.perf_counter() - start
         for scenario in SCENARIOS:
             data = work / name / scenario
@@ -137,7 +140,7 @@ def run(out: str | None = None, quick: bool = False, seed: int = 0, objects=None
             initial = draw_initial(name, scenario, seed)
             model_dir = work / name / f"{scenario}_model"
             start = time.perf_counter()
-            wm, history = refine.run_learn(data, gfile, model_dir, p.learn, progress=False, clips=[0], **initial)
+            wm, history = run_learn(data, gfile, model_dir, p.learn, progress=False, clips=[0], **initial)
             learn_seconds = time.perf_counter() - start
             # CEM's mass range is relative to the initial mass; make it the true mass's range, as ours.
             true_mass = get_object(name).mass

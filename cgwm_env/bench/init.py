@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-from cgwm_env import sggs
 from cgwm_env.data.objects import OBJECTS
 from cgwm_env.data.synth import synth_multiview
+from cgwm_env.learn import stage1
+from cgwm_env.physics.gaussians import SphereGaussians
 
 QUICK_OBJECTS = ("cube", "mug")
 
@@ -27,17 +28,18 @@ def run(out: str | None = None, quick: bool = False) -> list[dict]:
     """Run the benchmark, print a table, write JSON to `out` if given; returns the rows."""
     names = QUICK_OBJECTS if quick else tuple(OBJECTS)
     n_views, size, holdout = (24, 64, 4) if quick else (72, 128, 8)
-    settings = sggs.Settings(grid=32, geometry_iterations=150, appearance_iterations=150) if quick else sggs.Settings()
+    quick_settings = stage1.Settings(grid=32, geometry_iterations=150, appearance_iterations=150)
+    settings = quick_settings if quick else stage1.Settings()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             views = synth_multiview(name, Path(tmp) / name, n_views=n_views, size=size, seed=0)
-            summary = sggs.run_init(views, Path(tmp) / f"{name}.npz", settings, holdout, 64 if quick else 96,
+            summary = stage1.run_init(views, Path(tmp) / f"{name}.npz", settings, holdout, 64 if quick else 96,
                                     progress=False)
-            gaussians = sggs.SphereGaussians.load_npz(Path(tmp) / f"{name}.npz")
+            gaussians = SphereGaussians.load_npz(Path(tmp) / f"{name}.npz")
             points = torch.as_tensor(OBJECTS[name].sample_surface(4000, seed=1), dtype=torch.float32)
-            phi = sggs.sphere_distance(gaussians, points)
-            dist = sggs.sphere_distance(gaussians, points, settings=None)
+            phi = stage1.sphere_distance(gaussians, points)
+            dist = stage1.sphere_distance(gaussians, points, settings=None)
             rows.append({"object": name, "views": summary["views"], "held_out": summary["held_out"], "size": size,
                          "psnr_db": round(summary["psnr"], 2), "iou": round(summary["iou"], 4),
                          "phi_mm": round(1e3 * float(phi.abs().mean()), 3),

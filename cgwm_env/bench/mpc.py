@@ -29,22 +29,13 @@ import gymnasium as gym
 import torch
 
 from cgwm_env.data.objects import OBJECTS
-from cgwm_env.envs.leap import DEFAULT_WORLD_MODEL, hand_scene
+from cgwm_env.envs.leap.world_model_env import DEFAULT_WORLD_MODEL
+from cgwm_env.learn.world_model import WorldModel
+from cgwm_env.physics.hand import hand_scene
+from controllers.mpc import ReorientationMPC, load_settings
+from controllers.tasks import MAX_STEPS, run_episode, summarize
 
 WORLD_MODELS = DEFAULT_WORLD_MODEL.parent
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mpc.yaml"
-
-
-def load_settings(config=None):
-    """MPCSettings from the YAML `config`, else from configs/mpc.yaml where present, else the
-    defaults; returns them and where they came from (a path or "MPCSettings defaults")."""
-    from controllers.mpc import MPCSettings
-
-    if config:
-        return MPCSettings.from_yaml(config), str(config)
-    if CONFIG.is_file():
-        return MPCSettings.from_yaml(CONFIG), str(CONFIG)
-    return MPCSettings(), "MPCSettings defaults"
 
 
 def world_model_bundles() -> list[tuple[str, Path | None]]:
@@ -66,8 +57,6 @@ def run(out: str | None = None, quick: bool = False, trials: int | None = None, 
     second thread on a busy machine made solves 20 times slower); compile: plan through
     torch.compile; workers: processes running episodes at once; objects: the objects or bundle
     names to run (default every bundle)."""
-    from controllers.tasks import MAX_STEPS, summarize
-
     for name, value in (("trials", trials), ("workers", workers)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name}: expected a count >= 1, got {value!r}")
@@ -123,9 +112,6 @@ _WORKER = None  # (planner, env) of this process: built once by _start_worker, u
 
 
 def _start_worker(bundle: Path, name: str, settings, compile: bool, threads: int) -> None:
-    from controllers.mpc import ReorientationMPC
-    from cgwm_env.world_model import WorldModel
-
     global _WORKER
     torch.set_num_threads(threads)
     model = WorldModel.load(bundle).model(**hand_scene())
@@ -136,8 +122,6 @@ def _start_worker(bundle: Path, name: str, settings, compile: bool, threads: int
 def _episode(task: tuple[int, int]):
     """One episode, task = (seed, max_steps), in this process's twin: (EpisodeResult, the planner's
     compile_seconds)."""
-    from controllers.tasks import run_episode
-
     seed, max_steps = task
     planner, env = _WORKER
     return run_episode(env, planner, seed, max_steps=max_steps), planner.compile_seconds

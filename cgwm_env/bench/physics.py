@@ -21,22 +21,22 @@ import numpy as np
 import torch
 from mujoco import rollout as mj_rollout
 
-from cgwm_env import math3d
 from cgwm_env.data.scenes import box_on_plane_xml
-from cgwm_env.model import PhysicalParams, State, box_model
-from cgwm_env.simulator import prepare, rollout, step, step_prepared
+from cgwm_env.physics import math3d
+from cgwm_env.physics.model import PhysicalParams, State, box_model
+from cgwm_env.physics.simulator import prepare, rollout, step, step_prepared
 
 SIDE, MASS, MU = 0.05, 0.1, 0.5
 TILT = math.radians(5.0)
 HEIGHT = 0.028  # lowest corner 1 mm above the ground: contact from the first steps on
 
 
-def _start(batch: int) -> State:
+def start_state(batch: int) -> State:
     quat = math3d.quat_from_axis_angle(torch.tensor([1.0, 0.0, 0.0]), torch.tensor(TILT))
     return State.make(torch.tensor([[0.0, 0.0, HEIGHT]]).expand(batch, 3).clone(), quat=quat)
 
 
-def _median_seconds(fn, repeats: int) -> float:
+def median_seconds(fn, repeats: int) -> float:
     fn()  # warm-up
     times = []
     for _ in range(repeats):
@@ -51,9 +51,9 @@ def _ours(ground_contacts: str, repeats: int, steps: int, compiled: bool) -> lis
     candidates = model.ground_candidates()
     label = f"{ground_contacts} ({len(model.gaussians) if candidates is None else len(candidates)})"
     rows = []
-    one = _start(1)
+    one = start_state(1)
     with torch.no_grad():
-        t = _median_seconds(lambda: step(model, one), repeats * 20)
+        t = median_seconds(lambda: step(model, one), repeats * 20)
     rows.append({"case": "ours: step forward", "contacts": label, "batch": 1, "ms_per_step": t * 1e3})
 
     params = [p.detach().clone().requires_grad_() for p in model.params.tensors()]
@@ -63,7 +63,7 @@ def _ours(ground_contacts: str, repeats: int, steps: int, compiled: bool) -> lis
         traj = rollout(grad_model, one, steps=steps)
         traj.position[:, -1].sum().backward()
 
-    t = _median_seconds(forward_backward, max(3, repeats // 2)) / steps
+    t = median_seconds(forward_backward, max(3, repeats // 2)) / steps
     rows.append({"case": "ours: step forward+backward", "contacts": label, "batch": 1, "ms_per_step": t * 1e3})
 
     kernels = [("ours: rollout", step_prepared)]
@@ -71,7 +71,7 @@ def _ours(ground_contacts: str, repeats: int, steps: int, compiled: bool) -> lis
         kernels.append(("ours: rollout, torch.compile", torch.compile(step_prepared, dynamic=False)))
     for case, kernel in kernels:
         for batch in (1, 64, 1024):
-            state, action = _start(batch), torch.zeros(batch, 3)
+            state, action = start_state(batch), torch.zeros(batch, 3)
             n = steps if batch < 1024 else max(10, steps // 5)
 
             def run():
@@ -80,13 +80,13 @@ def _ours(ground_contacts: str, repeats: int, steps: int, compiled: bool) -> lis
                     s = kernel(model, prepared, s, action)
 
             with torch.no_grad():
-                t = _median_seconds(run, max(3, repeats // 4)) / n
+                t = median_seconds(run, max(3, repeats // 4)) / n
             rows.append({"case": case, "contacts": label, "batch": batch, "ms_per_step": t * 1e3,
                          "env_steps_per_s": batch / t})
     return rows
 
 
-def _mujoco(repeats: int, steps: int, nthread: int, batches=(1, 64, 1024)) -> list[dict]:
+def mujoco_rows(repeats: int, steps: int, nthread: int, batches=(1, 64, 1024)) -> list[dict]:
     m = mujoco.MjModel.from_xml_string(box_on_plane_xml(SIDE, MASS, MU, box_model().dt))
     d = mujoco.MjData(m)
     quat = math3d.quat_from_axis_angle(torch.tensor([1.0, 0.0, 0.0]), torch.tensor(TILT)).tolist()
@@ -99,7 +99,7 @@ def _mujoco(repeats: int, steps: int, nthread: int, batches=(1, 64, 1024)) -> li
         datas = [mujoco.MjData(m) for _ in range(nthread)]
         for batch in batches:
             initial = np.tile(state, (batch, 1))
-            t = _median_seconds(lambda: runner.rollout(m, datas, initial, nstep=steps), max(3, repeats // 4)) / steps
+            t = median_seconds(lambda: runner.rollout(m, datas, initial, nstep=steps), max(3, repeats // 4)) / steps
             rows.append({"case": f"MuJoCo: mujoco.rollout ({nthread} threads)", "contacts": "box-plane",
                          "batch": batch, "ms_per_step": t * 1e3, "env_steps_per_s": batch / t})
     return rows
@@ -112,9 +112,9 @@ def run(out: str | None = None, quick: bool = False) -> dict:
     threads = torch.get_num_threads()
     # MuJoCo runs before and after ours (torch's idle threads can slow the next runner); its best
     # figures are kept, so the ratios are if anything unfavourable to us.
-    before = _mujoco(repeats, steps, max(1, threads))
+    before = mujoco_rows(repeats, steps, max(1, threads))
     ours = _ours("hull", repeats, steps, compiled=not quick) + _ours("all", repeats, steps, compiled=False)
-    after = _mujoco(repeats, steps, max(1, threads))
+    after = mujoco_rows(repeats, steps, max(1, threads))
     rows = ours + [max(a, b, key=lambda r: r["env_steps_per_s"]) for a, b in zip(before, after)]
     mj_1024 = next(r for r in rows if r["case"].startswith("MuJoCo") and r["batch"] == 1024)["env_steps_per_s"]
     for r in rows:

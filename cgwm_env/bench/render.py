@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from cgwm_env.camera import Camera, look_at
-from cgwm_env.gaussians import FACE_COLORS, SphereGaussians
+from cgwm_env.physics.gaussians import FACE_COLORS, SphereGaussians
 from cgwm_env.render import render
+from cgwm_env.render.camera import Camera, look_at
 
 CASES = ((128, 2000), (128, 10000), (256, 2000), (256, 10000))
 
@@ -79,7 +79,7 @@ def _peak_rss_mib(size: int, n: int) -> float:
     code = f"""
 import torch
 from cgwm_env.bench.render import cube_scene
-from cgwm_env.gaussians import SphereGaussians
+from cgwm_env.physics.gaussians import SphereGaussians
 from cgwm_env.render import render
 g, cam = cube_scene({n}, {size})
 params = [t.requires_grad_() for t in g.tensors()]

@@ -17,11 +17,11 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
-from cgwm_env.camera import Camera
+from cgwm_env.render.camera import Camera
 
 FORMAT, VERSION = "cgwm-dataset", 1
 # Known arrays of states.npz and their per-frame shapes (others are allowed with a leading T).
-# joint_pos and joint_target are the LEAP Hand's 16 joints in sim order (cgwm_env.hand.JOINT_NAMES), rad.
+# joint_pos and joint_target are the LEAP Hand's 16 joints in sim order (cgwm_env.physics.hand.JOINT_NAMES), rad.
 STATE_SHAPES = {"times": (), "object_pos": (3,), "object_quat": (4,), "object_vel": (3,),
                 "object_angvel": (3,), "pusher_pos": (3,), "pusher_vel": (3,), "joint_pos": (16,),
                 "joint_target": (16,)}

@@ -3,7 +3,7 @@
 Every object is a union of primitive geoms (box, sphere, ellipsoid, cylinder,
 capsule) of one density, coloured part by part so that its rotation shows in images. The body
 frame is placed at the centre of mass (so a freejoint's position is the centre of mass, as in
-cgwm_env.model.State); in the rest pose +z is up and the object stands on its base.
+cgwm_env.physics.model.State); in the rest pose +z is up and the object stands on its base.
 Mass and inertia are read from MuJoCo's compiled model, so they are what MuJoCo simulates
 (overlapping parts count twice there, and so here).
 """

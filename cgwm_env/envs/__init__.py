@@ -3,18 +3,18 @@
 - ContactGaussian-FallRebound-v0: the paper's fall-and-rebound scene (no action);
 - ContactGaussian-PushSlide-v0: push-slide-settle, the action is the pusher's velocity (m/s).
 
-Both take `model=` (a cgwm_env.model.Model, e.g. a learned world model) and support
+Both take `model=` (a cgwm_env.physics.model.Model, e.g. a learned world model) and support
 `gym.make_vec(..., num_envs=N)` as one natively batched environment.
 
-- ContactGaussian-LeapHand-v0: the LEAP Hand reorientation task (leap_task) on the world model
-  (leap), natively batched under `gym.make_vec`;
-- ContactGaussian-LeapHandMuJoCo-v0: the LEAP Hand reorientation task (leap_task) in MuJoCo, the
-  twin plant (leap_mujoco); `gym.make_vec` steps copies of it one after another.
+- ContactGaussian-LeapHand-v0: the LEAP Hand reorientation task (leap.task) on the world model
+  (leap.world_model_env), natively batched under `gym.make_vec`;
+- ContactGaussian-LeapHandMuJoCo-v0: the LEAP Hand reorientation task (leap.task) in MuJoCo, the
+  twin plant (leap.mujoco_env); `gym.make_vec` steps copies of it one after another.
 """
 
 import gymnasium as gym
 
-from cgwm_env.envs.leap_task import MAX_EPISODE_STEPS
+from cgwm_env.envs.leap.task import MAX_EPISODE_STEPS
 
 for _name, _scenario in (("FallRebound", "fall"), ("PushSlide", "push")):
     _id = f"ContactGaussian-{_name}-v0"
@@ -30,14 +30,14 @@ for _name, _scenario in (("FallRebound", "fall"), ("PushSlide", "push")):
 if "ContactGaussian-LeapHand-v0" not in gym.registry:
     gym.register(
         id="ContactGaussian-LeapHand-v0",
-        entry_point="cgwm_env.envs.leap:LeapHandEnv",
-        vector_entry_point="cgwm_env.envs.leap:LeapHandVectorEnv",
+        entry_point="cgwm_env.envs.leap.world_model_env:LeapHandEnv",
+        vector_entry_point="cgwm_env.envs.leap.world_model_env:LeapHandVectorEnv",
         max_episode_steps=MAX_EPISODE_STEPS,
     )
 
 if "ContactGaussian-LeapHandMuJoCo-v0" not in gym.registry:
     gym.register(
         id="ContactGaussian-LeapHandMuJoCo-v0",
-        entry_point="cgwm_env.envs.leap_mujoco:LeapHandMujocoEnv",
+        entry_point="cgwm_env.envs.leap.mujoco_env:LeapHandMujocoEnv",
         max_episode_steps=MAX_EPISODE_STEPS,
     )

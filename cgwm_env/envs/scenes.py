@@ -15,13 +15,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from cgwm_env import math3d
-from cgwm_env.camera import Camera, look_at
 from cgwm_env.envs.batched import BatchedVectorEnv
-from cgwm_env.gaussians import SphereGaussians
-from cgwm_env.model import Model, State, box_model
+from cgwm_env.physics import math3d
+from cgwm_env.physics.gaussians import SphereGaussians
+from cgwm_env.physics.model import Model, State, box_model
+from cgwm_env.physics.simulator import prepare, step_prepared
 from cgwm_env.render import render
-from cgwm_env.simulator import prepare, step_prepared
+from cgwm_env.render.camera import Camera, look_at
 
 SCENARIOS = ("fall", "push")
 PUSHER_RADIUS = 0.01  # m

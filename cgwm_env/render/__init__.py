@@ -15,10 +15,10 @@ from typing import NamedTuple
 
 import torch
 
-from cgwm_env import math3d
-from cgwm_env.camera import Camera
-from cgwm_env.gaussians import SphereGaussians
+from cgwm_env.physics import math3d
+from cgwm_env.physics.gaussians import SphereGaussians
 from cgwm_env.render import gsplat_backend, torch_backend
+from cgwm_env.render.camera import Camera
 
 BACKENDS = ("auto", "torch", "gsplat")
 
@@ -56,7 +56,7 @@ def render(
     if not isinstance(gaussians, SphereGaussians):
         raise ValueError(f"gaussians: expected SphereGaussians, got {type(gaussians).__name__}")
     if not isinstance(camera, Camera):
-        raise ValueError(f"camera: expected a cgwm_env.camera.Camera, got {type(camera).__name__}")
+        raise ValueError(f"camera: expected a cgwm_env.render.camera.Camera, got {type(camera).__name__}")
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     if not near > 0:

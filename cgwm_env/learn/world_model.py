@@ -22,14 +22,14 @@ from pathlib import Path
 
 import torch
 
-from cgwm_env.camera import Camera
-from cgwm_env.collision import SoftSDFSettings
-from cgwm_env.contact import ContactSettings
-from cgwm_env.gaussians import SphereGaussians
-from cgwm_env.math3d import fibonacci_sphere
-from cgwm_env.model import Model, PhysicalParams, State, is_finite
+from cgwm_env.physics.collision import SoftSDFSettings
+from cgwm_env.physics.contact import ContactSettings
+from cgwm_env.physics.gaussians import SphereGaussians
+from cgwm_env.physics.math3d import fibonacci_sphere
+from cgwm_env.physics.model import Model, PhysicalParams, State, is_finite
+from cgwm_env.physics.simulator import control_step, prepare, step_prepared
 from cgwm_env.render import render
-from cgwm_env.simulator import control_step, prepare, step_prepared
+from cgwm_env.render.camera import Camera
 
 FORMAT, VERSION = "cgwm-world-model", 1
 JSON_NAME, GAUSSIANS_NAME, INITIAL_GAUSSIANS_NAME = "world_model.json", "gaussians.npz", "initial_gaussians.npz"
@@ -247,7 +247,7 @@ def predict_hand_states(model: Model, start: State, joint_targets: torch.Tensor,
     that turns non-finite (contact gains too stiff or damped for the step) is repeated to the last
     frame instead of being stepped on (the hand's kinematics refuse NaN joints)."""
     if model.hand is None:
-        raise ValueError("model: expected a Model with a hand (hand=cgwm_env.hand.HandModel())")
+        raise ValueError("model: expected a Model with a hand (hand=cgwm_env.physics.hand.HandModel())")
     batch = start.position.shape[0]
     if joint_targets.ndim != 3 or joint_targets.shape[0] != batch or joint_targets.shape[2] != start.hand.shape[1]:
         raise ValueError(f"joint_targets: expected shape ({batch}, T, {start.hand.shape[1]}) rad, "

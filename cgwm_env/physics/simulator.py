@@ -23,11 +23,11 @@ from typing import NamedTuple
 
 import torch
 
-from cgwm_env import math3d
-from cgwm_env.collision import SphereGrid, contact_frames, plane_sdf, soft_sdf, soft_sdf_grid, surface_points
-from cgwm_env.contact import cone_edges, contact_forces
-from cgwm_env.hand import forward_kinematics, jacobian_at, joint_axes, link_points
-from cgwm_env.model import Model, State, check_state
+from cgwm_env.physics import math3d
+from cgwm_env.physics.collision import SphereGrid, contact_frames, plane_sdf, soft_sdf, soft_sdf_grid, surface_points
+from cgwm_env.physics.contact import cone_edges, contact_forces
+from cgwm_env.physics.hand import forward_kinematics, jacobian_at, joint_axes, link_points
+from cgwm_env.physics.model import Model, State, check_state
 
 
 class Prepared(NamedTuple):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cgwm_env import math3d
+from cgwm_env.physics import math3d
 
 
 @dataclass(frozen=True)

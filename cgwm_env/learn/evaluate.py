@@ -20,7 +20,6 @@ eval.json names it and the clips under "diverged".
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -32,12 +31,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cgwm_env import math3d
-from cgwm_env.gaussians import SphereGaussians
-from cgwm_env.metrics import e_psnr, e_rot, e_trans
-from cgwm_env.model import Model, State
-from cgwm_env.refine import Clip, clip_paths, hand_fields, leap_state, load_clip, paste_recorded_hand, plot_curves
-from cgwm_env.world_model import WorldModel, predict_hand_states, predict_states, render_states
+from cgwm_env.data import synth
+from cgwm_env.data.objects import OBJECTS, get_object
+from cgwm_env.learn.clips import Clip, clip_paths, hand_fields, leap_state, load_clip, paste_recorded_hand
+from cgwm_env.learn.stage2 import plot_curves
+from cgwm_env.learn.world_model import WorldModel, predict_hand_states, predict_states, render_states
+from cgwm_env.physics import math3d
+from cgwm_env.physics.gaussians import SphereGaussians
+from cgwm_env.physics.model import Model, State
+from cgwm_env.render.metrics import e_psnr, e_rot, e_trans
 
 METHODS = ("Ours", "No_opt", "CEM+MuJoCo+R")
 
@@ -69,7 +71,7 @@ def predict_ours(model: Model, clip: Clip, start: State, substeps: int) -> tuple
 @torch.no_grad()
 def render_prediction(gaussians: SphereGaussians, clip: Clip, position, quat) -> torch.Tensor:
     """Images (T, H, W, 3) of predicted poses over the clip's background, pusher included; a LEAP
-    Hand's pixels are the recording's (refine.paste_recorded_hand)."""
+    Hand's pixels are the recording's (clips.paste_recorded_hand)."""
     images = render_states(gaussians, position, quat, clip.camera, clip.background, clip.pusher_positions(),
                            clip.pusher_look()).clamp(0.0, 1.0)
     return images if clip.joint_target is None else paste_recorded_hand(images, clip, first=0)
@@ -125,8 +127,6 @@ class MujocoTwin:
     def __init__(self, object_name: str, timestep: float, substeps: int, pusher: bool, batch: int):
         import mujoco
 
-        from cgwm_env.data import synth
-        from cgwm_env.data.objects import get_object
 
         self.mujoco = mujoco
         self.obj = get_object(object_name)
@@ -293,8 +293,6 @@ def _run_cem(world_model: WorldModel, data, tests: list[Clip], gaussians: Sphere
              progress: bool):
     """Fit CEM+MuJoCo+R on the train clips under `data`; None (with a note) where the object is
     not in the library (no true geometry) or there are no train clips."""
-    from cgwm_env.data.objects import OBJECTS
-
     name = tests[0].object
     if name not in OBJECTS:
         print(f"CEM+MuJoCo+R skipped: {name!r} is not a library object, so MuJoCo has no true geometry for it")
@@ -362,25 +360,3 @@ def write_video(path, clip: Clip, predictions: dict) -> None:
     panels = [clip.images] + [predictions[m] for m in predictions]
     frames = (torch.cat(panels, dim=2).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     iio.imwrite(path, frames, extension=".gif", duration=1000.0 / clip.fps, loop=0)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `cgwm eval`."""
-    parser.add_argument("--model", required=True, metavar="MODEL", help="world-model folder (cgwm learn)")
-    parser.add_argument("--data", required=True, metavar="DIR", help="folder of test_* clips (and train_* for CEM)")
-    parser.add_argument("--out", default=None, metavar="DIR", help="where to write results (default MODEL/eval)")
-    parser.add_argument("--no-cem", action="store_true", help="skip the CEM+MuJoCo+R baseline")
-    parser.add_argument("--cem-iterations", type=int, default=CemSettings.iterations, help="CEM iterations")
-    parser.add_argument("--cem-samples", type=int, default=CemSettings.samples, help="parameter samples per iteration")
-    parser.add_argument("--no-videos", action="store_true", help="do not write the side-by-side GIFs")
-    parser.add_argument("--seed", type=int, default=0, help="CEM's seed")
-
-
-def main(args: argparse.Namespace) -> int:
-    """`cgwm eval` from parsed arguments."""
-    wm = WorldModel.load(args.model)
-    cem = None if args.no_cem else CemSettings(samples=args.cem_samples, iterations=args.cem_iterations,
-                                                elites=max(1, args.cem_samples // 10), seed=args.seed)
-    evaluate(wm, args.data, args.out or Path(args.model) / "eval", cem, videos=not args.no_videos,
-             history=learn_history(args.model))
-    return 0

@@ -26,10 +26,18 @@ from pathlib import Path
 
 import numpy as np
 
-from cgwm_env import hand as hand_model
+from cgwm_env.bench.mpc import WORLD_MODELS
+from cgwm_env.envs.leap.world_model_env import PredictionDiverged, cube_world_model, predict_frames
+from cgwm_env.learn.world_model import WorldModel
+from cgwm_env.physics import hand as hand_model
+from cgwm_env.physics.hand import hand_scene
+from cgwm_env.render.camera import from_mujoco
+from controllers.mpc import ReorientationMPC, load_settings
+from controllers.tasks import world_model_plan
 from hardware.dynamixel import HandConfig, LeapHand
 from hardware.playback import Trajectory, frame_psnr, play, scene_reference, virtual_motors
-from hardware.virtual import VirtualBus
+from hardware.realsense import RealSenseCamera
+from hardware.virtual import VirtualBus, VirtualRealSense
 
 
 def _targets(n: int, period: float) -> np.ndarray:
@@ -66,10 +74,6 @@ def _jitter(motors: str, rate: float, seconds: float, camera: bool) -> dict:
         bus = stack.enter_context(VirtualBus(motors))
         rs_camera = None
         if camera:
-            from cgwm_env.camera import from_mujoco
-            from hardware.realsense import RealSenseCamera
-            from hardware.virtual import VirtualRealSense
-
             with bus.motors.lock:
                 cam = from_mujoco(bus.motors.model, bus.motors.data, "palm_cam", 640, 480)
             source = stack.enter_context(VirtualRealSense(cam, 30))
@@ -91,15 +95,6 @@ def playback_psnr(model_dir, object_name: str = "cube", width: int = 160, height
     (30 Hz) of the MPC (configs/mpc.yaml) turning the object by `turn` degrees about +z, planned
     in closed loop on the learned model itself (controllers.tasks.world_model_plan), played on
     the virtual plant with `object_name` on the palm (playback.virtual_motors)."""
-    from cgwm_env.bench.mpc import load_settings
-    from cgwm_env.camera import from_mujoco
-    from cgwm_env.envs.leap import PredictionDiverged, cube_world_model, hand_scene, predict_frames
-    from cgwm_env.world_model import WorldModel
-    from controllers.mpc import ReorientationMPC
-    from controllers.tasks import world_model_plan
-    from hardware.realsense import RealSenseCamera
-    from hardware.virtual import VirtualRealSense
-
     wm = WorldModel.load(model_dir)
     if wm.initial_params is None:
         raise ValueError(f"model_dir: {model_dir} holds no initial parameters (a learned bundle has them)")
@@ -151,7 +146,6 @@ def run(out: str | None = None, quick: bool = False) -> dict:
               f"{j['std_ms']:7.3f} {j['p99_abs_ms']:10.3f} {j['max_abs_ms']:10.3f}")
     result = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
               "dynamixel_sdk": version("dynamixel-sdk"), "quick": quick, "rates": rates, "jitter": jitter}
-    from cgwm_env.bench.mpc import WORLD_MODELS
 
     learned_cube = WORLD_MODELS / "cube"
     frames = 20 if quick else 240

@@ -1,12 +1,12 @@
 """ContactGaussian-LeapHand-v0: on-palm reorientation with the LEAP Hand on the differentiable world model.
 
-The task (spaces, start and goal, reward, success, drop) is leap_task's, shared with the MuJoCo
+The task (spaces, start and goal, reward, success, drop) is cgwm_env.envs.leap.task's, shared with the MuJoCo
 twin. Each control step (1/30 s) applies the action (a change of the 16 joint targets, rad) and
 runs the world model's physics for CONTROL_DT / model.dt steps (simulator.control_step); images come
 from the Gaussian renderer through the scene's palm camera. One batched core serves the single
 environment (B = 1) and the natively batched vector environment.
 
-Planners use the world model directly: `env.unwrapped.model` (a cgwm_env.model.Model), `.state`
+Planners use the world model directly: `env.unwrapped.model` (a cgwm_env.physics.model.Model), `.state`
 (a batched State) and `.simulate(state, action)`, the pure control step (no env state changes).
 """
 
@@ -20,32 +20,26 @@ import mujoco
 import numpy as np
 import torch
 
-from cgwm_env import math3d
-from cgwm_env.camera import from_mujoco
-from cgwm_env.contact import ContactSettings
-from cgwm_env.envs import leap_task as task
 from cgwm_env.envs.batched import BatchedVectorEnv
-from cgwm_env.gaussians import SphereGaussians
-from cgwm_env.hand import SCENE_XML, HandModel, forward_kinematics, hand_gaussians, link_points
-from cgwm_env.model import Model, State, box_model, is_finite
+from cgwm_env.envs.leap import task
+from cgwm_env.learn.world_model import WorldModel
+from cgwm_env.physics import math3d
+from cgwm_env.physics.contact import ContactSettings
+from cgwm_env.physics.gaussians import SphereGaussians
+from cgwm_env.physics.hand import (N_JOINTS, PALM_Z, SCENE_XML, forward_kinematics, hand_gaussians, hand_scene,
+                                   link_points)
+from cgwm_env.physics.model import Model, State, box_model, is_finite
+from cgwm_env.physics.simulator import control_step, prepare
 from cgwm_env.render import render
-from cgwm_env.simulator import control_step, prepare
+from cgwm_env.render.camera import from_mujoco
 
 BACKGROUND = (0.93, 0.93, 0.93)
-DEFAULT_WORLD_MODEL = Path(__file__).resolve().parent.parent / "assets" / "world_models" / "cube"
-
-
-def hand_scene() -> dict:
-    """The Model fields of a scene on the LEAP Hand: the hand (HandModel) and no ground (an
-    object off the palm ends the episode)."""
-    return {"hand": HandModel(), "ground_height": None}
+DEFAULT_WORLD_MODEL = Path(__file__).resolve().parents[2] / "assets" / "world_models" / "cube"
 
 
 def default_model() -> Model:
     """The bundled world model (assets/world_models/cube: the cube learned from LEAP clips) on the
     LEAP Hand (hand_scene)."""
-    from cgwm_env.world_model import WorldModel
-
     return WorldModel.load(DEFAULT_WORLD_MODEL).model(**hand_scene())
 
 
@@ -78,7 +72,7 @@ class LeapCore:
     def __init__(self, batch: int, model: Model | None, image_size: int, image_obs: bool, compiled: bool = False):
         self.model = model if model is not None else default_model()
         if self.model.hand is None:
-            raise ValueError("model: expected a Model with a hand (hand=cgwm_env.hand.HandModel())")
+            raise ValueError("model: expected a Model with a hand (hand=cgwm_env.physics.hand.HandModel())")
         self.substeps = round(task.CONTROL_DT / self.model.dt)
         if self.substeps < 1 or abs(self.substeps * self.model.dt - task.CONTROL_DT) > 1e-9:
             raise ValueError(f"model.dt: expected a divisor of the control step {task.CONTROL_DT:.6g} s, "
@@ -127,15 +121,15 @@ class LeapCore:
         """Positions (n, 3) m at which the object, turned by quat (n, 4), rests on the palm at OBJECT_XY."""
         g = self.model.gaussians
         lowest = (math3d.rotate(quat[:, None, :], g.centers[None].detach())[..., 2] - g.radii.detach()).min(1).values
-        return torch.cat((torch.as_tensor(task.OBJECT_XY).repeat(len(quat), 1), (task.PALM_Z - lowest)[:, None]), 1)
+        return torch.cat((torch.as_tensor(task.OBJECT_XY).repeat(len(quat), 1), (PALM_Z - lowest)[:, None]), 1)
 
     def actions(self, action, batched: bool) -> torch.Tensor:
         """Checked joint-target changes (B, 16) rad; a ValueError names `action` otherwise."""
         a = np.asarray(action, dtype=np.float32)
-        want = (self.batch, task.N_JOINTS) if batched else (task.N_JOINTS,)
+        want = (self.batch, N_JOINTS) if batched else (N_JOINTS,)
         if a.shape != want:
             raise ValueError(f"action: expected shape {want} joint-target changes (rad), got {a.shape}")
-        rows = [task.check_action(row) for row in a.reshape(-1, task.N_JOINTS)]
+        rows = [task.check_action(row) for row in a.reshape(-1, N_JOINTS)]
         return torch.as_tensor(np.stack(rows)).to(self.state.position.dtype)
 
     def simulate(self, state: State, action: torch.Tensor) -> State:
@@ -271,7 +265,7 @@ class PredictionDiverged(ValueError):
 def predict_frames(joint_targets, camera, frame_dt: float = task.CONTROL_DT, model: Model | None = None,
                    background=None, hand_colors=None) -> np.ndarray:
     """The frames (T, H, W, 3) uint8 the world model predicts for an open-loop plan of joint targets
-    (T, 16) rad, one every frame_dt s, seen by `camera` (a cgwm_env.camera.Camera): the hand starts
+    (T, 16) rad, one every frame_dt s, seen by `camera` (a cgwm_env.render.camera.Camera): the hand starts
     at rest at the first targets, the object upright at the task's start (yaw 0), and the targets
     step to the next row every frame_dt. model: a Model with a hand (default the bundled one).
     background: (H, W, 3) uint8 image drawn behind (e.g. the camera's view of the empty scene), or
@@ -279,8 +273,8 @@ def predict_frames(joint_targets, camera, frame_dt: float = task.CONTROL_DT, mod
     (hand.hand_gaussians order), or None for the MJCF's. Raises PredictionDiverged (a ValueError)
     when the model's state goes non-finite."""
     targets = torch.as_tensor(np.asarray(joint_targets, dtype=np.float32))
-    if targets.ndim != 2 or targets.shape[1] != task.N_JOINTS or not torch.isfinite(targets).all():
-        raise ValueError(f"joint_targets: expected finite (T, {task.N_JOINTS}) rad, got shape {tuple(targets.shape)}")
+    if targets.ndim != 2 or targets.shape[1] != N_JOINTS or not torch.isfinite(targets).all():
+        raise ValueError(f"joint_targets: expected finite (T, {N_JOINTS}) rad, got shape {tuple(targets.shape)}")
     core = LeapCore(1, model, camera.width, False)
     if background is not None:
         image = np.asarray(background)

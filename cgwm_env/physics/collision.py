@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from cgwm_env.math3d import fibonacci_sphere
+from cgwm_env.physics.math3d import fibonacci_sphere
 
 # Keeps |p - c| differentiable when a point sits on a sphere's centre.
 _EPS_LEN = 1e-12

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
-from cgwm_env.collision import SoftSDFSettings, SphereGrid, sphere_grid, support_spheres
-from cgwm_env.contact import ContactSettings
-from cgwm_env.gaussians import SphereGaussians, box_gaussians
-from cgwm_env.hand import N_JOINTS, HandModel
+from cgwm_env.config import read_yaml_mapping
+from cgwm_env.physics.collision import SoftSDFSettings, SphereGrid, sphere_grid, support_spheres
+from cgwm_env.physics.contact import ContactSettings
+from cgwm_env.physics.gaussians import SphereGaussians, box_gaussians
+from cgwm_env.physics.hand import N_JOINTS, HandModel
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ def is_finite(state: State) -> bool:
 def check_state(state: State, name: str = "state") -> None:
     """Raise ValueError naming the field if `state` is not a batch of finite, unit-quaternion states."""
     if not isinstance(state, State):
-        raise ValueError(f"{name}: expected a cgwm_env.model.State, got {type(state).__name__}")
+        raise ValueError(f"{name}: expected a cgwm_env.physics.model.State, got {type(state).__name__}")
     batch = state.position.shape[0] if state.position.ndim == 2 else None
     for field_name, widths in _STATE_WIDTHS.items():
         value = getattr(state, field_name)
@@ -245,3 +248,27 @@ def box_model(size=0.05, mass: float = 0.1, mu: float = 0.5, per_edge: int = 10,
     params = PhysicalParams.from_values(mass, solid_box_inertia(mass, size), mu, kappa, delta, dtype=dtype)
     gaussians = box_gaussians(size, per_edge, edge_radius=edge_radius).to(params.log_mass.dtype)
     return Model(gaussians, params, **model_kwargs)
+
+
+_SETTINGS_KEYS = {"dt", "gravity", "ground_height", "ground_contacts", "sdf", "contact"}
+
+
+def load_model_settings(path: str | Path) -> dict:
+    """Keyword arguments for Model (or box_model) from a YAML file; a ValueError names any
+    unknown or malformed key (configs/physics.yaml shows every key)."""
+    data = read_yaml_mapping(path)
+    unknown = set(data) - _SETTINGS_KEYS
+    if unknown:
+        raise ValueError(f"{sorted(unknown)[0]}: unknown setting in {path}; expected some of {sorted(_SETTINGS_KEYS)}")
+    settings = {k: v for k, v in data.items() if k not in ("sdf", "contact")}
+    if "gravity" in settings:
+        settings["gravity"] = tuple(float(g) for g in settings["gravity"])
+    for key, cls in (("sdf", SoftSDFSettings), ("contact", ContactSettings)):
+        if key in data:
+            names = {f.name for f in dataclasses.fields(cls)}
+            section = data[key] or {}
+            bad = set(section) - names
+            if bad:
+                raise ValueError(f"{key}.{sorted(bad)[0]}: unknown setting in {path}; expected some of {sorted(names)}")
+            settings[key] = cls(**section)
+    return settings

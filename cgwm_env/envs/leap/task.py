@@ -5,8 +5,7 @@ The hand lies palm-up (hand frame = the world frame of assets/leap_hand/palm_up_
 object starts upright on the palm at OBJECT_XY, turned by a random yaw, and the goal is the same
 upright pose turned a further +-90 degrees about +z. The action changes the 16 joint-position
 targets (rad, sim order of hand.JOINT_NAMES) by at most ACTION_BOUND per control step; the new
-target is clipped to the joint range. Quaternions are (w, x, y, z). Only numpy and gymnasium are
-imported here (the joint limits come from cgwm_env.hand on first use, which loads torch).
+target is clipped to the joint range. Quaternions are (w, x, y, z).
 """
 
 from __future__ import annotations
@@ -17,29 +16,28 @@ import math
 import gymnasium as gym
 import numpy as np
 
+from cgwm_env.physics import hand
+from cgwm_env.physics.hand import N_JOINTS
+
 CONTROL_DT = 1.0 / 30.0  # s per control step
 ACTION_BOUND = 0.05  # rad: the largest change of a joint target per control step
 MAX_EPISODE_STEPS = 500
 SUCCESS_THRESHOLD = 0.04  # on the orientation error 1 - <q, q*>^2 (about 23 degrees)
 SUCCESS_BONUS = 1.0
-N_JOINTS = 16
 HOME_Q = np.zeros(N_JOINTS, np.float32)  # rad: the open, flat hand (it does not touch an object on the palm)
 OBJECT_XY = np.array([-0.055, 0.035], np.float32)  # m, the object's start on the palm (the scene's cube)
-PALM_Z = 0.0345  # m, the height of the palm face
 # m: dropped when the centre is this far below its start height, or this far from OBJECT_XY in the plane
 DROP_MARGIN = (0.05, 0.08)
 
 
 def joint_limits() -> tuple[np.ndarray, np.ndarray]:
-    """The joint range (lower, upper), each (16,) float32 rad (new copies), from cgwm_env.hand."""
+    """The joint range (lower, upper), each (16,) float32 rad (new copies), from cgwm_env.physics.hand."""
     lower, upper = _limits()
     return lower.copy(), upper.copy()
 
 
 @functools.cache
 def _limits() -> tuple[np.ndarray, np.ndarray]:
-    from cgwm_env import hand  # loads torch and pytorch-kinematics: only when a limit is needed
-
     return hand.LOWER.numpy().copy(), hand.UPPER.numpy().copy()
 
 

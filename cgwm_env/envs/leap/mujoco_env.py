@@ -1,4 +1,4 @@
-"""The MuJoCo twin of the LEAP Hand reorientation task (cgwm_env.envs.leap_task): the "real" plant
+"""The MuJoCo twin of the LEAP Hand reorientation task (cgwm_env.envs.leap.task): the "real" plant
 that the world model's ContactGaussian-LeapHand-v0 is compared against.
 
 The scene is assets/leap_hand/palm_up_scene.xml with a library object (cgwm_env.data.objects) in
@@ -18,9 +18,9 @@ import gymnasium as gym  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cgwm_env import hand  # noqa: E402
 from cgwm_env.data.objects import ObjectSpec, get_object  # noqa: E402
-from cgwm_env.envs import leap_task  # noqa: E402
+from cgwm_env.envs.leap import task as leap_task  # noqa: E402
+from cgwm_env.physics import hand  # noqa: E402
 
 TIMESTEP = 1.0 / 300.0  # s, MuJoCo's physics step
 SUBSTEPS = round(leap_task.CONTROL_DT / TIMESTEP)  # physics steps per control step (10)
@@ -68,7 +68,7 @@ class LeapHandMujocoEnv(gym.Env):
 
     kwargs: object (a name in cgwm_env.data.objects.OBJECTS), render_mode (None or "rgb_array"),
     image_size (px, square images of palm_cam), image_obs (add "rgb" to the observation).
-    Observation, action, reward and termination are leap_task's; info holds is_success and
+    Observation, action, reward and termination are the task's (cgwm_env.envs.leap.task); info holds is_success and
     orientation_error. joint_pos is clipped to the joint range (MuJoCo's soft limits overshoot
     it by a few mrad). `mj_model`, `mj_data` and `set_state` are there for planners and tests.
     """
@@ -111,7 +111,7 @@ class LeapHandMujocoEnv(gym.Env):
         dropped from 1 mm above the palm upright, settled for REST_SECONDS with damped rotation."""
         m, d = self.mj_model, self.mj_data
         lowest = self.object_spec.sample_surface(4000, seed=0)[:, 2].min()
-        self._place(leap_task.HOME_Q, leap_task.HOME_Q, (*leap_task.OBJECT_XY, leap_task.PALM_Z + 0.001 - lowest),
+        self._place(leap_task.HOME_Q, leap_task.HOME_Q, (*leap_task.OBJECT_XY, hand.PALM_Z + 0.001 - lowest),
                     (1.0, 0.0, 0.0, 0.0))
         spin = slice(self._obj_v.start + 3, self._obj_v.stop)
         m.dof_damping[spin] = REST_DAMPING

@@ -19,7 +19,6 @@ background image.
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from dataclasses import dataclass
@@ -30,10 +29,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from cgwm_env.collision import SoftSDFSettings, soft_sdf
-from cgwm_env.gaussians import SphereGaussians
-from cgwm_env.metrics import d_ssim, psnr
+from cgwm_env.data.dataset import load_dataset
+from cgwm_env.physics.collision import SoftSDFSettings, soft_sdf
+from cgwm_env.physics.gaussians import SphereGaussians
 from cgwm_env.render import render
+from cgwm_env.render.metrics import d_ssim, psnr
 
 
 @dataclass(frozen=True)
@@ -299,8 +299,6 @@ def run_init(views_dir, out_file, settings: Settings = Settings(), holdout_every
     """Stage I on the multi-view dataset in `views_dir`: every `holdout_every`-th view is held out
     (0: none); writes `out_file` (.npz) and, beside it, the .ply and the soft-SDF mesh .obj;
     prints and returns a summary (views, Gaussians, held-out PSNR dB and IoU, seconds)."""
-    from cgwm_env.data.dataset import load_dataset
-
     if not Path(views_dir).is_dir():
         raise ValueError(f"views_dir: expected a dataset folder, got {views_dir!r} (not a directory)")
     out_file = Path(out_file)
@@ -328,31 +326,6 @@ def run_init(views_dir, out_file, settings: Settings = Settings(), holdout_every
           f"{scores['psnr']:.2f} dB, mask IoU {scores['iou']:.3f}, {summary['seconds']:.1f} s "
           f"-> {out_file} (.ply, .obj beside it)")
     return summary
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `cgwm init`."""
-    d = Settings()
-    parser.add_argument("--views", required=True, metavar="DIR", help="multi-view dataset folder (docs/datasets.md)")
-    parser.add_argument("--out", required=True, metavar="FILE",
-                        help="Gaussians .npz to write; the .ply and the soft-SDF mesh .obj go beside it")
-    parser.add_argument("--geometry-iterations", type=int, default=d.geometry_iterations, help="geometry stage steps")
-    parser.add_argument("--appearance-iterations", type=int, default=d.appearance_iterations,
-                        help="appearance stage steps")
-    parser.add_argument("--batch", type=int, default=d.batch, help="views per step")
-    parser.add_argument("--grid", type=int, default=d.grid, help="visual hull voxels along the object's longest side")
-    parser.add_argument("--holdout-every", type=int, default=8,
-                        help="hold out every N-th view for the scores (0: none)")
-    parser.add_argument("--mesh-resolution", type=int, default=96, help="marching-cubes cells along the longest side")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the view batches and densification")
-
-
-def main(args: argparse.Namespace) -> int:
-    """`cgwm init`: run_init from parsed arguments."""
-    settings = Settings(grid=args.grid, geometry_iterations=args.geometry_iterations,
-                        appearance_iterations=args.appearance_iterations, batch=args.batch, seed=args.seed)
-    run_init(args.views, args.out, settings, args.holdout_every, args.mesh_resolution)
-    return 0
 
 
 def _views(dataset, views):

@@ -20,10 +20,10 @@ import pytorch_kinematics as pk
 import pytorch_kinematics.mjcf
 import torch
 
-from cgwm_env.gaussians import SphereGaussians
-from cgwm_env.math3d import fibonacci_sphere
+from cgwm_env.physics.gaussians import SphereGaussians
+from cgwm_env.physics.math3d import fibonacci_sphere
 
-ASSET_DIR = Path(__file__).parent / "assets" / "leap_hand"
+ASSET_DIR = Path(__file__).parent.parent / "assets" / "leap_hand"
 HAND_XML = ASSET_DIR / "right_hand.xml"
 SCENE_XML = ASSET_DIR / "palm_up_scene.xml"
 
@@ -33,6 +33,7 @@ LINK_NAMES: tuple[str, ...] = tuple(_MODEL.body(b).name for b in range(1, _MODEL
 N_JOINTS = len(JOINT_NAMES)
 LOWER = torch.tensor(_MODEL.jnt_range[:, 0], dtype=torch.float32)  # (16,) rad
 UPPER = torch.tensor(_MODEL.jnt_range[:, 1], dtype=torch.float32)  # (16,) rad
+PALM_Z = 0.0345  # m, the height of the palm face in the hand's frame (palm-up scene)
 
 # Motor ID (0..15 on the Dynamixel bus) of each sim joint. A finger's motors are (side, forward,
 # PIP, DIP) while its sim joints are (mcp, rot, pip, dip): mcp is the forward motor, rot the side one.
@@ -289,6 +290,12 @@ class HandModel:
         cast = {k: getattr(self, k).to(device=device, dtype=dtype) for k in (
             "query_points", "query_radii", "query_normals", "lower", "upper", "moves", "link_masses", "link_coms")}
         return dataclasses.replace(self, query_link=self.query_link.to(device), **cast)
+
+
+def hand_scene() -> dict:
+    """The Model fields of a scene on the LEAP Hand: the hand (HandModel) and no ground (an
+    object off the palm ends the episode)."""
+    return {"hand": HandModel(), "ground_height": None}
 
 
 def hand_gaussians(spacing: float = 0.007) -> tuple[torch.Tensor, SphereGaussians]:

@@ -1,0 +1,184 @@
+"""Video clips for stage II: a dataset folder (docs/datasets.md) as a Clip, and the LEAP Hand's
+fields of a clip (recorded joints, hand masks, the Model fields of its scene)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cgwm_env.data.dataset import load_dataset
+from cgwm_env.learn.world_model import pusher_gaussians
+from cgwm_env.physics.contact import ContactSettings
+from cgwm_env.physics.gaussians import SphereGaussians
+from cgwm_env.physics.hand import N_JOINTS, hand_scene
+from cgwm_env.physics.model import State
+from cgwm_env.render.camera import Camera
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One video clip from a fixed camera. images (T, H, W, 3) in [0, 1]; masks (T, H, W);
+    background (H, W, 3): what the renders are drawn over (the clip's background image, or
+    black with the images composited through their masks); fps: frames per second;
+    pusher_start (3,) m, pusher_velocity (T - 1, 3) m/s, pusher_radius m: the kinematic pusher,
+    or None; truth: the recorded states at the frames as a State with a batch of 1 and a time
+    axis, (1, T, ...), or None; physics: meta.json's physics record (the data's simulator).
+    LEAP Hand clips (scenario "leap") also have joint_pos (T, 16) and joint_target (T, 16) rad
+    (row t held from frame t to t + 1) and hand_masks (T, H, W); other clips have None."""
+
+    path: str
+    images: torch.Tensor
+    masks: torch.Tensor
+    camera: Camera
+    background: torch.Tensor
+    fps: float
+    scenario: str
+    object: str
+    pusher_start: torch.Tensor | None = None
+    pusher_velocity: torch.Tensor | None = None
+    pusher_radius: float | None = None
+    pusher_color: tuple = (0.25, 0.25, 0.28)
+    truth: State | None = None
+    physics: dict = dataclasses.field(default_factory=dict)
+    joint_pos: torch.Tensor | None = None
+    joint_target: torch.Tensor | None = None
+    hand_masks: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def pusher_look(self) -> SphereGaussians | None:
+        return None if self.pusher_radius is None else pusher_gaussians(self.pusher_radius, self.pusher_color)
+
+    def pusher_positions(self) -> torch.Tensor | None:
+        """The pusher's positions at the frames (T, 3), m (velocities held over each interval)."""
+        if self.pusher_start is None:
+            return None
+        steps = torch.cumsum(self.pusher_velocity / self.fps, dim=0)
+        return torch.cat((self.pusher_start[None], self.pusher_start + steps))
+
+
+def load_clip(path) -> Clip:
+    """A Clip from a dataset folder (docs/datasets.md): one fixed camera, fps, and for a push the
+    pusher's recorded start (states.npz pusher_pos) and velocities (pusher_vel)."""
+    data = load_dataset(path)
+    meta = data.meta
+    if len(meta["cameras"]) != 1 or "fps" not in meta:
+        raise ValueError(f"path: {path}: expected a clip (one fixed camera and an fps), got "
+                         f"{len(meta['cameras'])} cameras")
+    if len(data) < 2:
+        raise ValueError(f"path: {path}: expected a clip of at least 2 frames, got {len(data)}")
+    images, masks = data.images, data.masks
+    if data.background is None:
+        images, background = images * masks[..., None], torch.zeros(images.shape[1:])
+    else:
+        background = data.background
+    states = data.states or {}
+    pusher = {}
+    if "pusher_vel" in states or meta.get("pusher") is not None:
+        if "pusher_pos" not in states or "pusher_vel" not in states:
+            raise ValueError(f"path: {path}: a push clip needs states.npz arrays pusher_pos and pusher_vel")
+        radius = (meta.get("pusher") or {}).get("radius") or (meta.get("physics") or {}).get("pusher_radius")
+        if not isinstance(radius, (int, float)) or not radius > 0:
+            raise ValueError(f"path: {path}: meta.json pusher.radius: expected a positive radius (m), got {radius!r}")
+        start = torch.as_tensor(states["pusher_pos"][0], dtype=torch.float32)
+        pusher = dict(pusher_start=start, pusher_velocity=torch.as_tensor(states["pusher_vel"][:-1], dtype=torch.float32),
+                      pusher_radius=float(radius), pusher_color=_pusher_color(data, start, float(radius)))
+    truth = None
+    if all(k in states for k in ("object_pos", "object_quat", "object_vel", "object_angvel")):
+        as_t = lambda k: torch.as_tensor(states[k], dtype=torch.float32)[None]  # noqa: E731
+        pusher_pos = as_t("pusher_pos") if "pusher_pos" in states else None
+        truth = State.make(as_t("object_pos")[0], quat=as_t("object_quat")[0], velocity=as_t("object_vel")[0],
+                           omega=as_t("object_angvel")[0], pusher=None if pusher_pos is None else pusher_pos[0])
+        truth = type(truth)(*(x[None] for x in truth))
+    hand = _leap_fields(data, path) if meta["scenario"] == "leap" else {}  # clips with the LEAP Hand
+    return Clip(str(path), images, masks, data.cameras[0], background, float(meta["fps"]), str(meta["scenario"]),
+                str(meta["object"]), truth=truth, physics=dict(meta.get("physics") or {}), **pusher, **hand)
+
+
+def clip_paths(root, split: str) -> list[Path]:
+    """The clips of `split` ("train" or "test") under `root`: its folders named split_*, or root
+    itself when it is a single clip (a folder with meta.json)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"data: expected a folder of clips, got {root}")
+    if (root / "meta.json").is_file():
+        return [root]
+    paths = sorted(p for p in root.glob(f"{split}_*") if (p / "meta.json").is_file())
+    if not paths:
+        raise ValueError(f"data: no {split}_* clip folders (with meta.json) in {root}")
+    return paths
+
+
+def _pusher_color(data, start: torch.Tensor, radius: float) -> tuple:
+    """The pusher's colour: the median of frame 0's pixels within half its projected radius,
+    outside the object's mask; grey where it is not in view."""
+    camera = data.cameras[0]
+    uv, z = camera.project(start[None])
+    if not z[0] > 0:
+        return (0.25, 0.25, 0.28)
+    rows, cols = torch.meshgrid(torch.arange(camera.height) + 0.5, torch.arange(camera.width) + 0.5, indexing="ij")
+    r_px = 0.5 * float(camera.fx) * radius / float(z[0])
+    near = ((cols - uv[0, 0]) ** 2 + (rows - uv[0, 1]) ** 2 <= max(r_px, 0.75) ** 2) & (data.masks[0] < 0.5)
+    if not near.any():
+        return (0.25, 0.25, 0.28)
+    return tuple(float(c) for c in data.images[0][near].median(dim=0).values)
+
+
+def _leap_fields(data, path) -> dict:
+    """joint_pos, joint_target (T, 16) rad and hand_masks (T, H, W) of a LEAP Hand dataset, checked."""
+    states, T = data.states or {}, len(data)
+    fields = {}
+    for name in ("joint_pos", "joint_target"):
+        if name not in states:
+            raise ValueError(f"path: {path}: a leap clip needs states.npz array {name} (T, {N_JOINTS}) rad")
+        value = torch.as_tensor(np.asarray(states[name]), dtype=torch.float32)
+        if value.shape != (T, N_JOINTS):
+            raise ValueError(f"path: {path}: states.npz {name}: expected shape ({T}, {N_JOINTS}) rad, "
+                             f"got {tuple(value.shape)}")
+        if not torch.isfinite(value).all():
+            raise ValueError(f"path: {path}: states.npz {name}: expected finite joint angles (rad)")
+        fields[name] = value
+    if data.hand_masks is None:
+        raise ValueError(f"path: {path}: a leap clip needs hand_masks/ (the hand's mask in every frame)")
+    return {**fields, "hand_masks": data.hand_masks}
+
+
+def hand_fields(clips: list[Clip]) -> dict:
+    """The Model fields the scene of `clips` adds: for LEAP Hand clips envs.leap.hand_scene (the
+    hand, no ground), else none; a mix raises a ValueError."""
+    hands = {c.joint_target is not None for c in clips}
+    if len(hands) > 1:
+        raise ValueError("clips: expected all LEAP Hand clips or none, got a mix")
+    if hands != {True}:
+        return {}
+
+    return hand_scene()
+
+
+def leap_model_kwargs(clips: list[Clip], model_kwargs: dict) -> dict:
+    """Model fields for learning from `clips`: with LEAP Hand clips, hand_fields and plain contact
+    gains (default_model's) under the caller's `model_kwargs`; else model_kwargs alone."""
+    fields = hand_fields(clips)
+    if not fields:
+        return model_kwargs
+
+    return {**fields, "contact": ContactSettings(gain_mode="plain"), **model_kwargs}
+
+
+def leap_state(clip: Clip, position: torch.Tensor, quat: torch.Tensor) -> State:
+    """The state (batch 1) at frame 0 of a LEAP Hand clip: the object at rest at position (1, 3) m,
+    quat (1, 4), the hand at the recorded joint_pos[0] with targets joint_target[0]."""
+    return State.make(position, quat=quat, hand=clip.joint_pos[:1], hand_target=clip.joint_target[:1])
+
+
+def paste_recorded_hand(images: torch.Tensor, clip: Clip, first: int = 1) -> torch.Tensor:
+    """Predicted images (N, H, W, 3) of frames first..first + N - 1 with the hand's pixels
+    (clip.hand_masks) taken from the recording."""
+    frames = slice(first, first + images.shape[0])
+    hand = clip.hand_masks[frames, ..., None]
+    return images * (1.0 - hand) + clip.images[frames] * hand

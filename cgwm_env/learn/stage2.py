@@ -1,0 +1,312 @@
+"""Stage II, phys-geo refinement (paper section III-D, appendix E): learn theta = (mass and
+inertia, mu, K, D) and fine-tune the Gaussians' geometry from video, by backpropagation through
+the simulator and the renderer.
+
+1. The clip's initial state is estimated from its own images, parameters frozen (appendix E):
+   the pose by aligning renders with the first frame (orientations sampled, the best refined by
+   gradient descent on the image and mask error), then, where nothing pushes the object, the
+   velocity from the first three frames (a ballistic fit of the poses aligned in frames 1 and 2,
+   refined through the simulator); a clip at rest is slid along the camera ray onto its support.
+2. theta (LearnSettings.parameters, by default mu, K and D) and, with lr_geometry > 0, the
+   geometry (sphere centres and scales) are fitted with Adam on the unconstrained parameters so
+   that the rendered prediction matches the clip: loss (1 - l) L1 + l S per frame,
+   S = D-SSIM (default) or a LoFTR feature distance (local LoFTR weights). Gradients run through
+   time over the clip, cut every `window` frames (truncated BPTT). The image loss reaches the
+   geometry only through the simulator: the renderer sees detached centres and scales (paper
+   section III-D-4).
+
+`cgwm learn --data DIR --gaussians FILE --out MODEL` runs it on a folder of clips and saves a
+WorldModel bundle (cgwm_env.learn.world_model), a per-iteration log (loss, PSNR, parameters) and the
+training PSNR curve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cgwm_env.learn.clips import Clip, clip_paths, leap_model_kwargs, load_clip, paste_recorded_hand
+from cgwm_env.learn.initial_state import estimate_initial_state, estimate_leap_state
+from cgwm_env.learn.losses import ImageLoss
+from cgwm_env.learn.settings import PARAMETERS, LearnSettings
+from cgwm_env.learn.stage1 import sphere_distance
+from cgwm_env.learn.world_model import WorldModel, params_values, predict_hand_states, predict_states, render_states
+from cgwm_env.physics.collision import SoftSDFSettings
+from cgwm_env.physics.gaussians import SphereGaussians
+from cgwm_env.physics.model import Model, PhysicalParams, State
+from cgwm_env.render.metrics import psnr
+
+
+def volume_inertia(gaussians: SphereGaussians, mass: float, resolution: int = 40) -> torch.Tensor:
+    """Inertia (3, 3) kg m^2 about the body origin of `mass` kg spread uniformly over the solid
+    the sphere union bounds, on a grid of `resolution` cells along the longest side: the union
+    closed by the median radius (so gaps between touching spheres of a shell seal) with its
+    enclosed cavities filled."""
+    from scipy import ndimage
+
+
+    if not mass > 0:
+        raise ValueError(f"mass: expected a positive mass (kg), got {mass!r}")
+    g64 = SphereGaussians(*(t.detach().double() for t in gaussians.tensors()))
+    c, r = g64.centers, g64.radii
+    reach = float(r.median())
+    lo, hi = (c - r[:, None]).min(0).values - 2 * reach, (c + r[:, None]).max(0).values + 2 * reach
+    spacing = float((hi - lo).max()) / resolution
+    shape = tuple(int(n) for n in torch.ceil((hi - lo) / spacing))
+    axes = [lo[i] + (torch.arange(n, dtype=torch.float64) + 0.5) * spacing for i, n in enumerate(shape)]
+    points = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    dist = sphere_distance(g64, points, settings=None).view(shape).numpy()
+    cells = max(1, round(reach / spacing))
+    ball = np.linalg.norm(np.indices((2 * cells + 1,) * 3) - cells, axis=0) <= cells
+    filled = ndimage.binary_fill_holes(dist <= reach)
+    solid = torch.as_tensor(ndimage.binary_erosion(filled, ball) | (dist <= 0)).reshape(-1)
+    inside = points[solid]
+    second = inside.T @ inside / len(inside)  # E[p p^T]
+    inertia = mass * (torch.trace(second) * torch.eye(3, dtype=torch.float64) - second)
+    return inertia.to(torch.get_default_dtype())
+
+
+def initial_params(gaussians: SphereGaussians, mass: float, mu: float, stiffness: float, damping: float) -> PhysicalParams:
+    """PhysicalParams with the inertia of `mass` spread over the Gaussians' solid (volume_inertia)."""
+    return PhysicalParams.from_values(mass, volume_inertia(gaussians, mass), mu, stiffness, damping)
+
+
+def clip_model(gaussians: SphereGaussians, params: PhysicalParams, clip: Clip, substeps: int, **kwargs) -> Model:
+    """The simulator Model for a clip: dt = 1 / (fps substeps), the clip's pusher as one query sphere."""
+    if clip.pusher_radius is not None:
+        kwargs.setdefault("pusher_points", torch.zeros(1, 3))
+        kwargs.setdefault("pusher_radii", torch.tensor([clip.pusher_radius]))
+    return Model(gaussians, params, dt=1.0 / (clip.fps * substeps), **kwargs)
+
+
+def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
+          settings: LearnSettings = LearnSettings(), progress: bool = True, log=None,
+          model_kwargs: dict | None = None, starts: list[State] | None = None) -> tuple[WorldModel, list[dict]]:
+    """Stage II on `clips` from stage I's `gaussians` and initial `params`. Returns the learned
+    WorldModel (the iterate with the lowest training loss; its info holds the initial states; if
+    a step makes a rollout non-finite, learning stops there and info["stopped"] says where) and
+    the history, one dict per iteration (loss, psnr dB, parameter values). `log`: a writable
+    text file that gets one JSON line per iteration. `starts`: the clips' initial states (batch
+    1 each) where they are known; by default they are estimated from the images
+    (estimate_initial_state). model_kwargs: other Model fields (contact, hand, ...; an sdf there
+    replaces settings.sdf_beta's)."""
+    if not clips:
+        raise ValueError("clips: expected at least one training clip, got none")
+    if not isinstance(params, PhysicalParams) or params.log_mass.ndim != 0:
+        raise ValueError("params: expected unbatched PhysicalParams (scalars and a 3x3 inertia factor)")
+    fps = {c.fps for c in clips}
+    pusher = {c.pusher_radius for c in clips}
+    if len(fps) != 1 or len(pusher) != 1:
+        raise ValueError(f"clips: expected one frame rate and one pusher radius, got {sorted(fps)} and {pusher}")
+    model_kwargs = {"sdf": SoftSDFSettings(beta=settings.sdf_beta), **(model_kwargs or {})}
+    model_kwargs = leap_model_kwargs(clips, model_kwargs)  # the hand, for LEAP Hand clips
+    start_time = time.perf_counter()
+    base = clip_model(gaussians, params, clips[0], settings.substeps, **model_kwargs)
+    if starts is None:
+        starts, reports = [], []
+        for clip in clips:
+            estimate = estimate_leap_state if clip.joint_target is not None else estimate_initial_state
+            state, report = estimate(base, clip, settings)
+            starts.append(state)
+            reports.append({"clip": clip.path, **report})
+    else:
+        if len(starts) != len(clips) or not all(isinstance(s, State) and s.position.shape == (1, 3) for s in starts):
+            raise ValueError(f"starts: expected one State of batch 1 per clip ({len(clips)}), got {starts!r}")
+        reports = [{"clip": c.path, "position": s.position[0].tolist(), "quat": s.quat[0].tolist(),
+                    "velocity": s.velocity[0].tolist(), "omega": s.omega[0].tolist(), "given": True}
+                   for c, s in zip(clips, starts)]
+    init_seconds = time.perf_counter() - start_time
+
+    learned = {i for name in settings.parameters for i in PARAMETERS[name]}
+    leaves = [t.detach().clone().requires_grad_(i in learned) for i, t in enumerate(_to_leaves(params))]
+    centers0, log_scales0 = gaussians.centers.detach(), gaussians.log_scales.detach()
+    centers = centers0.clone().requires_grad_(settings.lr_geometry > 0)
+    log_scales = log_scales0.clone().requires_grad_(settings.lr_geometry > 0)
+    groups = [{"params": [leaf for leaf in leaves if leaf.requires_grad], "lr": settings.lr}]
+    if settings.lr_geometry > 0:
+        groups += [{"params": [centers], "lr": settings.lr_geometry},
+                   {"params": [log_scales], "lr": settings.lr_geometry / float(gaussians.scales.median())}]
+    opt = torch.optim.Adam(groups)
+    loss_fn = ImageLoss(settings)
+    history, best, stopped = [], None, None
+    with tqdm(total=settings.iterations, desc="stage II", disable=not progress, mininterval=1.0) as bar:
+        for it in range(settings.iterations + 1):
+            g = SphereGaussians(centers, log_scales, gaussians.opacity_logits.detach(), gaussians.colors.detach())
+            model = clip_model(g, _from_leaves(leaves), clips[0], settings.substeps, **model_kwargs)
+            try:  # the inputs were checked by iteration 0; later, only a step of theta can make a state NaN
+                total, psnrs = _clips_loss(model, clips, starts, settings, loss_fn)
+            except ValueError as err:
+                if it == 0:
+                    raise
+                stopped = f"iteration {it}: the rollout went non-finite ({err})"
+                break
+            if not torch.isfinite(total):
+                if it == 0:
+                    raise ValueError("params: the initial parameters give a non-finite image loss")
+                stopped = f"iteration {it}: non-finite image loss"
+                break
+            record = {"iteration": it, "loss": float(total.detach()), "psnr": float(np.mean(psnrs)),
+                      **{k: v for k, v in params_values(model.params).items() if k != "inertia"},
+                      "seconds": time.perf_counter() - start_time}
+            history.append(record)
+            if log is not None:
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            if best is None or record["loss"] < best[0]:
+                best = (record["loss"], [t.detach().clone() for t in leaves], centers.detach().clone(),
+                        log_scales.detach().clone(), it)
+            if it == settings.iterations:
+                break
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+            _project(leaves, centers, log_scales, centers0, log_scales0, settings, model)
+            bar.update()
+            bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['psnr']:.2f}", mu=f"{record['mu']:.3f}")
+    _, best_leaves, best_centers, best_scales, best_it = best
+    learned = SphereGaussians(best_centers, best_scales, gaussians.opacity_logits.detach(), gaussians.colors.detach())
+    model = clip_model(learned, _from_leaves(best_leaves), clips[0], settings.substeps, **model_kwargs)
+    info = {"object": clips[0].object, "scenario": clips[0].scenario, "clips": [c.path for c in clips],
+            "fps": clips[0].fps, "substeps": settings.substeps, "initial_states": reports,
+            "settings": dataclasses.asdict(settings), "best_iteration": best_it, "stopped": stopped,
+            "initial_state_seconds": init_seconds, "seconds": time.perf_counter() - start_time,
+            "geometry_shift_max_m": float((best_centers - centers0).norm(dim=1).max())}
+    wm = WorldModel.from_model(model, initial_params=params, info=info)
+    return dataclasses.replace(wm, initial_gaussians=SphereGaussians(*(t.detach() for t in gaussians.tensors()))), history
+
+
+def _clips_loss(model: Model, clips: list[Clip], starts: list[State], settings: LearnSettings, loss_fn):
+    """The image loss (a scalar tensor) averaged over the clips, and each clip's PSNR (dB)."""
+    total, psnrs = 0.0, []
+    for clip, s0 in zip(clips, starts):
+        pred = _predict_images(model, clip, s0, settings.substeps, settings.window)
+        total = total + loss_fn(pred, clip.images[1:]).mean() / len(clips)
+        psnrs.append(float(psnr(pred.detach(), clip.images[1:]).mean()))
+    return total, psnrs
+
+
+def _to_leaves(params: PhysicalParams) -> list[torch.Tensor]:
+    """The learned variables: log mass, the inertia factor's log diagonal (3,) and its strict
+    lower triangle (3,) relative to the diagonal's geometric mean (PhysicalParams keeps those in
+    absolute units, where one Adam step would swamp a small diagonal), softplus^-1 mu, log
+    stiffness, log damping."""
+    raw = params.inertia_factor.detach()
+    log_diag = raw.diagonal()
+    rows, cols = torch.tril_indices(3, 3, -1)
+    relative = raw[rows, cols] / log_diag.mean().exp()
+    return [params.log_mass, log_diag, relative, params.mu_raw, params.log_stiffness, params.log_damping]
+
+
+def _from_leaves(leaves: list[torch.Tensor]) -> PhysicalParams:
+    """PhysicalParams of the variables of _to_leaves (differentiable)."""
+    log_mass, log_diag, relative, mu_raw, log_k, log_d = leaves
+    rows, cols = torch.tril_indices(3, 3, -1)
+    lower = torch.zeros(3, 3, dtype=log_diag.dtype).index_put((rows, cols), relative * log_diag.mean().exp())
+    return PhysicalParams(log_mass, lower + torch.diag(log_diag), mu_raw, log_k, log_d)
+
+
+def _predict_images(model: Model, clip: Clip, start: State, substeps: int, window: int) -> torch.Tensor:
+    """Rendered prediction of frames 1..T-1 (T - 1, H, W, 3) from `start`."""
+    if clip.joint_target is not None:
+        return predict_leap_images(model, clip, start, substeps, window)
+    actions = None if clip.pusher_velocity is None else clip.pusher_velocity[None]
+    states = predict_states(model, start, len(clip), substeps, actions, detach_every=window)
+    pushers = clip.pusher_positions()
+    return render_states(model.gaussians, states.position[0, 1:], states.quat[0, 1:], clip.camera, clip.background,
+                         None if pushers is None else pushers[1:], clip.pusher_look())
+
+
+@torch.no_grad()
+def _project(leaves, centers, log_scales, centers0, log_scales0, settings: LearnSettings, model: Model) -> None:
+    """Keep the iterate valid: kappa + delta <= max_stiffness_damping (effective-mass gains,
+    stable below 2); with plain gains and the hand, n (1 + mu^2) D dt / m <= max_stiffness_damping
+    for the n = max_contacts n_dirs rows of the hand's contacts, each along n - mu d (their damping,
+    summed, overshoots above it: a learned cube resting on the palm crept 1.6-4 mm in 2 s at mu 0.53,
+    D 0.72 N s/m and at mu 1.16, D 0.475, not at all at D 0.2); centres within max_shift of stage
+    I's, scales within a fraction max_scale_change of stage I's."""
+    log_k, log_d = leaves[4], leaves[5]
+    if model.contact.gain_mode == "effective_mass":
+        excess = math.log(settings.max_stiffness_damping) - torch.logaddexp(log_k, log_d)
+        if excess < 0:
+            log_k += excess
+            log_d += excess
+    elif model.hand is not None:
+        p = _from_leaves(leaves)
+        rows = model.hand.max_contacts * model.contact.n_dirs * (1.0 + float(p.mu) ** 2)
+        log_d.clamp_(max=math.log(settings.max_stiffness_damping * float(p.mass) / (rows * model.dt)))
+    shift = centers - centers0
+    norm = shift.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    centers.copy_(centers0 + shift * (settings.max_shift / norm).clamp(max=1.0))
+    change = settings.max_scale_change
+    log_scales.copy_(log_scales0 + (log_scales - log_scales0).clamp(math.log1p(-change), math.log1p(change)))
+
+
+def predict_leap_images(model: Model, clip: Clip, start: State, substeps: int, window: int) -> torch.Tensor:
+    """Frames 1..T-1 (T - 1, H, W, 3) predicted from `start` with the hand following the recorded
+    joint targets: the object drawn over the background, the hand's pixels from the recording."""
+    states = predict_hand_states(model, start, clip.joint_target[None], substeps, detach_every=window)
+    images = render_states(model.gaussians, states.position[0, 1:], states.quat[0, 1:], clip.camera, clip.background)
+    return paste_recorded_hand(images, clip)
+
+
+def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings(), mass: float = 0.1,
+              mu: float = 0.5, stiffness: float = 0.5, damping: float = 0.5, progress: bool = True,
+              clips: list[int] | None = None) -> tuple[WorldModel, list[dict]]:
+    """`cgwm learn`: stage II on the train clips under `data` (all, or the indices `clips`)
+    from the Gaussians in `gaussians_file` (.npz or .ply) and the initial parameter values;
+    writes the bundle `out`, out/learn_log.jsonl and out/psnr.png; returns (bundle, history)."""
+    gfile = Path(gaussians_file)
+    if not gfile.is_file() or gfile.suffix not in (".npz", ".ply"):
+        raise ValueError(f"gaussians: expected a stage I .npz or .ply file, got {str(gfile)!r}")
+    gaussians = SphereGaussians.load_npz(gfile) if gfile.suffix == ".npz" else SphereGaussians.load_ply(gfile)
+    paths = clip_paths(data, "train")
+    if clips is not None:
+        if not clips or not all(0 <= i < len(paths) for i in clips):
+            raise ValueError(f"clips: expected indices in [0, {len(paths)}), got {clips}")
+        paths = [paths[i] for i in clips]
+    loaded = [load_clip(p) for p in paths]
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: expected a folder for the world model, got the file {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    params = initial_params(gaussians, mass, mu, stiffness, damping)
+    with open(out / "learn_log.jsonl", "w") as log:
+        wm, history = learn(gaussians, loaded, params, settings, progress, log)
+    wm.save(out)
+    plot_curves({"ours": [h["psnr"] for h in history]}, out / "psnr.png", f"stage II: {loaded[0].object}")
+    v = params_values(wm.params)
+    if wm.info["stopped"]:
+        print(f"stage II stopped early at {wm.info['stopped']}; kept the best iteration, "
+              f"{wm.info['best_iteration']}", file=sys.stderr)
+    print(f"stage II: {len(loaded)} clip(s), {len(history) - 1} iterations, PSNR {history[0]['psnr']:.2f} -> "
+          f"{history[wm.info['best_iteration']]['psnr']:.2f} dB, mass {v['mass']:.4g} kg, mu {v['mu']:.3f}, "
+          f"stiffness {v['stiffness']:.3g}, damping {v['damping']:.3g}, {wm.info['seconds']:.0f} s -> {out}")
+    return wm, history
+
+
+def plot_curves(curves: dict, path, title: str) -> None:
+    """Write a PNG of PSNR (dB) against iteration, one line per entry of `curves` {name: [dB]}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+    for name, values in curves.items():
+        ax.plot(np.arange(len(values)), values, label=name)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("training PSNR, dB")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
