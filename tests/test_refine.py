@@ -27,7 +27,7 @@ PLAIN = dict(contact=ContactSettings(gain_mode="plain"))
 
 
 def _truth_model():
-    return box_model(0.05, 0.1, MU, per_edge=5, kappa=K, delta=D, dt=1.0 / (FPS * SUB), **PLAIN)
+    return box_model(0.05, 0.1, MU, per_edge=5, stiffness=K, damping=D, dt=1.0 / (FPS * SUB), **PLAIN)
 
 
 def _clip(start: State, name: str) -> Clip:
@@ -320,7 +320,7 @@ def test_mujoco_twin_replays_the_recorded_clip(fall_data):
 
 
 def test_eval_names_a_method_whose_prediction_diverges_instead_of_scoring_it(fall_data):
-    stable = box_model(0.05, 0.1, 0.5, per_edge=5, kappa=10.0, delta=0.3, dt=1.0 / 480.0, **PLAIN)
+    stable = box_model(0.05, 0.1, 0.5, per_edge=5, stiffness=10.0, damping=0.3, dt=1.0 / 480.0, **PLAIN)
     unstable = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), 0.5, 10.0, 1e6)  # D h / m >> 2
     wm = WorldModel.from_model(stable, initial_params=unstable)
     result = evaluate.evaluate(wm, fall_data / "data", cem=None, videos=False, progress=False)

@@ -28,7 +28,7 @@ SCENE = dict(ground_height=None, contact=ContactSettings(gain_mode="plain"))
 
 
 def _truth_model():
-    return box_model(0.05, 0.1, MU, per_edge=5, kappa=K, delta=D, dt=1.0 / (FPS * SUB), hand=HandModel(max_contacts=32),
+    return box_model(0.05, 0.1, MU, per_edge=5, stiffness=K, damping=D, dt=1.0 / (FPS * SUB), hand=HandModel(max_contacts=32),
                      **SCENE)
 
 

@@ -1,32 +1,32 @@
-"""Complementarity-free contact model (paper section III-D-2, appendix C; Jin 2024).
+"""Complementarity-free contact model (paper section III-D-2, appendix C; Jin 2024): contact forces
+in closed form from each contact's gap and velocities, no iterative solve.
 
-Each contact c has a frame (n, t1, t2) oriented for the object (moving the object along n opens
-the gap) and contributes n_d rows on the faces of the dual friction cone, J~_cj = J_n - mu J_dj
-with d_j = cos(a_j) t1 + sin(a_j) t2, a_j = 2 pi j / n_d, and its gap phi repeated n_d times.
-With b = v + h M^-1 tau (the contact-free velocity),
-
-    lambda = softplus(-K (h J~ b + phi~) - D J~ b),    v+ = b + h M^-1 J~^T lambda.
+Each contact c has a frame (n, t1, t2) oriented for the object (moving the object along n opens the
+gap). The friction cone is the dual cone's polygon of n_d edges n - mu d_j, d_j = cos(a_j) t1 +
+sin(a_j) t2, a_j = 2 pi j / n_d (n_d = 4 is MuJoCo's pyramid). Let u = J v be a contact's velocities
+at the step's start and a = J h M^-1 tau what the non-contact forces add to them over the step h.
 
 Gain modes:
-- "plain": K (N/m) and D (N s/m) are the same for every row, as the paper writes them.
-- "effective_mass" (default): K_r = kappa / (h^2 S_r), D_r = delta / (h S_r) with dimensionless
-  kappa, delta and S_r the row's inverse effective mass including its coupling to the other
-  pushing rows: S_r = A_rr + relu(sum_{s != r} A_rs a_s), A = J~ M^-1 J~^T, a_s in (0, 1) the
-  smooth indicator that row s pushes, and all n_d rows of a contact take the largest S_r among
-  them (one gain per contact: rows with gains of their own pull unequally at rest, and an object
-  on a support of sub-mm bumps crept centimetres per second). A resting face of n rows gets
-  K = kappa m / (n h^2) per row and a lone corner row the full kappa m_eff / h^2, so one
-  setting serves both. Linearized, a
-  row's velocity after the step is (1 - kappa - delta) w - kappa phi / h: stable for
-  0 < kappa + delta < 2 and rests without penetration for kappa + delta = 1. Rebounds are weaker
-  than that single-row picture suggests (the rows of a face share the impact and the next steps
-  damp the rebound): a flat 5 cm drop at h = 1/480 s comes back with a restitution (rebound over
-  impact speed) of 0-0.1 for kappa + delta <= 1 and 0.35-0.64 only for kappa 1.5-1.8 with
-  delta <= 0.1 (measured).
+- "plain", the paper's rows: each edge e_j is a row with lambda_j = softplus(-K (h e_j . b + phi) -
+  D e_j . b), b = u + a, K in N/m and D in N s/m the same for every row.
+- "effective_mass" (default): one normal and a friction force per contact.
+  normal: lambda_n = softplus(-(stiffness phi + damping u_n + a_n / h) / S_n), S_n the normal row's
+    inverse effective mass including its coupling to the other pushing contacts. The normal
+    acceleration is the reference -stiffness phi - damping u_n of a spring-damper per unit mass
+    (MuJoCo's solref in acceleration form), stiffness in 1/s^2 and damping in 1/s, whatever the
+    object's mass and the time step, and the applied forces' share a_n is cancelled in full: a
+    soft contact gives way on impact and under a pusher but does not sink under the object's
+    weight. Stable for damping h < 2 and stiffness h^2 < 4 - 2 damping h.
+  friction: the force that stops the contact's slip within the step (the normal forces' share of
+    the slip included), projected onto the cone's polygon of radius mu lambda_n: a contact that
+    can stick sticks, one that slides gets the friction the cone allows (Coulomb's law). Solving
+    the edges row by row instead pushes a sliding contact apart at mu |u_t| and makes slow slides
+    viscous (docs/physics.md).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -38,19 +38,24 @@ GAIN_MODES = ("effective_mass", "plain")
 
 @dataclass(frozen=True)
 class ContactSettings:
-    """n_dirs: tangent directions per contact (>= 4); gain_mode: see module doc;
-    softplus_sharpness: SoftPlus beta in 1/N (per-row loads are millinewtons, so it must be
-    large or it lifts the resting height); activity_width: m, how sharply a row counts as
+    """n_dirs: edges of the friction cone's polygon (>= 4; 4 is MuJoCo's pyramid); gain_mode: see
+    module doc; softplus_sharpness: SoftPlus beta in 1/N (per-contact loads are millinewtons, so it
+    must be large or it lifts the resting height); activity_width: m, how sharply a contact counts as
     pushing when it scales the others' gains (effective_mass mode only)."""
 
     n_dirs: int = 4
     gain_mode: str = "effective_mass"
     softplus_sharpness: float = 1e4
     activity_width: float = 1e-5
+    iterations: int = 4
+    max_contacts: int = 64
 
     def __post_init__(self):
+        for name in ("iterations", "max_contacts"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected an int >= 1, got {getattr(self, name)!r}")
         if self.n_dirs < 4:
-            raise ValueError(f"n_dirs: expected at least 4 tangent directions, got {self.n_dirs}")
+            raise ValueError(f"n_dirs: expected at least 4 cone edges, got {self.n_dirs}")
         if self.gain_mode not in GAIN_MODES:
             raise ValueError(f"gain_mode: expected one of {GAIN_MODES}, got {self.gain_mode!r}")
         for name in ("softplus_sharpness", "activity_width"):
@@ -58,45 +63,98 @@ class ContactSettings:
                 raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)}")
 
 
-def cone_edges(mu: torch.Tensor, n_dirs: int) -> torch.Tensor:
-    """Dual-cone rows in contact-frame coordinates: column j is (1, -mu cos a_j, -mu sin a_j).
-
-    mu: (B,) -> (B, 3, n_dirs). A row's velocity is (frame velocity) @ edges, and a row force
-    lambda_j acts along the frame vector edges[:, :, j].
-    """
-    angles = torch.arange(n_dirs, dtype=mu.dtype, device=mu.device) * (2 * torch.pi / n_dirs)
-    tangential = torch.stack((torch.cos(angles), torch.sin(angles)))  # (2, n_dirs)
-    ones = torch.ones_like(angles).expand(mu.shape[0], 1, n_dirs)
+def contact_rows(mu: torch.Tensor, settings: ContactSettings) -> torch.Tensor:
+    """Each contact's rows in contact-frame coordinates (B, 3, R), column r a row's direction in
+    (n, t1, t2): "plain" the dual cone's n_d edges (1, -mu cos a_j, -mu sin a_j) for mu (B,);
+    "effective_mass" the frame itself (R = 3: the normal, then t1 and t2)."""
+    if settings.gain_mode == "effective_mass":
+        return torch.eye(3, dtype=mu.dtype, device=mu.device).expand(mu.shape[0], 3, 3)
+    angles = torch.arange(settings.n_dirs, dtype=mu.dtype, device=mu.device) * (2 * torch.pi / settings.n_dirs)
+    tangential = torch.stack((torch.cos(angles), torch.sin(angles)))  # (2, n_d)
+    ones = torch.ones_like(angles).expand(mu.shape[0], 1, settings.n_dirs)
     return torch.cat((ones, -mu[:, None, None] * tangential), dim=1)
 
 
 def contact_forces(
     row_vel: torch.Tensor,
+    applied_vel: torch.Tensor,
     phi: torch.Tensor,
-    row_inv_mass: Callable[[], torch.Tensor],
-    coupling: Callable[[torch.Tensor], torch.Tensor],
+    inverse_mass: Callable[[], torch.Tensor],
     stiffness: torch.Tensor,
     damping: torch.Tensor,
+    mu: torch.Tensor,
     dt: float,
     settings: ContactSettings,
 ) -> torch.Tensor:
-    """Closed-form dual-cone forces lambda (B, n_d, C) in N, for C contacts of n_d rows each.
+    """Forces (B, R, C) in N on the R rows (contact_rows) of C contacts.
 
-    row_vel (B, n_d, C): J~ b (relative to any kinematic body), m/s; phi (B, C): gaps, m;
-    row_inv_mass() -> (B, n_d, C): the diagonal of A = J~ M^-1 J~^T, 1/kg; coupling(a) = A a for
-    row weights a (B, n_d, C) (both called in "effective_mass" mode only); stiffness, damping (B,): K and D in "plain" mode, kappa and delta
-    in "effective_mass" mode.
+    row_vel (B, R, C): the rows' velocities J v at the step's start (relative to any kinematic body),
+    m/s; applied_vel (B, R, C): what the non-contact forces add to them over the step, J h M^-1 tau,
+    m/s; phi (B, C): gaps, m; inverse_mass() -> (B, R C, R C): A = J M^-1 J^T over the rows flattened
+    in (R, C) order, 1/kg (called in "effective_mass" mode only); stiffness, damping (B,): K (N/m) and
+    D (N s/m) in "plain" mode, 1/s^2 and 1/s in "effective_mass" mode; mu (B,): friction coefficient
+    (in "plain" mode it is in the rows already).
     """
-    k, d = stiffness[:, None, None], damping[:, None, None]
-    phi = phi[:, None, :]
+    k, d = stiffness[:, None], damping[:, None]
     if settings.gain_mode == "plain":
-        arg = -k * (dt * row_vel + phi) - d * row_vel
-    else:
-        push = -(k * (dt * row_vel + phi) + d * dt * row_vel)  # m; > 0 where the row pushes
-        active = torch.sigmoid(push / settings.activity_width)
-        diagonal = row_inv_mass()
-        inv_eff_mass = diagonal + F.relu(coupling(active) - diagonal * active)
-        # One gain for all rows of a contact (their largest S): rows with their own gains pull
-        # unequally at rest, and an object on an uneven support of sub-mm bumps crept cm/s.
-        arg = push / (dt * dt * inv_eff_mass.amax(dim=1, keepdim=True))
-    return F.softplus(arg, beta=settings.softplus_sharpness)
+        b = row_vel + applied_vel
+        return F.softplus(-k[:, None] * (dt * b + phi[:, None]) - d[:, None] * b, beta=settings.softplus_sharpness)
+    batch, rows, contacts = row_vel.shape
+    u_n = row_vel[:, 0]
+    free = row_vel + applied_vel
+    # A touching contact's normal velocity is relaxed to u_n - h (stiffness phi + damping u_n) over the
+    # step, whatever the forces; an open one gets no force.
+    target = u_n - dt * (k * phi + d * u_n)
+    touching = torch.sigmoid(-phi / settings.activity_width)
+    acting = torch.sigmoid(-(phi + dt * free[:, 0]) / settings.activity_width)  # touching by the step's end
+    mass = inverse_mass()
+    blocks = mass.view(batch, rows, contacts, rows, contacts)
+    normal_block = blocks[:, 0, :, 0]  # (B, C, C)
+    own = normal_block.diagonal(dim1=1, dim2=2)
+    # First estimate: each contact reaches its target with its effective mass in the mode where all
+    # acting contacts move together (exact for a face under a uniform load).
+    together = (normal_block @ acting[..., None])[..., 0]
+    normal = touching * F.softplus((target - free[:, 0]) / (dt * (own + F.relu(together - own * acting))),
+                                   beta=settings.softplus_sharpness)
+    # Sweeps with steps bounded by Gershgorin's sums over the acting rows: each sweep is a contraction,
+    # so no mode (a rocking one, where the contacts' couplings have both signs) overshoots. The normal
+    # forces settle first; then friction starts from the slip they leave, stopped in the mode where
+    # all contacts slide together, and both are swept together.
+    normal_bound = (normal_block.abs() @ acting[..., None])[..., 0] + own * (1.0 - acting)
+    for _ in range(settings.iterations):
+        after = free[:, 0] + dt * (normal_block @ normal[..., None])[..., 0]
+        normal = touching * F.softplus(normal + (target - after) / (dt * normal_bound), beta=settings.softplus_sharpness)
+    forces = torch.cat((normal[:, None], torch.zeros_like(row_vel[:, 1:])), dim=1)
+    slip = free[:, 1:] + dt * (mass @ forces.flatten(1)[..., None]).view_as(forces)[:, 1:]
+    tangent = blocks[:, 1:, :, 1:].diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)  # (B, 2, C, C): t1-t1, t2-t2
+    own_t = tangent.diagonal(dim1=2, dim2=3)
+    together_t = (tangent @ acting[:, None, :, None])[..., 0]
+    friction = project_to_cone(-slip / (dt * (own_t + F.relu(together_t - own_t * acting[:, None]))),
+                               mu[:, None] * normal, settings.n_dirs)
+    weights = acting.repeat(1, rows)
+    bound = ((mass.abs() @ weights[..., None])[..., 0] + mass.diagonal(dim1=1, dim2=2) * (1.0 - weights))
+    bound = bound.view(batch, rows, contacts)
+    for _ in range(settings.iterations):
+        forces = torch.cat((normal[:, None], friction), dim=1)
+        after = free + dt * (mass @ forces.flatten(1)[..., None]).view_as(forces)
+        friction = project_to_cone(friction - after[:, 1:] / (dt * bound[:, 1:]), mu[:, None] * normal, settings.n_dirs)
+        forces = torch.cat((normal[:, None], friction), dim=1)
+        after = free + dt * (mass @ forces.flatten(1)[..., None]).view_as(forces)
+        normal = touching * F.softplus(normal + (target - after[:, 0]) / (dt * bound[:, 0]), beta=settings.softplus_sharpness)
+    return torch.cat((normal[:, None], project_to_cone(friction, mu[:, None] * normal, settings.n_dirs)), dim=1)
+
+
+def project_to_cone(force: torch.Tensor, radius: torch.Tensor, n_edges: int) -> torch.Tensor:
+    """The nearest point (B, 2, C) to tangential forces (B, 2, C) (components along t1, t2) in the
+    regular polygon with `n_edges` vertices at `radius` (B, C) and angles 2 pi j / n_edges."""
+    half = math.pi / n_edges
+    with torch.no_grad():
+        angle = torch.atan2(force[:, 1], force[:, 0])
+        side = (torch.floor(angle / (2 * half)) + 0.5) * (2 * half)  # the angle of the side facing the force
+    outward = torch.stack((torch.cos(side), torch.sin(side)), dim=1)
+    along = torch.stack((-outward[:, 1], outward[:, 0]), dim=1)
+    apothem = radius * math.cos(half)
+    reach = radius * math.sin(half)
+    offset = torch.minimum(torch.maximum((force * along).sum(1), -reach), reach)
+    on_side = apothem[:, None] * outward + offset[:, None] * along
+    return torch.where(((force * outward).sum(1) > apothem)[:, None], on_side, force)

@@ -17,6 +17,11 @@ from cgwm_env.physics.gaussians import SphereGaussians, box_gaussians
 from cgwm_env.physics.hand import N_JOINTS, HandModel
 
 
+# Default effective-mass contact gains: a critically damped spring-damper with a 20 ms time constant
+# per unit mass (MuJoCo's default solref (0.02, 1) in acceleration form: stiffness 1/tau^2, damping 2/tau).
+STIFFNESS, DAMPING = 2500.0, 100.0
+
+
 @dataclass(frozen=True)
 class PhysicalParams:
     """theta = (mass, inertia, mu, stiffness, damping) in an unconstrained form.
@@ -25,8 +30,8 @@ class PhysicalParams:
     mass = exp(log_mass) kg; inertia = L L^T (kg m^2, body frame at the centre of mass) with L
     lower-triangular, its diagonal exp(diagonal of inertia_factor) and its strict lower triangle
     taken as is (so always positive definite); mu = softplus(mu_raw) >= 0;
-    stiffness = exp(log_stiffness), damping = exp(log_damping), read as (kappa, delta) or (K, D)
-    by ContactSettings.gain_mode. Make fields leaf tensors with requires_grad to learn them.
+    stiffness = exp(log_stiffness), damping = exp(log_damping): 1/s^2 and 1/s with effective-mass
+    contact gains, N/m and N s/m with plain ones (ContactSettings.gain_mode; contact.py). Make fields leaf tensors with requires_grad to learn them.
     """
 
     log_mass: torch.Tensor
@@ -240,12 +245,13 @@ class Model:
         return self._cache["grid"]
 
 
-def box_model(size=0.05, mass: float = 0.1, mu: float = 0.5, per_edge: int = 10, kappa: float = 0.5,
-              delta: float = 0.5, dtype=None, edge_radius: float = 0.0, **model_kwargs) -> Model:
+def box_model(size=0.05, mass: float = 0.1, mu: float = 0.5, per_edge: int = 10, stiffness: float = STIFFNESS,
+              damping: float = DAMPING, dtype=None, edge_radius: float = 0.0, **model_kwargs) -> Model:
     """A uniform solid box (sides `size` m, `mass` kg) as a hollow shell of spheres, per_edge along
     its longest side (and spheres of edge_radius m along its edges: box_gaussians), with
-    effective-mass gains kappa and delta; other Model fields by keyword."""
-    params = PhysicalParams.from_values(mass, solid_box_inertia(mass, size), mu, kappa, delta, dtype=dtype)
+    contact gains `stiffness` and `damping` (contact.py: 1/s^2 and 1/s in effective-mass mode, N/m and N s/m
+    in plain mode); other Model fields by keyword."""
+    params = PhysicalParams.from_values(mass, solid_box_inertia(mass, size), mu, stiffness, damping, dtype=dtype)
     gaussians = box_gaussians(size, per_edge, edge_radius=edge_radius).to(params.log_mass.dtype)
     return Model(gaussians, params, **model_kwargs)
 

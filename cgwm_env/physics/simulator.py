@@ -25,7 +25,7 @@ import torch
 
 from cgwm_env.physics import math3d
 from cgwm_env.physics.collision import SphereGrid, contact_frames, plane_sdf, soft_sdf, soft_sdf_grid, surface_points
-from cgwm_env.physics.contact import cone_edges, contact_forces
+from cgwm_env.physics.contact import contact_forces, contact_rows
 from cgwm_env.physics.hand import forward_kinematics, jacobian_at, joint_axes, link_points
 from cgwm_env.physics.model import Model, State, check_state
 
@@ -39,8 +39,9 @@ class Prepared(NamedTuple):
     stiffness: torch.Tensor  # (B,)
     damping: torch.Tensor  # (B,)
     gravity: torch.Tensor  # (3,) m/s^2
-    cone: torch.Tensor  # (B, 3, n_d): the dual-cone rows in contact-frame coordinates (contact.cone_edges)
-    ground_edges: torch.Tensor  # (B, 3, n_d, 1): the dual-cone rows' directions on the ground
+    mu: torch.Tensor  # (B,) friction coefficient
+    cone: torch.Tensor  # (B, 3, R): each contact's rows in contact-frame coordinates (contact.contact_rows)
+    ground_edges: torch.Tensor  # (B, 3, R, 1): the rows' directions on the ground
     ground_index: torch.Tensor | None  # (K,) the spheres that may touch the ground, None: all
     hand_inv_mass: torch.Tensor | None  # (B, 16) the hand's block of M^-1, 1 / (h (D + h K)); None: no hand
     grid: SphereGrid | None  # the object's neighbour grid for the hand's soft distances; None: no hand
@@ -57,9 +58,9 @@ def prepare(model: Model, batch: int) -> Prepared:
         h = model.hand
         hand_inv_mass = inertia.new_full((batch, len(h.lower)), 1.0 / (model.dt * (h.damping + model.dt * h.stiffness)))
         grid = model.sphere_grid()
-    cone = cone_edges(mu, model.contact.n_dirs)
+    cone = contact_rows(mu, model.contact)
     return Prepared(1.0 / p.mass.expand(batch), inertia, math3d.inverse3(inertia),
-                    p.stiffness.expand(batch), p.damping.expand(batch), inertia.new_tensor(model.gravity), cone,
+                    p.stiffness.expand(batch), p.damping.expand(batch), inertia.new_tensor(model.gravity), mu, cone,
                     _edges(ground_frame, cone), model.ground_candidates(), hand_inv_mass, grid)
 
 
@@ -207,16 +208,22 @@ def step_prepared(model: Model, prepared: Prepared, state: State, action: torch.
             hand_torques = [p[2] for p in parts if p[2] is not None]
             return sum(p[0] for p in parts), sum(p[1] for p in parts), sum(hand_torques) if hand_torques else None
 
-        def coupling(weights):  # J~ M^-1 J~^T weights
-            force, torque, hand_torque = generalized_force(weights)
-            joint_rates = None if hand_torque is None else hand_torque * c.hand_inv_mass
-            return rows(force * c.inv_mass[:, None], math3d.matvec(inv_inertia_world, torque), joint_rates)
+        still_hand = None if b_hand is None else torch.zeros_like(b_hand)  # quasi-static: no joint velocity of its own
+
+        def inverse_mass():  # J~ M^-1 J~^T over all rows (B, R C, R C), rows in joined(..., 2)'s order, flattened
+            parts = list(zip(*(k.directions(c.hand_inv_mass) for k in kinds)))
+            lin, ang = (joined(list(p), 2).flatten(1, 2) for p in parts[:2])
+            mass = (lin @ lin.transpose(1, 2)) * c.inv_mass[:, None, None] + ang @ inv_inertia_world @ ang.transpose(1, 2)
+            if parts[2][0] is not None:
+                joints = joined(list(parts[2]), 2).flatten(1, 2)
+                mass = mass + joints @ joints.transpose(1, 2)
+            return mass
 
         lam = contact_forces(
-            joined([k.row_velocity(b_vel - k.other_velocity, b_omega, b_hand) for k in kinds], 2),
+            joined([k.row_velocity(state.velocity - k.other_velocity, state.omega, still_hand) for k in kinds], 2),
+            joined([k.row_velocity(b_vel - state.velocity, b_omega - state.omega, b_hand) for k in kinds], 2),
             joined([k.phi for k in kinds], 1),
-            lambda: joined([k.row_inv_mass(c.inv_mass, inv_inertia_world, c.hand_inv_mass) for k in kinds], 2),
-            coupling, c.stiffness, c.damping, dt, model.contact)
+            inverse_mass, c.stiffness, c.damping, c.mu, dt, model.contact)
         force, torque, hand_torque = generalized_force(lam)
         velocity = b_vel + dt * force * c.inv_mass[:, None]
         omega = b_omega + dt * math3d.matvec(inv_inertia_world, torque)
@@ -278,6 +285,17 @@ class ContactRows(NamedTuple):
             joint_torques = -torch.einsum("bxjc,bxc->bj", self.hand_jacobian, forces)
         return force, math3d.axial(moments), joint_torques
 
+    def directions(self, hand_inv_mass: torch.Tensor | None) -> tuple:
+        """Each row's direction in generalized coordinates: the force's (B, R, C, 3), its moment about
+        the centre of mass (B, R, C, 3) and, with the hand, the reaction's joint torques scaled by
+        sqrt(1 / M_h) (B, R, C, 16) (None without a hand)."""
+        edges = self.edges.expand(-1, -1, -1, self.levers.shape[-1])  # (B, 3, R, C)
+        arms = _cross(self.levers[:, :, None].expand_as(edges), edges)
+        joints = None
+        if self.hand_jacobian is not None:
+            joints = -torch.einsum("bxrc,bxjc->brcj", edges, self.hand_jacobian) * hand_inv_mass[:, None, None].sqrt()
+        return edges.permute(0, 2, 3, 1), arms.permute(0, 2, 3, 1), joints
+
     def row_inv_mass(self, inv_mass: torch.Tensor, inv_inertia: torch.Tensor,
                      hand_inv_mass: torch.Tensor | None) -> torch.Tensor:
         """diag(J~ M^-1 J~^T) = |e|^2 / m + (r x e)^T I^-1 (r x e) + sum_j (e . J_hand,j)^2 / M_h,j, (B, n_d, C)."""
@@ -306,7 +324,11 @@ def ground_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tenso
     levers = rot @ centers.T  # (B, 3, K) centres relative to the centre of mass, world frame
     heights = state.position[:, 2:] + levers[:, 2]
     phi = plane_sdf(heights[..., None], heights.new_ones(1), model.ground_height) - radii
-    levers = torch.cat((levers[:, :2], levers[:, 2:] - radii), dim=1)  # down to the sphere's bottom
+    if model.contact.gain_mode == "effective_mass" and phi.shape[1] > model.contact.max_contacts:
+        nearest = phi.detach().topk(model.contact.max_contacts, dim=1, largest=False).indices  # (B, K')
+        phi, radii = phi.gather(1, nearest), radii[nearest]
+        levers = levers.gather(2, nearest[:, None].expand(-1, 3, -1))
+    levers = torch.cat((levers[:, :2], levers[:, 2:] - radii[..., None, :]), dim=1)  # down to the sphere's bottom
     return ContactRows(phi, levers, prepared.ground_edges, torch.zeros_like(state.velocity))
 
 

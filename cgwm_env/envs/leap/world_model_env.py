@@ -53,7 +53,7 @@ def cube_world_model() -> Model:
     gains make a cube resting on the palm's many grid contacts rock and creep by millimetres per
     second; with these it rests still, 0.3 mm into the palm's spheres, and a thumb curling into it
     sinks at most 0.3 mm (K = 40 at 240 Hz, which also rests still, lets fingers through)."""
-    return box_model(0.05, 0.1, 0.5, kappa=150.0, delta=0.3, dt=1.0 / 480.0, ground_height=None,
+    return box_model(0.05, 0.1, 0.5, stiffness=150.0, damping=0.3, dt=1.0 / 480.0, ground_height=None,
                      contact=ContactSettings(gain_mode="plain"), edge_radius=0.0007)
 
 
