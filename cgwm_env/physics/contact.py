@@ -12,17 +12,10 @@ Gain modes:
 - "effective_mass" (default): K_r = kappa / (h^2 S_r), D_r = delta / (h S_r) with dimensionless
   kappa, delta and S_r the row's inverse effective mass including its coupling to the other
   pushing rows: S_r = A_rr + relu(sum_{s != r} A_rs a_s), A = J~ M^-1 J~^T, a_s in (0, 1) the
-  smooth indicator that row s pushes, and all n_d rows of a contact take the largest S_r among
-  them (one gain per contact: rows with gains of their own pull unequally at rest, and an object
-  on a support of sub-mm bumps crept centimetres per second). A resting face of n rows gets
-  K = kappa m / (n h^2) per row and a lone corner row the full kappa m_eff / h^2, so one
-  setting serves both. Linearized, a
-  row's velocity after the step is (1 - kappa - delta) w - kappa phi / h: stable for
-  0 < kappa + delta < 2 and rests without penetration for kappa + delta = 1. Rebounds are weaker
-  than that single-row picture suggests (the rows of a face share the impact and the next steps
-  damp the rebound): a flat 5 cm drop at h = 1/480 s comes back with a restitution (rebound over
-  impact speed) of 0-0.1 for kappa + delta <= 1 and 0.35-0.64 only for kappa 1.5-1.8 with
-  delta <= 0.1 (measured).
+  smooth indicator that row s pushes; all n_d rows of a contact take the largest S_r among them
+  (one gain per contact). One setting then serves a resting face and a lone corner; linearized, a
+  row is stable for 0 < kappa + delta < 2 and rests without penetration at kappa + delta = 1
+  (docs/design.md: why one gain per contact, and the rebounds measured).
 """
 
 from __future__ import annotations
