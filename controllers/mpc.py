@@ -1,71 +1,25 @@
 """Gradient-based model-predictive control of the LEAP Hand over a world model (paper section IV-C).
 
 Each control step the planner optimizes the changes of the 16 joint targets over a horizon of H
-control steps, U (H, 16) rad within +-action_bound, by a few projected Adam steps on the cost of
-the complementarity-free MPC literature (Jin 2024, on-palm reorientation):
+control steps, U (H, 16) rad within +-action_bound, by projected Adam steps (one second moment for
+the whole plan) on the cost of the complementarity-free MPC literature (Jin 2024, on-palm
+reorientation), backpropagating through the world model:
 
     sum_t  w_o (1 - <q_t, q*>^2) + w_p |x_t - x_hold|^2 + w_f sum_i |tip_i,t - x_t|^2 + w_u |u_t|^2
 
-over the predicted states t = 1..H: the orientation error to the goal q*, the object's centre held
-where it started on the palm, the four fingertip pads' centres drawn to the object's centre (to
-make contact) and the action's size, backpropagating through the world model. (Jin weighs
-orientation and position at the horizon's end only, over 0.4 s; over our 0.1 s horizon that left
-the cube where it was, a cost at every step turned it.) The solver is Adam with one second moment
-for the whole plan (the largest squared gradient entry): a plain per-coordinate Adam turns the
-near-zero gradients of joints that touch nothing into full-size noisy steps, and the cube was
-pushed off the palm. It sends U[0] and keeps the rest, shifted by one step, as the next call's
-start (the first moment too).
+over the predicted states t = 1..H (orientation error, the object's centre held where it started,
+the four fingertip pads drawn to the object, the action's size). It sends U[0] and keeps the rest,
+shifted, as the next call's start. The rollout runs on a coarser copy of the world model
+(planning_model: physics step plan_dt, plain contact gains bounded to stay stable there, fewer hand
+contacts, no dry joint friction) with the hand's kinematics linearized once per call
+(simulator.HandKinematics). compile=True runs the rollout and cost through torch.compile (the same
+plan up to rounding, about 4x faster solves at batch 1; the first plan compiles).
 
-The rollout runs on a coarser copy of the world model (planning_model): physics step plan_dt
-(1/60 s in configs/mpc.yaml, 2 per control step instead of 16) with "plain" contact gains bounded
-to stay stable there: with n = max_contacts n_dirs rows and m the object's mass,
-K' = min(K, stiffness_limit m / (n plan_dt^2)) and D' = min(damping_scale D dt / plan_dt,
-damping_limit m / (n plan_dt)) (each row acts on the object's velocity alone; above a damping
-sum of 2 the rows of an object pressed from all sides overshoot: the L-block's learned D of
-0.74 N s/m came to 2.9 with 48 contacts, and its plans stopped turning it). K is bounded, not
-scaled by (dt / plan_dt)^2, so that a learned, soft K keeps the object resting on the palm in the
-coarse model (docs/experiments.md, MPC). Fewer hand contacts, and no dry joint friction (its
-dead zone gives a small target change no gradient, and a plan starts from small changes). The
-hand's kinematics are worked out once per call, at the measured joints, and used to first order
-in the joint change over the whole horizon (simulator.HandKinematics), so no forward kinematics
-is differentiated.
-
-With compile=True the rollout and its cost (one function, the release as a tensor flag so both
-phases share one graph) run through torch.compile: the plan is the same up to float rounding,
-solves are about 4 times faster at batch 1 (op overhead dominates eager), and the first plan
-compiles for about a minute (seconds once torch's on-disk cache holds it).
-
-Before the first plan of an episode the hand moves through settings.approach, joint-target
-waypoints taken at the action bound (no planning, no solve time recorded): a cage of the four
-fingertips around the object, as Jin's MPC starts from a pre-grasp. From the open, flat hand the
-planner's local gradient curled the fingers into the cube and pushed it off the palm (11 of 20
-trials dropped); from the cage it turns the cube 30-45 degrees and more, and drops it rarely
-(configs/mpc.yaml, README).
-
-Near the goal (orientation error below settle_error) the orientation term's weight is multiplied
-by settle_weight. With one weight throughout, a stroke stopped the cube just under the success
-threshold (mean final error 14-15 degrees over the successes): the error's gradient,
-sin(angle) / 2 per radian, is a third of its 90-degree value at 20 degrees, and the fingertip and
-position terms win. A larger weight everywhere, or a cost on log(error), pushed the cube across
-the palm during the strokes and lost trials; raised only near the goal it settles the cube
-closer and leaves the strokes as they were.
-
-The planned command keeps each joint's target within max_lead of its measured position. The
-hand is position-controlled: a finger blocked by the object presses on it with a force that
-grows with the lead. Where a stroke stalls, the planning model still predicts the cube turning on
-(traced: from 19.7 degrees to 12.0 over 6 steps with no action, where MuJoCo's cube stays), so
-unbounded the planner kept moving blocked fingers' targets on, 0.2 rad and more past the thumb's
-joints, and squeezed the cube without turning it. Bounded (0.16 rad in configs/mpc.yaml), the
-cubes end closer to the goal with the compiled planner, and as often (README).
-
-A cage's stroke turns the cube 30-55 degrees, then the fingers run out of reach and the cube
-stalls; a quarter turn needs a regrasp (finger gaiting). When the orientation error has not
-fallen by regrasp_progress for regrasp_after planned steps, the planner lets go: it plans with the
-fingertip term replaced by one that pushes the pads out to release_radius from the object's
-vertical axis while the orientation term holds the orientation reached (so the retreating fingers
-do not turn it back), for at most release_steps steps, then moves through the approach waypoints
-to the cage again and resumes. Returning to the cage straight from the stroke's end, or through
-the open hand, dragged the cube back by as much as the stroke had gained.
+Before the first plan the hand moves through settings.approach (a cage of the four fingertips
+around the object); near the goal the orientation weight grows (settle_error, settle_weight); each
+command keeps a joint's target within max_lead of its measured position; when the error stalls the
+planner lets go and regrasps (regrasp_after, release_*). MPCSettings() is the planner `cgwm demo`
+runs; docs/design.md says why each part is there and what was measured without it.
 """
 
 from __future__ import annotations
@@ -74,19 +28,24 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from cgwm_env.config import read_yaml_mapping
+from cgwm_env.config import settings_from_yaml
 from cgwm_env.envs.leap.task import ACTION_BOUND, CONTROL_DT, orientation_error
-from cgwm_env.physics.hand import LINK_NAMES, PAD_POINTS
+from cgwm_env.physics.hand import PAD_POINTS
+from cgwm_env.physics.hand_mjcf import LINK_NAMES
 from cgwm_env.physics.model import Model, State, check_state
 from cgwm_env.physics.simulator import HandKinematics, hand_kinematics, prepare, step_prepared
 
 FINGERTIPS = ("if_ds", "mf_ds", "rf_ds", "th_ds")  # the links whose pads the proximity term draws to the object
 RELEASE_MARGIN = 0.01  # m: the release term's target lies this far past release_radius, so the pads pass it
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mpc.yaml"  # the shipped settings
+# Joint-target waypoints (rad, sim order) the hand moves through at the action bound before the first
+# plan (74 control steps, 2.5 s), found by inverse kinematics of the pads' centres: index, middle and
+# ring curled around the cube's start, their pads about 5 cm from its vertical axis (clear of the cube
+# at any yaw), the thumb turned in; then the thumb curled onto the fourth side.
+APPROACH = ((0.83, 0.0, 1.671, 1.209, 0.433, 0.0, 1.509, 1.62, 1.04, 0.0, 1.62, 1.109, 1.166, 2.023, 0.0, 0.0),
+            (0.83, 0.0, 1.671, 1.209, 0.433, 0.0, 1.509, 1.62, 1.04, 0.0, 1.62, 1.109, 1.166, 2.023, 1.146, 1.603))
 
 
 @dataclass(frozen=True)
@@ -110,8 +69,8 @@ class MPCSettings:
     (0: no bound; module doc)."""
 
     horizon: int = 3
-    iterations: int = 2
-    step_size: float = 0.02
+    iterations: int = 1
+    step_size: float = 0.2
     betas: tuple[float, float] = (0.7, 0.9)
     plan_dt: float = 1.0 / 60.0
     stiffness_limit: float = 0.3
@@ -122,15 +81,15 @@ class MPCSettings:
     w_action: float = 0.1
     w_position: float = 600.0
     w_orientation: float = 1.0
-    approach: tuple[tuple[float, ...], ...] = ()
-    regrasp_after: int = 0
+    approach: tuple[tuple[float, ...], ...] = APPROACH
+    regrasp_after: int = 40
     regrasp_progress: float = 0.01
     release_radius: float = 0.05
-    release_steps: int = 15
+    release_steps: int = 20
     w_release: float = 100.0
-    settle_error: float = 0.0
-    settle_weight: float = 1.0
-    max_lead: float = 0.0
+    settle_error: float = 0.1
+    settle_weight: float = 30.0
+    max_lead: float = 0.16
 
     def __post_init__(self):
         if isinstance(self.regrasp_after, bool) or not isinstance(self.regrasp_after, int) or self.regrasp_after < 0:
@@ -155,29 +114,15 @@ class MPCSettings:
             raise ValueError(f"approach: expected waypoints of 16 finite joint targets (rad) each, "
                              f"got {self.approach!r}")
 
-    @classmethod
-    def from_yaml(cls, path) -> "MPCSettings":
-        """Settings from a YAML mapping (configs/mpc.yaml); a ValueError names an unknown key."""
-        data = read_yaml_mapping(path)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"{unknown[0]}: unknown MPC setting in {path}; expected some of {sorted(names)}")
-        if "betas" in data:
-            data["betas"] = tuple(data["betas"])
-        if "approach" in data:
-            data["approach"] = tuple(tuple(w) for w in data["approach"])
-        return cls(**data)
 
 
-def load_settings(config=None):
-    """MPCSettings from the YAML `config`, else from configs/mpc.yaml where present, else the
-    defaults; returns them and where they came from (a path or "MPCSettings defaults")."""
-    if config:
-        return MPCSettings.from_yaml(config), str(config)
-    if CONFIG.is_file():
-        return MPCSettings.from_yaml(CONFIG), str(CONFIG)
-    return MPCSettings(), "MPCSettings defaults"
+def load_settings(config=None) -> tuple[MPCSettings, str]:
+    """MPCSettings with the YAML file `config` (configs/mpc.yaml shows every key) over the defaults,
+    which are the shipped planner; returns them and where they came from (the file, or "MPCSettings
+    defaults")."""
+    if config is None:
+        return MPCSettings(), "MPCSettings defaults"
+    return settings_from_yaml(MPCSettings, config, "--config"), str(config)
 
 
 def planning_model(model: Model, settings: MPCSettings, control_dt: float = CONTROL_DT) -> tuple[Model, int]:

@@ -1,12 +1,8 @@
-"""The on-palm reorientation task as the complementarity-free MPC literature states it (Jin 2024),
-its success test, and the closed loop of a planner with either plant.
+"""A planner's closed loop with either plant of the LEAP Hand task (cgwm_env.envs.leap.task: start,
+goal, success with its hold), the per-episode report, and plans made on a world model for playback.
 
-Start and goal come from cgwm_env.envs.leap.task: the object upright on the palm at a random
-yaw in (-90, 90) degrees, the goal the same pose turned a further +-90 degrees about +z. The
-orientation error is 1 - <q, q*>^2; an episode succeeds when the error stays below
-SUCCESS_THRESHOLD (0.04, about 23 degrees) for SUCCESS_HOLD consecutive control steps within
-MAX_STEPS, and ends there (or at MAX_STEPS, or when the object leaves the palm). Reported per
-episode: success, the final angle error in degrees and whether it is within REACH_ANGLE (0.1 rad).
+Reported per episode: success, the final angle error in degrees and whether it is within
+REACH_ANGLE (0.1 rad).
 """
 
 from __future__ import annotations
@@ -20,42 +16,17 @@ import numpy as np
 import torch
 
 from cgwm_env.envs.leap import task as leap_task
-from cgwm_env.envs.leap.task import CONTROL_DT, SUCCESS_THRESHOLD, orientation_error
+from cgwm_env.envs.leap.task import CONTROL_DT, MAX_EPISODE_STEPS, angle_error
 from cgwm_env.envs.leap.world_model_env import LeapCore
 from cgwm_env.physics.model import State
 from cgwm_env.physics.simulator import control_step
 
-SUCCESS_HOLD = 20  # consecutive control steps below SUCCESS_THRESHOLD
-MAX_STEPS = leap_task.MAX_EPISODE_STEPS  # 500 control steps (16.7 s)
-REACH_ANGLE = 0.1  # rad
-
-
-def angle_error(quat, goal) -> np.ndarray:
-    """The rotation angle (rad, in [0, pi]) between unit quaternions quat and goal (..., 4)."""
-    return 2.0 * np.arccos(np.sqrt(np.clip(1.0 - orientation_error(quat, goal), 0.0, 1.0)))
-
-
-class SuccessTracker:
-    """Counts consecutive control steps below SUCCESS_THRESHOLD; `succeeded` once SUCCESS_HOLD in a row."""
-
-    def __init__(self, hold: int = SUCCESS_HOLD, threshold: float = SUCCESS_THRESHOLD):
-        if hold < 1 or not 0 < threshold < 1:
-            raise ValueError(f"hold, threshold: expected a count >= 1 and an error in (0, 1), got {hold}, {threshold}")
-        self.hold, self.threshold, self.streak = hold, threshold, 0
-
-    def update(self, error: float) -> bool:
-        """Record one control step's orientation error; returns whether the task is now done."""
-        self.streak = self.streak + 1 if error < self.threshold else 0
-        return self.succeeded
-
-    @property
-    def succeeded(self) -> bool:
-        return self.streak >= self.hold
+REACH_ANGLE = 0.1  # rad: an episode "reaches" the goal when its final angle error is below this
 
 
 def state_from_observation(obs: dict, previous: dict | None = None, dt: float = CONTROL_DT) -> State:
-    """The world model's State (batch 1) of a task observation (cgwm_env.envs.leap.task's dict): the object's
-    pose, the joint positions and targets; the object's velocities finite-differenced from the
+    """The world model's State (batch 1) of a task observation (cgwm_env.envs.leap.task's dict): the
+    object's pose, the joint positions and targets; the object's velocities finite-differenced from the
     previous observation over dt s (zero without one), the joints' from their positions."""
     pos = torch.as_tensor(obs["object_pos"], dtype=torch.float32)[None]
     quat = torch.as_tensor(obs["object_quat"], dtype=torch.float32)[None]
@@ -92,13 +63,14 @@ class EpisodeResult:
     regrasps: int = 0
 
 
-def run_episode(env, planner, seed: int, max_steps: int = MAX_STEPS, finite_difference: bool = True,
+def run_episode(env, planner, seed: int, max_steps: int = MAX_EPISODE_STEPS, finite_difference: bool = True,
                 on_step: Callable[[int, dict, dict], None] | None = None) -> EpisodeResult:
     """Reset `env` (ContactGaussian-LeapHand-v0 or its MuJoCo twin, through gym.make or not) with
-    `seed` and run `planner` (controllers.mpc.ReorientationMPC) in closed loop until success, the
-    object drops, or max_steps. The world-model env's State is read directly; for any other env it
-    is built from the observation (state_from_observation; object velocities finite-differenced
-    when finite_difference, else zero). on_step(t, obs, info) is called after every step."""
+    `seed` and run `planner` (controllers.mpc.ReorientationMPC) in closed loop until success (the
+    env's info["is_success"]: the task's, with its hold), the object drops, or max_steps. The
+    world-model env's State is read directly; for any other env it is built from the observation
+    (state_from_observation; object velocities finite-differenced when finite_difference, else
+    zero). on_step(t, obs, info) is called after every step."""
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps: expected a count >= 1, got {max_steps!r}")
     planner.reset()
@@ -106,7 +78,7 @@ def run_episode(env, planner, seed: int, max_steps: int = MAX_STEPS, finite_diff
     obs, info = env.reset(seed=seed)
     world_model = getattr(env.unwrapped, "state", None) is not None and hasattr(env.unwrapped, "simulate")
     goal, hold = obs["goal_quat"].astype(np.float64), obs["object_pos"].astype(np.float64)
-    tracker, previous, dropped, steps = SuccessTracker(), None, False, 0
+    previous, dropped, steps, success = None, False, 0, False
     for steps in range(1, max_steps + 1):
         state = env.unwrapped.state if world_model else state_from_observation(
             obs, previous if finite_difference else None)
@@ -115,13 +87,14 @@ def run_episode(env, planner, seed: int, max_steps: int = MAX_STEPS, finite_diff
         obs, _, terminated, _, info = env.step(action.numpy())
         if on_step is not None:
             on_step(steps, obs, info)
-        if tracker.update(info["orientation_error"]):
+        success = bool(info["is_success"])
+        if success:
             break
         if terminated:
             dropped = True
             break
     angle = float(angle_error(obs["object_quat"], goal))
-    return EpisodeResult(seed, tracker.succeeded, steps, float(info["orientation_error"]), math.degrees(angle),
+    return EpisodeResult(seed, success, steps, float(info["orientation_error"]), math.degrees(angle),
                          angle < REACH_ANGLE, dropped, planner.solve_times[first_solve:], planner.regrasps)
 
 

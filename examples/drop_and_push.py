@@ -1,14 +1,13 @@
 """Drop a cube, push another, and differentiate a slide through the simulator.
 
-Run: .venv/bin/python examples/drop_and_push.py
+Run: python examples/drop_and_push.py
 """
 
 import dataclasses
 
 import torch
 
-from cgwm_env.physics.model import State, box_model
-from cgwm_env.physics.simulator import rollout
+from cgwm_env import State, box_model, rollout
 
 # A 5 cm, 100 g cube of 488 spheres, with a 1 cm spherical pusher.
 model = box_model(size=0.05, mass=0.1, mu=0.5, pusher_points=torch.zeros(1, 3), pusher_radii=torch.tensor([0.01]))

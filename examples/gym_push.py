@@ -1,6 +1,6 @@
 """Push a cube through the Gymnasium interface and save what the world model renders.
 
-Run: .venv/bin/python examples/gym_push.py   (writes out/gym_push.png)
+Run: python examples/gym_push.py   (writes out/gym_push.png in the current folder)
 """
 
 from pathlib import Path

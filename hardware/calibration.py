@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
 from cgwm_env.data.dataset import camera_to_meta
 from cgwm_env.render.camera import Camera
@@ -61,7 +62,7 @@ class MarkerLayout:
             if quat.shape != (4,) or not np.isfinite(quat).all() or abs(np.linalg.norm(quat) - 1) > 1e-3:
                 raise ValueError(f"{at}.quat: expected a unit quaternion [w, x, y, z], got {m['quat']!r}")
             T = np.eye(4)
-            T[:3, :3], T[:3, 3] = _quat_to_matrix(quat), pos
+            T[:3, :3], T[:3, 3] = Rotation.from_quat(quat, scalar_first=True).as_matrix(), pos
             markers[m["id"]] = (float(length), T)
         return cls(data["dictionary"], markers)
 
@@ -74,13 +75,6 @@ class Calibration:
     T_cw: np.ndarray
     ids: tuple
     rmse_px: float
-
-
-def _quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
 
 
 def marker_corners(length: float) -> np.ndarray:

@@ -3,9 +3,9 @@ the camera's streams, and the calibration markers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
-from cgwm_env.config import read_yaml_mapping
+from cgwm_env.config import read_yaml_mapping, settings_from_mapping
 from hardware.calibration import MarkerLayout
 from hardware.dynamixel import HandConfig
 
@@ -46,9 +46,7 @@ def load_config(path=None) -> HardwareConfig:
     unknown = sorted(set(data) - {"hand", "camera", "calibration"})
     if unknown:
         raise ValueError(f"{unknown[0]}: unknown section in {path}; expected hand, camera, calibration")
-    camera = data.get("camera") or {}
-    names = {f.name for f in fields(CameraSettings)}
-    if not isinstance(camera, dict) or set(camera) - names:
-        raise ValueError(f"camera: expected a mapping with some of {sorted(names)} in {path}, got {camera!r}")
+    hand = settings_from_mapping(HandConfig, data.get("hand") or {}, "hand", str(path))
+    camera = settings_from_mapping(CameraSettings, data.get("camera") or {}, "camera", str(path))
     markers = MarkerLayout.from_mapping(data["calibration"]) if data.get("calibration") else None
-    return HardwareConfig(HandConfig.from_mapping(data.get("hand") or {}), CameraSettings(**camera), markers)
+    return HardwareConfig(hand, camera, markers)

@@ -1,8 +1,8 @@
 """LEAP Hand driver: 16 Dynamixel XC330 motors (IDs 0-15) on Protocol 2.0 through dynamixel-sdk.
 
-Joint vectors at this API are in sim order (`cgwm_env.physics.hand.JOINT_NAMES`), radians, shape (16,).
+Joint vectors at this API are in sim order (`cgwm_env.physics.hand_mjcf.JOINT_NAMES`), radians, shape (16,).
 The bus speaks motor order and ticks; `sim_to_ticks` and `ticks_to_sim` are the one place where
-the two meet (reorder by `cgwm_env.physics.hand.MOTOR_IDS`, add pi, ticks = rad * 4096 / (2 pi)).
+the two meet (reorder by `cgwm_env.physics.hand_mjcf.MOTOR_OF_JOINT`, add pi, ticks = rad * 4096 / (2 pi)).
 
 Safety: `LeapHand.command` is the safety layer. Every target it sends is clamped to the joint
 limits (`cgwm_env.physics.hand.LOWER`/`UPPER`) and to `max_joint_speed` from the previous target; callers
@@ -22,13 +22,13 @@ import signal
 import termios
 import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import dynamixel_sdk as dxl
 import numpy as np
 import serial
 
-from cgwm_env.physics import hand
+from cgwm_env.physics import hand, hand_mjcf
 
 # X-series control table (Protocol 2.0), addresses and sizes in bytes.
 ADDR_MODEL_NUMBER, LEN_MODEL_NUMBER = 0, 2
@@ -46,7 +46,7 @@ TICKS_PER_RAD = 4096 / (2 * math.pi)
 VELOCITY_UNIT = 0.229 * 2 * math.pi / 60  # rad/s per unit (0.229 rpm)
 CURRENT_UNIT = 1.34e-3  # A per unit
 SIDE_MOTORS = (0, 4, 8)  # abduction motors of the index, middle and ring fingers
-MOTOR_IDS = tuple(range(hand.N_JOINTS))  # bus IDs
+MOTOR_IDS = tuple(range(hand_mjcf.N_JOINTS))  # bus IDs
 ALERT_BIT = 0x80  # status error byte: the motor has a hardware error
 HARDWARE_ERROR_BITS = {0: "input voltage", 2: "overheating", 3: "motor encoder", 4: "electrical shock", 5: "overload"}
 STATUS_ERRORS = {1: "result fail", 2: "instruction error", 3: "CRC error", 4: "data range error",
@@ -93,7 +93,7 @@ def ticks_to_sim(ticks) -> np.ndarray:
 
 def motor_to_sim_order(values) -> np.ndarray:
     """Per-motor values (16,) by motor ID -> sim order (no offset: velocities, currents)."""
-    return np.asarray(values)[list(hand.MOTOR_IDS)]
+    return np.asarray(values)[list(hand_mjcf.MOTOR_OF_JOINT)]
 
 
 @dataclass(frozen=True)
@@ -145,17 +145,6 @@ class HandConfig:
             raise ValueError(f"retries: expected a non-negative integer, got {self.retries!r}")
         if self.fast_read not in (True, False, None):
             raise ValueError(f"fast_read: expected true, false or null (auto), got {self.fast_read!r}")
-
-    @classmethod
-    def from_mapping(cls, data: dict, where: str = "hand") -> "HandConfig":
-        """A HandConfig from a mapping (a YAML section); unknown keys are refused by name."""
-        if not isinstance(data, dict):
-            raise ValueError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"{where}.{unknown[0]}: unknown setting; expected some of {sorted(names)}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -293,8 +282,8 @@ class LeapHand:
         if self._last_target is None:
             raise HardwareError("command: the hand is not connected (use `with LeapHand(...) as hand`)")
         q = np.asarray(q, dtype=np.float64)
-        if q.shape != (hand.N_JOINTS,):
-            raise ValueError(f"q: expected shape ({hand.N_JOINTS},) joint targets (rad, sim order), got {q.shape}")
+        if q.shape != (hand_mjcf.N_JOINTS,):
+            raise ValueError(f"q: expected shape ({hand_mjcf.N_JOINTS},) joint targets (rad, sim order), got {q.shape}")
         if not np.isfinite(q).all():
             raise ValueError(f"q: expected finite joint targets, got {q.tolist()}")
         now = time.monotonic()

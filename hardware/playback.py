@@ -33,6 +33,7 @@ from cgwm_env.data.objects import OBJECTS
 from cgwm_env.envs.leap import task as leap_task
 from cgwm_env.envs.leap.mujoco_env import scene_spec
 from cgwm_env.physics import hand as hand_model
+from cgwm_env.physics import hand_mjcf
 from cgwm_env.render.camera import Camera
 from cgwm_env.render.metrics import psnr
 from hardware.virtual import MujocoMotors
@@ -59,7 +60,7 @@ def validate_trajectory(times, joint_targets, max_joint_speed: float, uniform: b
     """
     times = np.asarray(times, dtype=np.float64)
     q = np.asarray(joint_targets, dtype=np.float64)
-    n = hand_model.N_JOINTS
+    n = hand_mjcf.N_JOINTS
     if times.ndim != 1 or times.shape[0] < 2:
         raise ValueError(f"times: expected shape (T,) with T >= 2 (s), got {times.shape}")
     if q.shape != (times.shape[0], n):
@@ -83,14 +84,14 @@ def validate_trajectory(times, joint_targets, max_joint_speed: float, uniform: b
     outside = (q < lower) | (q > upper)
     if outside.any():
         k, j = (int(i) for i in np.argwhere(outside)[0])
-        raise ValueError(f"joint_targets: step {k}, joint {j} ({hand_model.JOINT_NAMES[j]}) = {q[k, j]:.4f} rad "
+        raise ValueError(f"joint_targets: step {k}, joint {j} ({hand_mjcf.JOINT_NAMES[j]}) = {q[k, j]:.4f} rad "
                          f"is outside its limits [{lower[j] + 1e-6:.4f}, {upper[j] - 1e-6:.4f}]")
     if not (isinstance(max_joint_speed, (int, float)) and math.isfinite(max_joint_speed) and max_joint_speed > 0):
         raise ValueError(f"max_joint_speed: expected a positive speed (rad/s), got {max_joint_speed!r}")
     speed = np.abs(np.diff(q, axis=0)) / dt[:, None]
     if speed.max() > max_joint_speed:
         k, j = (int(i) for i in np.unravel_index(np.argmax(speed), speed.shape))
-        raise ValueError(f"joint_targets: joint {j} ({hand_model.JOINT_NAMES[j]}) moves at {speed[k, j]:.3f} rad/s "
+        raise ValueError(f"joint_targets: joint {j} ({hand_mjcf.JOINT_NAMES[j]}) moves at {speed[k, j]:.3f} rad/s "
                          f"between steps {k} and {k + 1}, above max_joint_speed = {max_joint_speed} rad/s")
     return Trajectory(times, q)
 
@@ -197,7 +198,7 @@ def play(hand, trajectory: Trajectory, camera=None, predict_frames=None,
 
     rel = traj.times - traj.times[0]
     ends = np.append(rel[1:], rel[-1] + (rel[-1] - rel[-2]))  # when each target's step ends
-    sent_times, commands, measured = np.empty(T), np.empty((T, hand_model.N_JOINTS)), np.empty((T, hand_model.N_JOINTS))
+    sent_times, commands, measured = np.empty(T), np.empty((T, hand_mjcf.N_JOINTS)), np.empty((T, hand_mjcf.N_JOINTS))
     frames = [] if camera is not None else None
     start = time.monotonic() + 0.01
     for k in range(T):
@@ -317,7 +318,7 @@ def virtual_motors(object_name: str, image_size: int):
     obj = OBJECTS[object_name]
     spec = scene_spec(obj, image_size)
     lowest = obj.sample_surface(4000, seed=0)[:, 2].min()
-    spec.body("object").pos = (*leap_task.OBJECT_XY, hand_model.PALM_Z + 0.001 - lowest)
+    spec.body("object").pos = (*leap_task.OBJECT_XY, hand_mjcf.PALM_Z + 0.001 - lowest)
     spec.compile()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "scene.xml"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cgwm_env.physics import hand
+from cgwm_env.physics import hand_mjcf
 from hardware import dynamixel as dx
 
 INST_PING, INST_READ, INST_WRITE, INST_STATUS = 0x01, 0x02, 0x03, 0x55
@@ -115,7 +115,7 @@ class FirstOrderMotors:
     """Motors whose position follows the goal with a first-order lag (time_constant s) while torque
     is on, and stays put while it is off. Current is not modelled (reads 0). Motor-ID order, ticks."""
 
-    def __init__(self, n: int = hand.N_JOINTS, time_constant: float = 0.03, start_ticks: int = 2048):
+    def __init__(self, n: int = hand_mjcf.N_JOINTS, time_constant: float = 0.03, start_ticks: int = 2048):
         if not time_constant > 0:
             raise ValueError(f"time_constant: expected a positive time (s), got {time_constant!r}")
         self.tau = time_constant
@@ -152,7 +152,7 @@ class MujocoMotors:
     and the simulation is stepped to the wall clock whenever the bus looks at it. `lock` guards
     `data` (renderers take it to read the scene). Current reads actuator torque / torque_constant."""
 
-    def __init__(self, xml: str | Path = hand.SCENE_XML, torque_constant: float = 0.5, max_lag: float = 0.1):
+    def __init__(self, xml: str | Path = hand_mjcf.SCENE_XML, torque_constant: float = 0.5, max_lag: float = 0.1):
         import mujoco
 
         self._mujoco = mujoco
@@ -161,19 +161,19 @@ class MujocoMotors:
         self.lock = threading.Lock()
         self.torque_constant = torque_constant  # N m / A, a stand-in for the XC330's
         self.max_lag = max_lag  # s: a longer pause is skipped, not simulated
-        names = hand.JOINT_NAMES
+        names = hand_mjcf.JOINT_NAMES
         self._qpos = np.array([self.model.jnt_qposadr[self.model.joint(n).id] for n in names])
         self._qvel = np.array([self.model.jnt_dofadr[self.model.joint(n).id] for n in names])
         self._act = np.array([self.model.actuator(n).id for n in names])
-        self._joint = np.argsort(dx.motor_to_sim_order(np.arange(hand.N_JOINTS)))  # sim joint of each motor
+        self._joint = np.argsort(dx.motor_to_sim_order(np.arange(hand_mjcf.N_JOINTS)))  # sim joint of each motor
         self._gain = self.model.actuator_gainprm[self._act, 0].copy()
         self._bias = self.model.actuator_biasprm[self._act, 1:3].copy()
         mujoco.mj_forward(self.model, self.data)
         self.goal = dx.sim_to_ticks(self.data.qpos[self._qpos]).astype(float)
         self._goal_changed = True
         self._present = None  # (current, velocity, position) by motor, until the next step
-        self.torque = np.ones(hand.N_JOINTS, dtype=bool)
-        for motor in range(hand.N_JOINTS):
+        self.torque = np.ones(hand_mjcf.N_JOINTS, dtype=bool)
+        for motor in range(hand_mjcf.N_JOINTS):
             self.set_torque(motor, False)
         self._t = time.monotonic()
 

@@ -13,4 +13,4 @@ export MUJOCO_GL=${MUJOCO_GL:-egl}
 "$cgwm" init --views "$out/views/views_000" --out "$out/gaussians.npz" --grid 30
 "$cgwm" synth --scenario leap --object "$object" --out "$out/leap" --episodes 3 --size 64
 "$cgwm" learn --data "$out/leap" --gaussians "$out/gaussians.npz" --out "$out/model" \
-    --config configs/learn_leap.yaml --mu 0.2 --stiffness 40 --damping 1.0 ${lr:+--lr "$lr"}
+    --config learn_leap.yaml --mu 0.2 --stiffness 40 --damping 1.0 ${lr:+--lr "$lr"}

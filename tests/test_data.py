@@ -1,6 +1,5 @@
 """Data synthesis, the object library and the dataset format."""
 
-import argparse
 import json
 import shutil
 
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cgwm_env.cli import synth as synth_command
+from cgwm_env.cli import main
 from cgwm_env.data import synth
 from cgwm_env.data.dataset import load_dataset, save_dataset
 from cgwm_env.data.objects import OBJECTS, get_object
@@ -230,10 +229,7 @@ def test_every_object_renders_with_its_colours(name):
 
 
 def test_synth_command_writes_train_and_test(tmp_path):
-    parser = argparse.ArgumentParser()
-    synth_command.add_arguments(parser)
-    args = parser.parse_args(["--scenario", "push", "--object", "cube", "--out", str(tmp_path), "--size", "32"])
-    assert synth_command.main(args) == 0
+    assert main(["synth", "--scenario", "push", "--object", "cube", "--out", str(tmp_path), "--size", "32"]) == 0
     train, test = load_dataset(tmp_path / "train_000"), load_dataset(tmp_path / "test_000")
     assert len(train) == synth.TRAIN_FRAMES and len(test) >= 60 and train.meta["fps"] == test.meta["fps"]
     v_train, v_test = train.states["pusher_vel"][0], test.states["pusher_vel"][0]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cgwm_env.physics import hand
+from cgwm_env.physics import hand, hand_mjcf
 
 
 def _random_q(n: int, dtype=torch.float64, seed: int = 0) -> torch.Tensor:
@@ -19,14 +19,14 @@ def _random_q(n: int, dtype=torch.float64, seed: int = 0) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def hand_model():
-    return mujoco.MjModel.from_xml_path(str(hand.HAND_XML))
+    return mujoco.MjModel.from_xml_path(str(hand_mjcf.HAND_XML))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_fk_matches_mujoco(hand_model, dtype):
     q = _random_q(16, dtype)
     T = hand.forward_kinematics(q)
-    assert T.shape == (16, len(hand.LINK_NAMES), 4, 4) and T.dtype == dtype
+    assert T.shape == (16, len(hand_mjcf.LINK_NAMES), 4, 4) and T.dtype == dtype
     data = mujoco.MjData(hand_model)
     for b in range(len(q)):
         data.qpos[:] = q[b].double().numpy()
@@ -46,9 +46,9 @@ def _mat2quat(m: np.ndarray) -> np.ndarray:
 
 
 def test_names_and_limits_match_mjcf(hand_model):
-    assert hand.JOINT_NAMES == tuple(hand_model.joint(j).name for j in range(hand_model.njnt))
-    assert hand.JOINT_NAMES[:4] == ("if_mcp", "if_rot", "if_pip", "if_dip")
-    assert hand.LINK_NAMES == tuple(hand_model.body(b).name for b in range(1, hand_model.nbody))
+    assert hand_mjcf.JOINT_NAMES == tuple(hand_model.joint(j).name for j in range(hand_model.njnt))
+    assert hand_mjcf.JOINT_NAMES[:4] == ("if_mcp", "if_rot", "if_pip", "if_dip")
+    assert hand_mjcf.LINK_NAMES == tuple(hand_model.body(b).name for b in range(1, hand_model.nbody))
     np.testing.assert_array_equal(hand.LOWER.numpy(), hand_model.jnt_range[:, 0].astype(np.float32))
     np.testing.assert_array_equal(hand.UPPER.numpy(), hand_model.jnt_range[:, 1].astype(np.float32))
     assert hand.LOWER[0] == pytest.approx(-0.314) and hand.UPPER[15] == pytest.approx(1.88)
@@ -68,8 +68,8 @@ def test_motor_mapping():
     one = torch.zeros(16)
     one[0] = 0.5
     assert hand.sim_to_motor(one)[1] == pytest.approx(math.pi + 0.5)
-    assert sorted(hand.MOTOR_IDS) == list(range(16))
-    assert hand.MOTOR_IDS[12:] == (12, 13, 14, 15)
+    assert sorted(hand_mjcf.MOTOR_OF_JOINT) == list(range(16))
+    assert hand_mjcf.MOTOR_OF_JOINT[12:] == (12, 13, 14, 15)
 
 
 def test_leading_batch_dimensions():
@@ -99,7 +99,7 @@ def test_query_points_layout():
     link, points, radii, normals = hand.query_points()
     assert link.shape == radii.shape == points.shape[:1] and points.shape[1] == 3 and normals.shape == points.shape
     assert points.dtype == radii.dtype == torch.float32 and (radii > 0).all()
-    names = [hand.LINK_NAMES[i] for i in link.tolist()]
+    names = [hand_mjcf.LINK_NAMES[i] for i in link.tolist()]
     pads = 4 * hand.PAD_POINTS
     assert {n[:2] for n in names[:pads]} == {"if", "mf", "rf", "th"} and all(n.endswith("_ds") for n in names[:pads])
     for finger in ("if_ds", "mf_ds", "rf_ds", "th_ds"):
@@ -125,7 +125,7 @@ def test_finger_box_covers_follow_the_boxes_surface():
     covered by a few spheres as large as its half thickness rounds its edges off by 5-8 mm: MuJoCo's
     thumb then met a cube 2.5 mm before ours did; with spheres 2 r apart a cube's edge pressed on a
     face sank up to r between them, and the planner's strokes turned a cube MuJoCo's fingers jammed.)"""
-    model = hand._MODEL
+    model = hand_mjcf.mjcf()
     rng = np.random.default_rng(0)
     boxes = [g for g in range(model.ngeom) if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_BOX
              and model.geom_bodyid[g] > 1 and model.geom_size[g].min() >= hand.THIN]
@@ -147,7 +147,7 @@ def test_finger_box_covers_follow_the_boxes_surface():
 
 
 def test_scene_cube_rests_and_actuators_hold_pose():
-    model = mujoco.MjModel.from_xml_path(str(hand.SCENE_XML))
+    model = mujoco.MjModel.from_xml_path(str(hand_mjcf.SCENE_XML))
     data = mujoco.MjData(model)
     assert model.vis.quality.shadowsize == 0 and model.camera("palm_cam").mode == mujoco.mjtCamLight.mjCAMLIGHT_FIXED
     obj = model.body("object").id

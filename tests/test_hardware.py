@@ -479,7 +479,7 @@ def test_predicted_frames_over_the_empty_scene_match_the_camera_better():
     import mujoco
 
     from cgwm_env.envs.leap.world_model_env import predict_frames
-    from cgwm_env.physics.hand import SCENE_XML
+    from cgwm_env.physics.hand_mjcf import SCENE_XML
     from hardware.playback import scene_reference
 
     m = mujoco.MjModel.from_xml_path(str(SCENE_XML))

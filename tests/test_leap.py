@@ -12,9 +12,10 @@ from gymnasium.utils.env_checker import check_env
 
 import cgwm_env  # noqa: F401  (registers the environments)
 from cgwm_env.envs.leap import task
-from cgwm_env.envs.leap.world_model_env import cube_world_model, default_model
+from cgwm_env.envs.leap.world_model_env import handmade_cube_model, default_model
 from cgwm_env.physics.contact import ContactSettings
-from cgwm_env.physics.hand import PALM_Z, HandModel
+from cgwm_env.physics.hand import HandModel
+from cgwm_env.physics.hand_mjcf import PALM_Z
 from cgwm_env.physics.model import State
 from cgwm_env.physics.simulator import control_step, prepare, step
 
@@ -35,7 +36,7 @@ def test_env_passes_gymnasiums_checker_with_images():
 def test_bundled_cube_is_learned_and_the_hand_made_one_is_saved():
     """The default world model (assets/world_models/cube) is the one stage II learned from LEAP
     clips (issue 7: the planning model is learned); the hand-made cube it is compared with is
-    bundled as cube_handmade and is cube_world_model()."""
+    bundled as cube_handmade and is handmade_cube_model()."""
     from cgwm_env.envs.leap.world_model_env import DEFAULT_WORLD_MODEL
     from cgwm_env.learn.world_model import WorldModel
     from cgwm_env.physics.hand import hand_scene
@@ -46,7 +47,7 @@ def test_bundled_cube_is_learned_and_the_hand_made_one_is_saved():
     assert model.hand is not None and model.ground_height is None
     assert model.params.mu.item() > 0.3 and model.params.stiffness.item() > 1.0  # moved from mu 0.2
     hand_made = WorldModel.load(DEFAULT_WORLD_MODEL.parent / "cube_handmade").model(**hand_scene())
-    reference = cube_world_model()
+    reference = handmade_cube_model()
     torch.testing.assert_close(hand_made.gaussians.centers, reference.gaussians.centers)
     assert hand_made.params.mu.item() == pytest.approx(0.5) and hand_made.params.stiffness.item() == pytest.approx(150.0)
 
@@ -185,7 +186,8 @@ def test_free_fingers_track_targets_like_the_mujoco_twin():
 def test_hand_step_gradcheck():
     """One physics step with a fingertip pressing the cube, differentiated in float64 with respect
     to the object's pose and velocity, the joints and their targets, and theta."""
-    model = dataclasses.replace(cube_world_model(), contact=ContactSettings(gain_mode="plain", softplus_sharpness=300.0))
+    model = dataclasses.replace(handmade_cube_model(),
+                                contact=ContactSettings(gain_mode="plain", softplus_sharpness=300.0))
     model = dataclasses.replace(model, gaussians=model.gaussians.to(torch.float64), params=type(model.params)(
         *(t.double() for t in model.params.tensors())), hand=HandModel(max_contacts=16).to(torch.float64))
     # Curl the thumb on from a bent pose until it pushes the cube.
@@ -213,9 +215,9 @@ def test_hand_step_gradcheck():
 
 def test_model_without_a_hand_is_refused():
     with pytest.raises(ValueError, match="model"):
-        gym.make(LEAP, model=dataclasses.replace(cube_world_model(), hand=None))
+        gym.make(LEAP, model=dataclasses.replace(handmade_cube_model(), hand=None))
     with pytest.raises(ValueError, match="state.hand"):
-        step(dataclasses.replace(cube_world_model(), hand=HandModel()), State.make(torch.zeros(1, 3)))
+        step(dataclasses.replace(handmade_cube_model(), hand=HandModel()), State.make(torch.zeros(1, 3)))
 
 
 def test_predict_frames_draws_the_plan():
@@ -244,7 +246,7 @@ def test_predict_frames_names_a_diverging_model():
     from cgwm_env.render.camera import Camera, look_at
 
     cam = Camera.from_fovy(np.radians(45.0), 16, 12, look_at((0.2, -0.12, 0.25), (-0.03, 0.0, 0.03)))
-    model = dataclasses.replace(cube_world_model(), hand=HandModel(), ground_height=None)
+    model = dataclasses.replace(handmade_cube_model(), hand=HandModel(), ground_height=None)
     stiff = dataclasses.replace(model.params, log_stiffness=torch.tensor(math.log(1e7)))
     model = dataclasses.replace(model, params=stiff)
     with pytest.raises(PredictionDiverged, match="model: .*non-finite at frame") as err:

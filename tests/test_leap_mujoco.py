@@ -1,6 +1,5 @@
 """The LEAP Hand reorientation task (cgwm_env.envs.leap.task), its MuJoCo twin and `cgwm synth --scenario leap`."""
 
-import argparse
 import math
 import shutil
 
@@ -11,13 +10,13 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import cgwm_env  # noqa: F401  (registers the environments)
-from cgwm_env.cli import synth as synth_command
+from cgwm_env.cli import main
 from cgwm_env.data import synth
 from cgwm_env.data.dataset import load_dataset
 from cgwm_env.envs.leap import clips
 from cgwm_env.envs.leap import task as leap_task
 from cgwm_env.envs.leap.mujoco_env import LeapHandMujocoEnv
-from cgwm_env.physics import hand
+from cgwm_env.physics import hand, hand_mjcf
 
 TWIN = "ContactGaussian-LeapHandMuJoCo-v0"
 IDENTITY = np.array([1.0, 0.0, 0.0, 0.0])
@@ -32,9 +31,10 @@ def test_task_functions_on_known_quaternions():
     batch = np.stack([IDENTITY, Z90, -IDENTITY])
     np.testing.assert_allclose(leap_task.orientation_error(batch, IDENTITY), [0.0, 0.5, 0.0], atol=1e-12)
     np.testing.assert_allclose(leap_task.reward(batch, IDENTITY), [1.0, -0.5, 1.0], atol=1e-12)
-    np.testing.assert_array_equal(leap_task.is_success(batch, IDENTITY), [True, False, True])
-    small = leap_task.yaw_quat(0.3)  # error sin^2(0.15) = 0.022: a success; 0.5 rad gives 0.061: not
-    assert leap_task.is_success(small, IDENTITY) and not leap_task.is_success(leap_task.yaw_quat(0.5), IDENTITY)
+    small = leap_task.yaw_quat(0.3)  # error sin^2(0.15) = 0.022: near the goal; 0.5 rad gives 0.061: not
+    errors = leap_task.orientation_error(np.stack([small, leap_task.yaw_quat(0.5)]), IDENTITY)
+    np.testing.assert_array_equal(leap_task.success_streak([19, 19], errors), [20, 0])
+    np.testing.assert_array_equal(leap_task.is_success([19, 20, 0]), [False, True, False])
     np.testing.assert_allclose(leap_task.yaw_quat(math.pi / 2), Z90, atol=1e-7)
     start = np.array([*leap_task.OBJECT_XY, 0.06])
     cases = np.array([start, start - [0, 0, 0.049], start - [0, 0, 0.051], start + [0.0, 0.079, 0.0],
@@ -80,13 +80,13 @@ def test_spaces_and_action_checks():
 
 
 def test_constants_match_the_scene():
-    model = mujoco.MjModel.from_xml_path(str(hand.SCENE_XML))
+    model = mujoco.MjModel.from_xml_path(str(hand_mjcf.SCENE_XML))
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)
     np.testing.assert_allclose(model.body("object").pos[:2], leap_task.OBJECT_XY, atol=1e-7)
     palm = model.geom("palm_face").id
     top = data.geom_xpos[palm, 2] + np.abs(data.geom_xmat[palm].reshape(3, 3)[2]) @ model.geom_size[palm]
-    assert top == pytest.approx(hand.PALM_Z, abs=1e-9)
+    assert top == pytest.approx(hand_mjcf.PALM_Z, abs=1e-9)
     assert leap_task.MAX_EPISODE_STEPS == gym.spec(TWIN).max_episode_steps == 500
 
 
@@ -170,7 +170,7 @@ def test_joints_follow_their_targets(twin):
 def test_cube_stays_on_the_palm_without_action(twin):
     obs, info = twin.reset(seed=2)
     start, quat = obs["object_pos"], obs["object_quat"]
-    assert start[2] == pytest.approx(hand.PALM_Z + 0.025, abs=5e-4)  # resting on the palm
+    assert start[2] == pytest.approx(hand_mjcf.PALM_Z + 0.025, abs=5e-4)  # resting on the palm
     np.testing.assert_allclose(start[:2], leap_task.OBJECT_XY, atol=1e-4)
     yaw = 2.0 * math.atan2(quat[3], quat[0])
     assert info["orientation_error"] == pytest.approx(0.5, abs=1e-3)  # a quarter turn from the goal
@@ -192,8 +192,12 @@ def test_set_state_success_and_drop(twin):
     start = obs["object_pos"].astype(np.float64)
     obs = env.set_state(obs["joint_pos"], obs["joint_target"], start, obs["goal_quat"])
     np.testing.assert_allclose(obs["object_quat"], obs["goal_quat"], atol=1e-6)
-    obs, reward, terminated, _, info = twin.step(NO_ACTION)
-    assert info["is_success"] and reward > 0.9 and not terminated
+    info = {"is_success": False}
+    for _ in range(leap_task.SUCCESS_HOLD):  # success: at the goal for SUCCESS_HOLD steps in a row
+        assert not info["is_success"]
+        obs, reward, terminated, _, info = twin.step(NO_ACTION)
+        assert reward > 0.9 and not terminated
+    assert info["is_success"]
     env.set_state(obs["joint_pos"], obs["joint_target"], start + [0.0, 0.1, 0.0], obs["object_quat"])  # off the palm
     assert twin.step(NO_ACTION)[2]
 
@@ -210,10 +214,7 @@ def test_vector_env_steps_copies():
 @pytest.fixture(scope="module")
 def leap_sets(tmp_path_factory):
     out = tmp_path_factory.mktemp("leap")
-    parser = argparse.ArgumentParser()
-    synth_command.add_arguments(parser)
-    args = parser.parse_args(["--scenario", "leap", "--object", "cube", "--out", str(out), "--size", "32"])
-    assert synth_command.main(args) == 0
+    assert main(["synth", "--scenario", "leap", "--object", "cube", "--out", str(out), "--size", "32"]) == 0
     return out
 
 
@@ -222,7 +223,7 @@ def test_synth_leap_writes_hand_trajectories(leap_sets):
     assert (len(train), len(test)) == (synth.TRAIN_FRAMES, synth.TEST_FRAMES)
     for data in (train, test):
         s, T = data.states, len(data)
-        assert data.meta["scenario"] == "leap" and data.meta["hand"]["joint_names"] == list(hand.JOINT_NAMES)
+        assert data.meta["scenario"] == "leap" and data.meta["hand"]["joint_names"] == list(hand_mjcf.JOINT_NAMES)
         assert s["joint_pos"].shape == s["joint_target"].shape == (T, 16) and s["joint_pos"].dtype == np.float32
         assert np.abs(np.diff(s["joint_target"], axis=0)).max() <= leap_task.ACTION_BOUND + 1e-6
         assert np.abs(s["joint_pos"] - s["joint_pos"][0]).max() > 0.01  # the hand moves

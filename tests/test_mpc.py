@@ -2,7 +2,6 @@
 
 import dataclasses
 import math
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -10,12 +9,15 @@ import pytest
 import torch
 
 import cgwm_env  # noqa: F401  (registers the environments)
+from cgwm_env.config import config_file, settings_from_yaml
 from cgwm_env.envs.leap import task
 from cgwm_env.physics.model import State
-from controllers.mpc import MPCSettings, ReorientationMPC, planning_model
-from controllers.tasks import SuccessTracker, angle_error, state_from_observation
+from controllers.mpc import MPCSettings, ReorientationMPC, load_settings, planning_model
+from controllers.tasks import state_from_observation
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mpc.yaml"
+# The planner without its approach, regrasp, settling and lead bound: what the unit tests single out.
+BARE = dataclasses.replace(MPCSettings(), approach=(), regrasp_after=0, settle_error=0.0, settle_weight=1.0,
+                           max_lead=0.0, iterations=2, step_size=0.02, release_steps=15)
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +27,18 @@ def world():
     return env
 
 
-def test_config_file_holds_valid_settings_and_unknown_keys_are_named(tmp_path):
-    settings = MPCSettings.from_yaml(CONFIG)
-    assert settings.horizon >= 1 and settings.iterations >= 1
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("horizon: 3\nlearning_rate: 0.1\n")
-    with pytest.raises(ValueError, match="learning_rate"):
-        MPCSettings.from_yaml(bad)
+def test_the_shipped_config_file_shows_the_defaults_and_an_override_is_checked(tmp_path):
+    """configs/mpc.yaml lists every key at MPCSettings' default (the planner `cgwm demo` runs); a
+    file of overrides changes those keys only, and an unknown key is named."""
+    assert settings_from_yaml(MPCSettings, config_file("mpc.yaml")) == MPCSettings()
+    override = tmp_path / "override.yaml"
+    override.write_text("horizon: 4\nbetas: [0.5, 0.8]\n")
+    settings, source = load_settings(override)
+    assert settings == dataclasses.replace(MPCSettings(), horizon=4, betas=(0.5, 0.8)) and source == str(override)
+    assert load_settings() == (MPCSettings(), "MPCSettings defaults")
+    override.write_text("horizon: 3\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match="learning_rate: unknown setting in .*override.yaml"):
+        load_settings(override)
     with pytest.raises(ValueError, match="horizon"):
         MPCSettings(horizon=0)
 
@@ -42,7 +49,7 @@ def test_planning_model_bounds_plain_gains_and_keeps_a_resting_cube_still(world)
     moves it by millimetres, the full model keeps it within 0.1 mm (test_leap). At plan_dt 1/30 s
     the cube drifted 9 mm to metres; with the learned K scaled by (dt / plan_dt)^2 / 2 instead of
     bounded it sank through the palm (12 cm)."""
-    settings = MPCSettings.from_yaml(CONFIG)
+    settings = MPCSettings()
     coarse, substeps = planning_model(world.model, settings)
     assert substeps * coarse.dt == pytest.approx(task.CONTROL_DT)
     from cgwm_env.physics.simulator import control_step, prepare
@@ -58,7 +65,7 @@ def test_planning_model_bounds_the_summed_contact_gains(world):
     """K' = min(K, stiffness_limit m / (rows plan_dt^2)) and D' = min(damping_scale D dt / plan_dt,
     damping_limit m / (rows plan_dt)) over the rows of max_contacts contacts: a gain under its
     bound is kept, a tenfold one is cut to the bound."""
-    settings = MPCSettings.from_yaml(CONFIG)
+    settings = MPCSettings()
     rows = settings.max_contacts * world.model.contact.n_dirs
     mass = float(world.model.params.mass)
     stiffness_bound = settings.stiffness_limit * mass / (settings.plan_dt ** 2 * rows)
@@ -81,7 +88,7 @@ def test_planning_model_bounds_the_summed_contact_gains(world):
 
 def test_plan_respects_the_action_bound(world):
     bound = 0.01
-    planner = ReorientationMPC(world.model, dataclasses.replace(MPCSettings(), step_size=0.5, horizon=2,
+    planner = ReorientationMPC(world.model, dataclasses.replace(BARE, step_size=0.5, horizon=2,
                                                                  iterations=2), action_bound=bound)
     goal = task.yaw_quat(2.0)
     actions = torch.stack([planner.plan(world.state, goal) for _ in range(3)])
@@ -97,7 +104,7 @@ def test_plan_keeps_the_targets_within_max_lead_of_the_joints(world):
     target 0.08 rad ahead of its joint comes back to 0.05 (within one action bound), the others
     stay within 0.05 whatever the plan wants."""
     max_lead, bound = 0.05, 0.05
-    settings = dataclasses.replace(MPCSettings(), step_size=0.5, horizon=2, iterations=2, max_lead=max_lead)
+    settings = dataclasses.replace(BARE, step_size=0.5, horizon=2, iterations=2, max_lead=max_lead)
     planner = ReorientationMPC(world.model, settings, action_bound=bound)
     ahead = world.state.hand_target.clone()
     ahead[0, 0] = world.state.hand[0, 0] + 0.08
@@ -113,7 +120,7 @@ def test_plan_keeps_the_targets_within_max_lead_of_the_joints(world):
 
 
 def test_nan_state_and_impossible_goals_raise_before_planning(world):
-    planner = ReorientationMPC(world.model, dataclasses.replace(MPCSettings(), horizon=1, iterations=1))
+    planner = ReorientationMPC(world.model, dataclasses.replace(BARE, horizon=1, iterations=1))
     goal = task.yaw_quat(1.0)
     bad = world.state._replace(position=torch.tensor([[math.nan, 0.0, 0.05]]))
     with pytest.raises(ValueError, match="position"):
@@ -135,14 +142,17 @@ def test_nan_state_and_impossible_goals_raise_before_planning(world):
 
 
 def test_success_needs_twenty_consecutive_steps_below_threshold():
-    tracker = SuccessTracker()
+    streak = 0
     for _ in range(19):
-        assert not tracker.update(0.01)
-    assert not tracker.update(0.05)  # a step above the threshold starts the count again
-    for i in range(20):
-        done = tracker.update(0.039)
-    assert done and tracker.succeeded
-    assert angle_error(task.yaw_quat(0.3), task.yaw_quat(0.0)) == pytest.approx(0.3, abs=1e-6)
+        streak = task.success_streak(streak, 0.01)
+        assert not task.is_success(streak)
+    streak = task.success_streak(streak, 0.05)  # a step above the threshold starts the count again
+    for _ in range(20):
+        assert not task.is_success(streak)
+        streak = task.success_streak(streak, 0.039)
+    assert task.is_success(streak)
+    np.testing.assert_array_equal(task.success_streak([3, 3], [0.01, 0.05]), [4, 0])  # batched
+    assert task.angle_error(task.yaw_quat(0.3), task.yaw_quat(0.0)) == pytest.approx(0.3, abs=1e-6)
 
 
 def test_state_from_observation_differences_the_object_pose():
@@ -171,20 +181,21 @@ def test_short_reorientation_in_the_world_model_succeeds():
     yaw0 = 2 * math.atan2(float(obs["object_quat"][3]), float(obs["object_quat"][0]))
     goal = task.yaw_quat(yaw0 + math.radians(40.0))
     assert task.orientation_error(obs["object_quat"], goal) > 0.1
-    planner = ReorientationMPC(env.model, dataclasses.replace(MPCSettings.from_yaml(CONFIG), approach=()))
-    tracker = SuccessTracker()
+    planner = ReorientationMPC(env.model, dataclasses.replace(MPCSettings(), approach=()))
+    streak = 0
     for _ in range(100):
         action = planner.plan(env.state, goal, start)
         obs, *_ = env.step(action.numpy())
-        if tracker.update(float(task.orientation_error(obs["object_quat"], goal))):
+        streak = task.success_streak(streak, task.orientation_error(obs["object_quat"], goal))
+        if task.is_success(streak):
             break
-    assert tracker.succeeded
+    assert task.is_success(streak)
     assert not task.dropped(obs["object_pos"], start)
 
 
 def test_approach_moves_the_targets_through_the_waypoints_at_the_bound_before_planning(world):
     waypoints = ((0.12,) + (0.0,) * 15, (0.12, 0.0, 0.04) + (0.0,) * 13)
-    planner = ReorientationMPC(world.model, dataclasses.replace(MPCSettings(), horizon=1, iterations=1,
+    planner = ReorientationMPC(world.model, dataclasses.replace(BARE, horizon=1, iterations=1,
                                                                  approach=waypoints))
     state, goal, steps = world.state, task.yaw_quat(1.0), []
     for _ in range(4):
@@ -205,7 +216,7 @@ def test_approach_moves_the_targets_through_the_waypoints_at_the_bound_before_pl
 
 @pytest.mark.parametrize("seed", [3, 12])  # start yaws -75 and -45 degrees (a corner towards a finger)
 def test_config_approach_cages_the_cube_in_mujoco_without_moving_it(world, seed):
-    planner = ReorientationMPC(world.model, MPCSettings.from_yaml(CONFIG))
+    planner = ReorientationMPC(world.model, MPCSettings())
     twin = gym.make("ContactGaussian-LeapHandMuJoCo-v0")
     obs, _ = twin.reset(seed=seed)
     start_pos, start_quat = obs["object_pos"].copy(), obs["object_quat"].copy()
@@ -217,7 +228,7 @@ def test_config_approach_cages_the_cube_in_mujoco_without_moving_it(world, seed)
     assert steps == 74 and len(planner.solve_times) == 1
     np.testing.assert_allclose(obs["joint_target"], planner.settings.approach[-1], atol=1e-4)
     assert np.linalg.norm(obs["object_pos"] - start_pos) < 2e-3
-    assert angle_error(obs["object_quat"], start_quat) < math.radians(2.0)
+    assert task.angle_error(obs["object_quat"], start_quat) < math.radians(2.0)
     twin.close()
 
 
@@ -229,7 +240,7 @@ def test_a_stall_releases_the_pads_without_turning_the_cube_back_then_cages_agai
     env = gym.make("ContactGaussian-LeapHand-v0").unwrapped
     obs, _ = env.reset(seed=12)
     goal, hold = obs["goal_quat"], obs["object_pos"].copy()
-    settings = dataclasses.replace(MPCSettings.from_yaml(CONFIG), regrasp_after=25, regrasp_progress=1.0)
+    settings = dataclasses.replace(MPCSettings(), regrasp_after=25, regrasp_progress=1.0)
     planner = ReorientationMPC(env.model, settings)
     yaws, phases = [], []
     for _ in range(74 + 26 + settings.release_steps + 1):
@@ -253,7 +264,7 @@ def test_world_model_plan_is_a_playable_trajectory(world):
     within the action bound and the joint range, the approach to the cage at the start."""
     from controllers.tasks import world_model_plan
 
-    settings = MPCSettings.from_yaml(CONFIG)
+    settings = MPCSettings()
     planner = ReorientationMPC(world.model, settings)
     plan = world_model_plan(world.model, planner, 120)
     assert plan.shape == (121, 16) and np.isfinite(plan).all()
@@ -272,7 +283,7 @@ def test_compiled_planner_plans_as_the_eager_one(world):
     releasing; about a minute to compile on a cold cache): the same joint-target changes up to
     float rounding, while planning and after a stall, while releasing."""
     # a stall at the second plan; a release radius of 0.5 m keeps the pads releasing from then on
-    settings = dataclasses.replace(MPCSettings(), horizon=2, iterations=1, step_size=0.02, regrasp_after=1,
+    settings = dataclasses.replace(BARE, horizon=2, iterations=1, step_size=0.02, regrasp_after=1,
                                    release_radius=0.5, release_steps=5)
     eager, compiled = ReorientationMPC(world.model, settings), ReorientationMPC(world.model, settings, compile=True)
     assert compiled.compiled and not eager.compiled
@@ -292,7 +303,7 @@ def test_settling_raises_the_orientation_weight_only_near_the_goal():
     pads touch the cube and the orientation term has a gradient."""
     env = gym.make("ContactGaussian-LeapHand-v0").unwrapped
     env.reset(seed=0)
-    config = MPCSettings.from_yaml(CONFIG)
+    config = MPCSettings()
     cage = ReorientationMPC(env.model, config)
     while True:
         action = cage.plan(env.state, task.yaw_quat(0.0))

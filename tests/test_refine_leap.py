@@ -16,7 +16,8 @@ from cgwm_env.learn.settings import LearnSettings
 from cgwm_env.learn.world_model import predict_hand_states
 from cgwm_env.physics.contact import ContactSettings
 from cgwm_env.physics.gaussians import SphereGaussians
-from cgwm_env.physics.hand import PALM_Z, HandModel, forward_kinematics, hand_gaussians, link_points
+from cgwm_env.physics.hand import HandModel, forward_kinematics, hand_gaussians, link_points
+from cgwm_env.physics.hand_mjcf import PALM_Z
 from cgwm_env.physics.model import PhysicalParams, State, box_model, solid_box_inertia
 from cgwm_env.physics.simulator import control_step, prepare
 from cgwm_env.render import render

@@ -1,13 +1,12 @@
 """Stage I (SG-GS) on a small MuJoCo multi-view set of the library cube."""
 
-import argparse
 import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
-from cgwm_env.cli import init as init_command
+from cgwm_env.cli import main
 from cgwm_env.data.dataset import load_dataset
 from cgwm_env.data.synth import synth_multiview
 from cgwm_env.learn import stage1
@@ -136,12 +135,9 @@ def test_densify_clones_small_splits_large_and_prunes():
 
 def test_command_line_entry_writes_all_outputs(tmp_path, cube_run, capsys):
     views, _, _ = cube_run
-    parser = argparse.ArgumentParser()
-    init_command.add_arguments(parser)
-    args = parser.parse_args(["--views", str(views), "--out", str(tmp_path / "g.npz"), "--grid", "12",
-                              "--geometry-iterations", "4", "--appearance-iterations", "4", "--mesh-resolution", "24",
-                              "--holdout-every", "5"])
-    assert init_command.main(args) == 0
+    assert main(["init", "--views", str(views), "--out", str(tmp_path / "g.npz"), "--grid", "12",
+                 "--geometry-iterations", "4", "--appearance-iterations", "4", "--mesh-resolution", "24",
+                 "--holdout-every", "5"]) == 0
     assert "16 views (4 held out)" in capsys.readouterr().out
     assert len(SphereGaussians.load_ply(tmp_path / "g.ply")) == len(SphereGaussians.load_npz(tmp_path / "g.npz"))
     assert (tmp_path / "g.obj").read_text().startswith("v ")

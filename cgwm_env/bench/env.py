@@ -19,14 +19,14 @@ import torch
 
 import cgwm_env  # noqa: F401  (registers the environments)
 from cgwm_env.envs.leap import task
-from cgwm_env.physics import hand
+from cgwm_env.physics import hand_mjcf
 
 LEAP, TWIN = "ContactGaussian-LeapHand-v0", "ContactGaussian-LeapHandMuJoCo-v0"
 TARGET_WITH_IMAGE = 60.0  # env steps/s with a 128x128 image (issue 5)
 
 
 def _thumb_curl() -> np.ndarray:
-    action = np.zeros(hand.N_JOINTS, np.float32)
+    action = np.zeros(hand_mjcf.N_JOINTS, np.float32)
     action[[13, 14, 15]] = task.ACTION_BOUND
     return action
 

@@ -9,7 +9,7 @@ streaming 640x480 renders (what `cgwm play --virtual` runs). Playback PSNR (the 
 IV on the virtual plant): MPC plans turning the cube by +90 and -90 degrees, made on the learned
 cube (assets/world_models/cube, the default) and played open loop, the recorded frames against the
 frames predicted by that model, by its No_opt (the parameters and Gaussians learning started
-from) and by the hand-made cube (envs.leap.cube_world_model), all drawn over the camera's view of
+from) and by the hand-made cube (envs.leap.world_model_env.handmade_cube_model), all drawn over the camera's view of
 the empty scene with the hand coloured from it (playback.scene_reference).
 """
 
@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from cgwm_env.bench.mpc import WORLD_MODELS
-from cgwm_env.envs.leap.world_model_env import PredictionDiverged, cube_world_model, predict_frames
+from cgwm_env.envs.leap.world_model_env import PredictionDiverged, handmade_cube_model, predict_frames
 from cgwm_env.learn.world_model import WorldModel
 from cgwm_env.physics import hand as hand_model
+from cgwm_env.physics import hand_mjcf
 from cgwm_env.physics.hand import hand_scene
 from cgwm_env.render.camera import from_mujoco
 from controllers.mpc import ReorientationMPC, load_settings
@@ -44,7 +45,7 @@ def _targets(n: int, period: float) -> np.ndarray:
     """(n, 16) rad: every joint swinging 0.1 rad about the middle of its range, 1 Hz."""
     mid = ((hand_model.LOWER + hand_model.UPPER) / 2).double().numpy()
     t = np.arange(n)[:, None] * period
-    return mid + 0.1 * np.sin(2 * np.pi * t + np.arange(hand_model.N_JOINTS))
+    return mid + 0.1 * np.sin(2 * np.pi * t + np.arange(hand_mjcf.N_JOINTS))
 
 
 def _rates(motors: str, fast: bool, n: int) -> dict:
@@ -92,7 +93,7 @@ def playback_psnr(model_dir, object_name: str = "cube", width: int = 160, height
     by its No_opt (the parameters and Gaussians learning started from) and by the hand-made cube,
     each over the empty scene with the hand coloured from it; a model whose prediction diverges is
     not scored ({"diverged_at_frame": k}). The plan: `frames` control steps
-    (30 Hz) of the MPC (configs/mpc.yaml) turning the object by `turn` degrees about +z, planned
+    (30 Hz) of the MPC (MPCSettings()) turning the object by `turn` degrees about +z, planned
     in closed loop on the learned model itself (controllers.tasks.world_model_plan), played on
     the virtual plant with `object_name` on the palm (playback.virtual_motors)."""
     wm = WorldModel.load(model_dir)
@@ -101,7 +102,7 @@ def playback_psnr(model_dir, object_name: str = "cube", width: int = 160, height
     scene = hand_scene()
     initial_g = wm.gaussians if wm.initial_gaussians is None else wm.initial_gaussians
     models = {"learned": wm.model(**scene), "No_opt": wm.model(params=wm.initial_params, gaussians=initial_g, **scene),
-              "hand-made": dataclasses.replace(cube_world_model(), **scene)}
+              "hand-made": dataclasses.replace(handmade_cube_model(), **scene)}
     planner = ReorientationMPC(models["learned"], load_settings()[0])
     targets = world_model_plan(models["learned"], planner, frames - 1, math.radians(turn))
     trajectory = Trajectory(np.arange(frames) / 30.0, targets)

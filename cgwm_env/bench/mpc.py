@@ -3,8 +3,8 @@
 Per world model bundled for an object (cgwm_env/assets/world_models/<object> or
 <object>_<variant>: the cube, the cup and the L-block learned by scripts/learn_world_model.sh,
 and the hand-made cube, cube_handmade), `trials` episodes of ContactGaussian-LeapHandMuJoCo-v0 (seeds
-0..trials-1) with the world model planning (controllers.tasks.run_episode, settings from
-configs/mpc.yaml or MPCSettings' defaults). Reports success (error < 0.04 for 20 consecutive
+0..trials-1) with the world model planning (controllers.tasks.run_episode, MPCSettings() or
+--config's overrides). Reports success (error < 0.04 for 20 consecutive
 steps within 500), the mean final angle error in degrees, the rate of ending within 0.1 rad,
 drops, and the planner's median and 95th-percentile solve time with the rate it allows (over
 the planned steps: the approach to the pre-grasp, settings.approach, is not planned). Objects
@@ -29,11 +29,12 @@ import gymnasium as gym
 import torch
 
 from cgwm_env.data.objects import OBJECTS
+from cgwm_env.envs.leap.task import MAX_EPISODE_STEPS
 from cgwm_env.envs.leap.world_model_env import DEFAULT_WORLD_MODEL
 from cgwm_env.learn.world_model import WorldModel
 from cgwm_env.physics.hand import hand_scene
 from controllers.mpc import ReorientationMPC, load_settings
-from controllers.tasks import MAX_STEPS, run_episode, summarize
+from controllers.tasks import run_episode, summarize
 
 WORLD_MODELS = DEFAULT_WORLD_MODEL.parent
 
@@ -71,7 +72,7 @@ def run(out: str | None = None, quick: bool = False, trials: int | None = None, 
     threads = threads or 1
     torch.set_num_threads(threads)
     trials = trials or (3 if quick else 20)
-    max_steps = 300 if quick else MAX_STEPS
+    max_steps = 300 if quick else MAX_EPISODE_STEPS
     settings, source = load_settings(config)
     rows = []
     for name, bundle in bundles:

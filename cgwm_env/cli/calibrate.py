@@ -4,31 +4,21 @@ from __future__ import annotations
 
 import sys
 
+import imageio.v3 as iio
+
+from cgwm_env.config import config_file
 from hardware.calibration import calibrate, load_camera
 from hardware.config import load_config
 from hardware.realsense import RealSenseCamera, RealSenseError
 
 
-def add_arguments(parser) -> None:
-    """The `cgwm calibrate` arguments."""
-    parser.add_argument("--config", default="configs/hardware.yaml",
-                        help="hardware settings YAML with the calibration markers (and camera size)")
-    parser.add_argument("--image", default=None,
-                        help="an RGB image of the markers (PNG, JPEG); default: one frame from the RealSense")
-    parser.add_argument("--intrinsics", default=None,
-                        help="camera JSON giving the image's width, height, fx, fy, cx, cy (needed with --image)")
-    parser.add_argument("--out", default="out/camera.json", help="camera JSON to write (default out/camera.json)")
-
-
 def main(args) -> None:
     """`cgwm calibrate`: estimate the camera pose and write the camera JSON. A camera failure
     prints a clear message and exits with status 3."""
-    import imageio.v3 as iio
-
-
-    config = load_config(args.config)
+    path = args.config or config_file("hardware.yaml")
+    config = load_config(path)
     if config.markers is None:
-        raise ValueError(f"--config: {args.config} has no calibration section (dictionary and markers)")
+        raise ValueError(f"--config: {path} has no calibration section (dictionary and markers)")
     if args.image is not None:
         if args.intrinsics is None:
             raise ValueError("--intrinsics: calibrating from --image needs the camera's intrinsics (a camera JSON)")

@@ -20,31 +20,15 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 
-from cgwm_env.envs.leap.task import CONTROL_DT
+from cgwm_env.envs.leap.task import CONTROL_DT, MAX_EPISODE_STEPS, angle_error
 from cgwm_env.physics import math3d
 from cgwm_env.physics.model import State, box_model, load_model_settings
 from cgwm_env.physics.simulator import rollout
 from controllers.mpc import ReorientationMPC, load_settings
-from controllers.tasks import MAX_STEPS, REACH_ANGLE, run_episode, state_from_observation
+from controllers.tasks import REACH_ANGLE, run_episode, state_from_observation
 
 FRAME_EVERY = 2  # control steps per video frame (15 fps of a 30 Hz loop)
 SIDE = 0.05  # m, the simulator demo's cubes
-
-
-def add_arguments(parser) -> None:
-    """`cgwm demo`'s options."""
-    parser.add_argument("--scene", choices=["mpc", "sim"], default="mpc",
-                        help="mpc: MPC reorientation (default); sim: a cube dropped and a cube pushed, table and plot")
-    parser.add_argument("--out", default="out/demo", help="folder for the video or plot and summary (default out/demo)")
-    parser.add_argument("--seed", type=int, default=7,
-                        help="mpc: the task's seed, start and goal yaw (default 7, one the MPC benchmark solves)")
-    parser.add_argument("--steps", type=int, default=None, help="mpc: most control steps (default 500)")
-    parser.add_argument("--seconds", type=float, default=1.5, help="sim: simulated time, s")
-    parser.add_argument("--config", default=None,
-                        help="settings YAML: mpc: configs/mpc.yaml (the default); sim: configs/physics.yaml")
-    parser.add_argument("--compile", action="store_true",
-                        help="mpc: plan through torch.compile (about 4x faster solves; the first compiles for about a "
-                             "minute)")
 
 
 def main(args) -> None:
@@ -59,10 +43,10 @@ def run_mpc(out_dir: str | Path, seed: int = 7, max_steps: int | None = None, co
         image_size: int = 160, compile: bool = False) -> dict:
     """Run one episode (task seed `seed`; 7 is one that `cgwm bench mpc` counts a success, as it
     does 90-95% of seeds 0-19), write mpc_demo.gif and mpc_demo.json into out_dir and return the
-    summary. config: an MPC settings YAML (default configs/mpc.yaml where present); compile: plan
+    summary. config: an MPC settings YAML overriding MPCSettings' defaults; compile: plan
     through torch.compile (controllers.mpc; the compiling first plan is not in the rate)."""
     torch.set_num_threads(1)  # batch-1 steps are op-overhead bound: a second thread only contends
-    max_steps = MAX_STEPS if max_steps is None else max_steps
+    max_steps = MAX_EPISODE_STEPS if max_steps is None else max_steps
     settings, source = load_settings(config)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +64,7 @@ def run_mpc(out_dir: str | Path, seed: int = 7, max_steps: int | None = None, co
             solve = "approach (pre-grasp)"
         else:
             solve = f"solve {planner.solve_times[-1] * 1e3:5.1f} ms" if planner.solve_times else "compiled the planner"
-        angle = math.degrees(2 * math.acos(math.sqrt(max(0.0, 1.0 - info["orientation_error"]))))
+        angle = math.degrees(angle_error(obs["object_quat"], obs["goal_quat"]))
         print(f"\rstep {t:3d}/{max_steps}  angle to goal {angle:5.1f} deg  error {info['orientation_error']:.3f}  "
               f"{solve:20}", end="", flush=True)
         if t % FRAME_EVERY == 0:

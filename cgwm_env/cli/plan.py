@@ -16,15 +16,6 @@ from controllers.tasks import world_model_plan
 from hardware.playback import save_trajectory
 
 
-def add_arguments(parser) -> None:
-    """`cgwm plan`'s options."""
-    parser.add_argument("--model", default=None, help="world-model bundle to plan on (default: the bundled cube)")
-    parser.add_argument("--steps", type=int, default=300, help="control steps to plan, 1/30 s each (default 300)")
-    parser.add_argument("--turn", type=float, default=90.0, help="turn about +z, degrees (default 90)")
-    parser.add_argument("--config", default=None, help="MPC settings YAML (default configs/mpc.yaml)")
-    parser.add_argument("--out", default="out/plan.npz", help="trajectory file to write, for cgwm play")
-
-
 def main(args) -> None:
     """`cgwm plan`: world_model_plan on a bundle, written as a trajectory for `cgwm play`."""
     if not math.isfinite(args.turn):

@@ -22,26 +22,6 @@ from hardware.realsense import RealSenseCamera, RealSenseError
 from hardware.virtual import VirtualBus, VirtualRealSense
 
 
-def add_arguments(parser) -> None:
-    """The `cgwm play` arguments."""
-    parser.add_argument("trajectory", help=".npz with times (T,) s and joint_targets (T, 16) rad in sim order")
-    parser.add_argument("--virtual", action="store_true",
-                        help="no robot: a virtual bus backed by MuJoCo's LEAP hand and a software RealSense "
-                             "rendering the scene's palm_cam")
-    parser.add_argument("--config", default=None, help="hardware settings YAML (see configs/hardware.yaml)")
-    parser.add_argument("--camera", default=None,
-                        help="camera JSON from `cgwm calibrate` (needed to record on the real hand)")
-    parser.add_argument("--no-camera", action="store_true", help="play without recording frames")
-    parser.add_argument("--port", default=None, help="serial port of the hand (overrides the config)")
-    parser.add_argument("--out", default="out/play", help="folder for playback.json and the recorded dataset")
-    parser.add_argument("--object", default="unknown",
-                        help="object name written to the dataset's meta.json; with --virtual, a library object "
-                             "(cgwm_env.data.objects) is put on the virtual palm (else the scene's red cube)")
-    parser.add_argument("--model", default=None,
-                        help="WorldModel bundle whose predicted frames the recording is compared with "
-                             "(PSNR per frame; default the bundled cube model)")
-
-
 def main(args) -> None:
     """`cgwm play`: validate, connect, play, record. Hardware failures print a clear message and
     exit with status 3 (torque is off by then, or the message says it could not be turned off)."""

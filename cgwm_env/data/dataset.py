@@ -17,11 +17,12 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
+from cgwm_env.config import is_number
 from cgwm_env.render.camera import Camera
 
 FORMAT, VERSION = "cgwm-dataset", 1
 # Known arrays of states.npz and their per-frame shapes (others are allowed with a leading T).
-# joint_pos and joint_target are the LEAP Hand's 16 joints in sim order (cgwm_env.physics.hand.JOINT_NAMES), rad.
+# joint_pos and joint_target are the LEAP Hand's 16 joints in sim order (cgwm_env.physics.hand_mjcf.JOINT_NAMES), rad.
 STATE_SHAPES = {"times": (), "object_pos": (3,), "object_quat": (4,), "object_vel": (3,),
                 "object_angvel": (3,), "pusher_pos": (3,), "pusher_vel": (3,), "joint_pos": (16,),
                 "joint_target": (16,)}
@@ -210,7 +211,7 @@ def _check_meta(meta: dict, where: str) -> None:
             raise ValueError(f"{where}: {key}: expected a positive integer, got {meta[key]!r}")
     T = meta["num_frames"]
     fps = meta.get("fps")
-    if fps is not None and (not _is_number(fps) or not fps > 0):
+    if fps is not None and (not is_number(fps) or not fps > 0):
         raise ValueError(f"{where}: fps: expected a positive number (frames per second), got {fps!r}")
     cams = meta["cameras"]
     if not isinstance(cams, list) or len(cams) not in (1, T):
@@ -224,7 +225,7 @@ def _check_meta(meta: dict, where: str) -> None:
     if physics is not None:
         if not isinstance(physics, dict):
             raise ValueError(f"{where}: physics: expected a JSON object, got {type(physics).__name__}")
-        if "mass" in physics and (not _is_number(physics["mass"]) or not physics["mass"] > 0):
+        if "mass" in physics and (not is_number(physics["mass"]) or not physics["mass"] > 0):
             raise ValueError(f"{where}: physics.mass: expected a positive number (kg), got {physics['mass']!r}")
         if "inertia" in physics:
             inertia = _array(physics["inertia"], (3, 3), f"{where}: physics.inertia")
@@ -241,7 +242,7 @@ def _check_camera(cam, where: str) -> None:
     if missing:
         raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
     for key in ("fx", "fy", "cx", "cy"):
-        if not _is_number(cam[key]) or not math.isfinite(cam[key]) or (key in ("fx", "fy") and cam[key] <= 0):
+        if not is_number(cam[key]) or not math.isfinite(cam[key]) or (key in ("fx", "fy") and cam[key] <= 0):
             raise ValueError(f"{where}.{key}: expected a finite{' positive' if key[0] == 'f' else ''} "
                              f"number (px), got {cam[key]!r}")
     T = _array(cam["T_cw"], (4, 4), f"{where}.T_cw")
@@ -289,7 +290,3 @@ def _check_states(states: dict, T: int, fps, where: str) -> None:
             bad = int(np.argmax(np.abs(norm - 1.0)))
             raise ValueError(f"{where}: object_quat: expected unit quaternions (w, x, y, z), "
                              f"frame {bad} has norm {norm[bad]:.6g}")
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)

@@ -1,6 +1,6 @@
 """Data synthesis in MuJoCo: fall-and-rebound and push-slide-settle clips, and multi-view sets.
 
-MuJoCo's own renderer draws offscreen (EGL unless MUJOCO_GL says otherwise) with shadows off and an
+MuJoCo's own renderer draws offscreen (set MUJOCO_GL=egl where there is no display) with shadows off and an
 ambient-only headlight: a surface point has its geom's colour from every view and in every pose,
 as the Gaussians' view-independent colours assume. Masks come from MuJoCo's segmentation pass.
 Clips are FPS frames per second with SUBSTEPS physics steps per frame, seen by one fixed camera.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import mujoco  # cgwm_env.data has chosen EGL unless MUJOCO_GL was set
+import mujoco
 import numpy as np
 import torch
 from tqdm import tqdm

@@ -1,43 +1,35 @@
-"""Gymnasium environments. Registered when cgwm_env is imported:
+"""Gymnasium environments, registered when cgwm_env is imported (ENV_IDS):
 
 - ContactGaussian-FallRebound-v0: the paper's fall-and-rebound scene (no action);
 - ContactGaussian-PushSlide-v0: push-slide-settle, the action is the pusher's velocity (m/s).
-
-Both take `model=` (a cgwm_env.physics.model.Model, e.g. a learned world model) and support
-`gym.make_vec(..., num_envs=N)` as one natively batched environment.
-
+  Both take `model=` (a cgwm_env.physics.model.Model, e.g. a learned world model) and run as one
+  natively batched environment under `gym.make_vec(..., num_envs=N)`.
 - ContactGaussian-LeapHand-v0: the LEAP Hand reorientation task (leap.task) on the world model
   (leap.world_model_env), natively batched under `gym.make_vec`;
-- ContactGaussian-LeapHandMuJoCo-v0: the LEAP Hand reorientation task (leap.task) in MuJoCo, the
-  twin plant (leap.mujoco_env); `gym.make_vec` steps copies of it one after another.
+- ContactGaussian-LeapHandMuJoCo-v0: the same task in MuJoCo, the twin plant (leap.mujoco_env);
+  `gym.make_vec` steps copies of it one after another.
+
+docs/envs.md describes each.
 """
 
 import gymnasium as gym
 
 from cgwm_env.envs.leap.task import MAX_EPISODE_STEPS
 
-for _name, _scenario in (("FallRebound", "fall"), ("PushSlide", "push")):
-    _id = f"ContactGaussian-{_name}-v0"
+# id: (entry point, vector entry point or None, max_episode_steps, kwargs)
+_ENVS = {
+    "ContactGaussian-FallRebound-v0": ("cgwm_env.envs.scenes:SceneEnv", "cgwm_env.envs.scenes:SceneVectorEnv", 60,
+                                       {"scenario": "fall"}),
+    "ContactGaussian-PushSlide-v0": ("cgwm_env.envs.scenes:SceneEnv", "cgwm_env.envs.scenes:SceneVectorEnv", 60,
+                                     {"scenario": "push"}),
+    "ContactGaussian-LeapHand-v0": ("cgwm_env.envs.leap.world_model_env:LeapHandEnv",
+                                    "cgwm_env.envs.leap.world_model_env:LeapHandVectorEnv", MAX_EPISODE_STEPS, {}),
+    "ContactGaussian-LeapHandMuJoCo-v0": ("cgwm_env.envs.leap.mujoco_env:LeapHandMujocoEnv", None, MAX_EPISODE_STEPS,
+                                          {}),
+}
+ENV_IDS = tuple(_ENVS)
+
+for _id, (_entry, _vector_entry, _steps, _kwargs) in _ENVS.items():
     if _id not in gym.registry:
-        gym.register(
-            id=_id,
-            entry_point="cgwm_env.envs.scenes:SceneEnv",
-            vector_entry_point="cgwm_env.envs.scenes:SceneVectorEnv",
-            max_episode_steps=60,
-            kwargs={"scenario": _scenario},
-        )
-
-if "ContactGaussian-LeapHand-v0" not in gym.registry:
-    gym.register(
-        id="ContactGaussian-LeapHand-v0",
-        entry_point="cgwm_env.envs.leap.world_model_env:LeapHandEnv",
-        vector_entry_point="cgwm_env.envs.leap.world_model_env:LeapHandVectorEnv",
-        max_episode_steps=MAX_EPISODE_STEPS,
-    )
-
-if "ContactGaussian-LeapHandMuJoCo-v0" not in gym.registry:
-    gym.register(
-        id="ContactGaussian-LeapHandMuJoCo-v0",
-        entry_point="cgwm_env.envs.leap.mujoco_env:LeapHandMujocoEnv",
-        max_episode_steps=MAX_EPISODE_STEPS,
-    )
+        gym.register(id=_id, entry_point=_entry, vector_entry_point=_vector_entry, max_episode_steps=_steps,
+                     kwargs=_kwargs)

@@ -62,3 +62,8 @@ class BatchedVectorEnv(VectorEnv, abc.ABC):
 
     def render(self):
         return tuple(self.core.image(i) for i in range(self.num_envs)) if self.render_mode == "rgb_array" else None
+
+
+def first_env(obs: dict) -> dict:
+    """The first environment's entries of a batched observation dict."""
+    return {k: v[0] for k, v in obs.items()}

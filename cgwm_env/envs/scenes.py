@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from cgwm_env.envs.batched import BatchedVectorEnv
+from cgwm_env.envs.batched import BatchedVectorEnv, first_env
 from cgwm_env.physics import math3d
 from cgwm_env.physics.gaussians import SphereGaussians
 from cgwm_env.physics.model import Model, State, box_model
@@ -174,12 +174,12 @@ class SceneEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.core.reset(np.ones(1, bool), self.np_random)
-        return _first(self.core.observation()), {}
+        return first_env(self.core.observation()), {}
 
     def step(self, action):
         self.core.step(self.core.actions(action, self.action_space.shape))
         terminated = bool(self.core.fell()[0])
-        return _first(self.core.observation()), 0.0, terminated, False, {}
+        return first_env(self.core.observation()), 0.0, terminated, False, {}
 
     def render(self):
         return self.core.image(0) if self.render_mode == "rgb_array" else None
@@ -198,7 +198,3 @@ class SceneVectorEnv(BatchedVectorEnv):
 
     def outcome(self):
         return np.zeros(self.num_envs), self.core.fell(), {}
-
-
-def _first(obs: dict) -> dict:
-    return {k: v[0] for k, v in obs.items()}

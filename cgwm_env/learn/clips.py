@@ -14,7 +14,8 @@ from cgwm_env.data.dataset import load_dataset
 from cgwm_env.learn.world_model import pusher_gaussians
 from cgwm_env.physics.contact import ContactSettings
 from cgwm_env.physics.gaussians import SphereGaussians
-from cgwm_env.physics.hand import N_JOINTS, hand_scene
+from cgwm_env.physics.hand import hand_scene
+from cgwm_env.physics.hand_mjcf import N_JOINTS
 from cgwm_env.physics.model import State
 from cgwm_env.render.camera import Camera
 

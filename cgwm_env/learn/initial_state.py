@@ -15,7 +15,7 @@ from cgwm_env.learn.settings import LearnSettings
 from cgwm_env.learn.world_model import predict_states, render_states, with_pusher
 from cgwm_env.physics import math3d
 from cgwm_env.physics.gaussians import SphereGaussians
-from cgwm_env.physics.hand import PALM_Z
+from cgwm_env.physics.hand_mjcf import PALM_Z
 from cgwm_env.physics.model import Model, PhysicalParams, State
 from cgwm_env.render import render
 from cgwm_env.render.camera import Camera
@@ -101,15 +101,6 @@ def estimate_pose(gaussians: SphereGaussians, clip: Clip, frame: int = 0, settin
     return best
 
 
-def _quat_log(q: torch.Tensor) -> torch.Tensor:
-    """Rotation vector (3,) of a unit quaternion (4,), rad (the shorter way round)."""
-    q = q if q[0] >= 0 else -q
-    norm = q[1:].norm()
-    if norm < 1e-12:
-        return torch.zeros(3, dtype=q.dtype)
-    return 2.0 * torch.atan2(norm, q[0]) * q[1:] / norm
-
-
 def estimate_initial_state(model: Model, clip: Clip, settings: LearnSettings = LearnSettings()) -> tuple[State, dict]:
     """The clip's initial state (a batch of 1) with the model's parameters frozen (appendix E):
     the pose from frame 0, then (settings.velocity) the linear and angular velocity from frames
@@ -131,8 +122,8 @@ def estimate_initial_state(model: Model, clip: Clip, settings: LearnSettings = L
         p2, q2, _ = estimate_pose(model.gaussians, clip, 2, settings, start=(p1, q1))
         g = torch.tensor(model.gravity, dtype=position.dtype)
         velocity = 0.5 * ((p1 - position) / dt - 0.5 * g * dt + (p2 - position) / (2 * dt) - g * dt)
-        omega = 0.5 * (_quat_log(math3d.quat_mul(q1, _conj(quat))) / dt
-                       + _quat_log(math3d.quat_mul(q2, _conj(quat))) / (2 * dt))
+        omega = 0.5 * (math3d.quat_log(math3d.quat_mul(q1, math3d.quat_conj(quat))) / dt
+                       + math3d.quat_log(math3d.quat_mul(q2, math3d.quat_conj(quat))) / (2 * dt))
         velocity, omega = _refine_velocity(model, clip, position, quat, velocity, omega, pusher, settings)
     state = State.make(position[None], quat=quat[None], velocity=velocity[None], omega=omega[None], pusher=pusher)
     report = {"position": position.tolist(), "quat": quat.tolist(), "velocity": velocity.tolist(),
@@ -153,10 +144,6 @@ def rest_on_plane(gaussians: SphereGaussians, camera: Camera, position: torch.Te
     if abs(float(ray[2])) < 0.1 * float(ray.norm()):
         ray = position.new_tensor([0.0, 0.0, 1.0])
     return position + ray * (height - position[2] - lowest) / ray[2]
-
-
-def _conj(q: torch.Tensor) -> torch.Tensor:
-    return q * q.new_tensor([1.0, -1.0, -1.0, -1.0])
 
 
 def _refine_velocity(model, clip, position, quat, velocity, omega, pusher, settings):

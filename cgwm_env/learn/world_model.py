@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from cgwm_env.config import is_number
 from cgwm_env.physics.collision import SoftSDFSettings
 from cgwm_env.physics.contact import ContactSettings
 from cgwm_env.physics.gaussians import SphereGaussians
@@ -132,11 +133,11 @@ class WorldModel:
         initial = doc.get("initial_params")
         initial = None if initial is None else _params_from_json(initial, f"{file}: initial_params")
         dt = doc["dt"]
-        if not _is_number(dt) or not (dt > 0 and math.isfinite(dt)):
+        if not is_number(dt) or not (dt > 0 and math.isfinite(dt)):
             raise ValueError(f"{file}: dt: expected a positive time step in seconds, got {dt!r}")
         gravity = _tensor(doc["gravity"], (3,), f"{file}: gravity")
         ground = doc["ground_height"]
-        if ground is not None and (not _is_number(ground) or not math.isfinite(ground)):
+        if ground is not None and (not is_number(ground) or not math.isfinite(ground)):
             raise ValueError(f"{file}: ground_height: expected a number (m) or null, got {ground!r}")
         points = _tensor(doc["pusher_points"], None, f"{file}: pusher_points")
         points = points.reshape(0, 3) if points.numel() == 0 else points
@@ -206,10 +207,6 @@ def _tensor(value, shape, where: str) -> torch.Tensor:
     if not torch.isfinite(t).all():
         raise ValueError(f"{where}: expected finite values, got NaN or inf")
     return t.to(torch.get_default_dtype())
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def predict_states(model: Model, start: State, frames: int, substeps: int, pusher_velocity=None,

@@ -1,9 +1,9 @@
-"""The right LEAP Hand: kinematics (pytorch-kinematics on the project's MJCF), query points, motor order.
+"""The right LEAP Hand's kinematics (pytorch-kinematics on its MJCF), query spheres and motor order.
 
-Everything is read from `assets/leap_hand/right_hand.xml`, the one source of the hand's geometry.
-Poses are in the hand's frame (the world frame of that file: palm-up, fingers along +x). Joint
-vectors are in sim order (`JOINT_NAMES`), radians, shape (..., 16); every function is batched over
-the leading dimensions and differentiable in torch.
+Everything comes from the MJCF (hand_mjcf), the one source of the hand's geometry, read on first
+use; LOWER, UPPER (joint limits) and MOVES are read when first asked for. Poses are in the hand's
+frame (palm-up, fingers along +x). Joint vectors are in sim order (hand_mjcf.JOINT_NAMES), radians,
+shape (..., 16); every function is batched over the leading dimensions and differentiable in torch.
 """
 
 from __future__ import annotations
@@ -12,58 +12,72 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mujoco
 import numpy as np
-import pytorch_kinematics as pk
-import pytorch_kinematics.mjcf
 import torch
 
 from cgwm_env.physics.gaussians import SphereGaussians
+from cgwm_env.physics.hand_mjcf import HAND_XML, JOINT_OF_MOTOR, MOTOR_OF_JOINT, N_JOINTS, joint_names, link_names, mjcf
 from cgwm_env.physics.math3d import fibonacci_sphere
 
-ASSET_DIR = Path(__file__).parent.parent / "assets" / "leap_hand"
-HAND_XML = ASSET_DIR / "right_hand.xml"
-SCENE_XML = ASSET_DIR / "palm_up_scene.xml"
+if TYPE_CHECKING:
+    import pytorch_kinematics as pk
 
-_MODEL = mujoco.MjModel.from_xml_path(str(HAND_XML))
-JOINT_NAMES: tuple[str, ...] = tuple(_MODEL.joint(j).name for j in range(_MODEL.njnt))
-LINK_NAMES: tuple[str, ...] = tuple(_MODEL.body(b).name for b in range(1, _MODEL.nbody))  # MuJoCo body order
-N_JOINTS = len(JOINT_NAMES)
-LOWER = torch.tensor(_MODEL.jnt_range[:, 0], dtype=torch.float32)  # (16,) rad
-UPPER = torch.tensor(_MODEL.jnt_range[:, 1], dtype=torch.float32)  # (16,) rad
-PALM_Z = 0.0345  # m, the height of the palm face in the hand's frame (palm-up scene)
 
-# Motor ID (0..15 on the Dynamixel bus) of each sim joint. A finger's motors are (side, forward,
-# PIP, DIP) while its sim joints are (mcp, rot, pip, dip): mcp is the forward motor, rot the side one.
-MOTOR_IDS = (1, 0, 2, 3, 5, 4, 6, 7, 9, 8, 10, 11, 12, 13, 14, 15)
-_JOINT_OF_MOTOR = tuple(int(j) for j in np.argsort(MOTOR_IDS))
-
-_JOINT_LINK = _MODEL.jnt_bodyid - 1  # (16,) index into LINK_NAMES of the body each joint moves
+@functools.cache
+def _joint_link() -> np.ndarray:
+    """(16,) index into LINK_NAMES of the body each joint moves."""
+    return mjcf().jnt_bodyid - 1
 
 
 def _ancestor_mask() -> np.ndarray:
     """(L, 16) bool: joint j moves link l."""
-    mask = np.zeros((len(LINK_NAMES), N_JOINTS), dtype=bool)
-    for link in range(len(LINK_NAMES)):
+    model, joint_link = mjcf(), _joint_link()
+    mask = np.zeros((model.nbody - 1, N_JOINTS), dtype=bool)
+    for link in range(model.nbody - 1):
         body = link + 1
         while body > 0:
-            mask[link, _JOINT_LINK == body - 1] = True
-            body = _MODEL.body_parentid[body]
+            mask[link, joint_link == body - 1] = True
+            body = model.body_parentid[body]
     return mask
 
 
-MOVES = torch.as_tensor(_ancestor_mask())  # (L, 16) bool: joint j moves link l
+@functools.cache
+def _limits() -> tuple[torch.Tensor, torch.Tensor]:
+    return tuple(torch.tensor(mjcf().jnt_range[:, i], dtype=torch.float32) for i in (0, 1))
+
+
+@functools.cache
+def _moves() -> torch.Tensor:
+    return torch.as_tensor(_ancestor_mask())
+
+
+# Read from the MJCF on first access (through the module's __getattr__).
+_FROM_MJCF = {
+    "LOWER": lambda: _limits()[0],  # (16,) rad
+    "UPPER": lambda: _limits()[1],  # (16,) rad
+    "MOVES": _moves,  # (L, 16) bool: joint j moves link l
+}
+
+
+def __getattr__(name: str):
+    if name not in _FROM_MJCF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _FROM_MJCF[name]()
 
 
 def load_chain(dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> pk.Chain:
     """The hand as a pytorch-kinematics chain rooted at the palm (joints in sim order)."""
+    import pytorch_kinematics as pk  # imported on first use: it adds about 0.6 s to torch's import
+    import pytorch_kinematics.mjcf
+
     # pytorch-kinematics 0.10 keys JOINT_TYPE_MAP by mujoco's enum, but mujoco >= 3.12 reports joint
     # types as numpy ints (KeyError: np.int32(3)); plain int keys match both.
     pytorch_kinematics.mjcf.JOINT_TYPE_MAP = {int(k): v for k, v in pytorch_kinematics.mjcf.JOINT_TYPE_MAP.items()}
     chain = pk.build_chain_from_mjcf(HAND_XML.read_text(), body="palm").to(dtype=dtype, device=device)
-    if tuple(chain.get_joint_parameter_names()) != JOINT_NAMES:
+    if tuple(chain.get_joint_parameter_names()) != joint_names():
         raise RuntimeError(f"chain joint order {chain.get_joint_parameter_names()} differs from the MJCF's")
     return chain
 
@@ -71,7 +85,7 @@ def load_chain(dtype: torch.dtype = torch.float32, device: str | torch.device = 
 @functools.cache
 def _chain(dtype: torch.dtype, device: torch.device) -> tuple[pk.Chain, torch.Tensor]:
     chain = load_chain(dtype, device)
-    return chain, torch.as_tensor(chain.get_frame_indices(*LINK_NAMES), device=device)
+    return chain, torch.as_tensor(chain.get_frame_indices(*link_names()), device=device)
 
 
 def _check_joints(x, name: str) -> torch.Tensor:
@@ -91,7 +105,7 @@ def forward_kinematics(q) -> torch.Tensor:
     chain, frames = _chain(q.dtype, q.device)
     flat = q.reshape(-1, N_JOINTS)
     T = chain.forward_kinematics_tensor(flat, analytical_grad=False)[frames]  # (L, B, 4, 4)
-    return T.transpose(0, 1).reshape(*q.shape[:-1], len(LINK_NAMES), 4, 4)
+    return T.transpose(0, 1).reshape(*q.shape[:-1], len(link_names()), 4, 4)
 
 
 def point_jacobian(q, link, points) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,30 +133,30 @@ def link_points(T: torch.Tensor, link: torch.Tensor, points: torch.Tensor) -> to
 def jacobian_at(T: torch.Tensor, link: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Linear-velocity Jacobians (..., P, 3, 16) of hand-frame points x (..., P, 3) riding on links
     `link` (P,), given the link poses T (..., L, 4, 4): d x / d q."""
-    joint_link = torch.as_tensor(_JOINT_LINK, device=T.device)
+    joint_link = torch.as_tensor(_joint_link(), device=T.device)
     R_j, t_j = T[..., joint_link, :3, :3], T[..., joint_link, :3, 3]
-    origin = (R_j @ torch.as_tensor(_MODEL.jnt_pos, dtype=T.dtype, device=T.device)[:, :, None])[..., 0] + t_j
+    origin = (R_j @ torch.as_tensor(mjcf().jnt_pos, dtype=T.dtype, device=T.device)[:, :, None])[..., 0] + t_j
     J = torch.linalg.cross(joint_axes(T)[..., None, :, :], x[..., :, None, :] - origin[..., None, :, :])  # (..., P, 16, 3)
-    J = J * MOVES.to(T)[link][..., None]
+    J = J * _moves().to(T)[link][..., None]
     return J.transpose(-1, -2)
 
 
 def joint_axes(T: torch.Tensor) -> torch.Tensor:
     """The joints' unit axes in the hand frame, (..., 16, 3), given the link poses T (..., L, 4, 4)."""
-    R_j = T[..., torch.as_tensor(_JOINT_LINK, device=T.device), :3, :3]
-    return (R_j @ torch.as_tensor(_MODEL.jnt_axis, dtype=T.dtype, device=T.device)[:, :, None])[..., 0]
+    R_j = T[..., torch.as_tensor(_joint_link(), device=T.device), :3, :3]
+    return (R_j @ torch.as_tensor(mjcf().jnt_axis, dtype=T.dtype, device=T.device)[:, :, None])[..., 0]
 
 
 def sim_to_motor(q) -> torch.Tensor:
     """Motor angles (rad, by motor ID) of sim joint angles q (..., 16): reorders and adds pi."""
     q = _check_joints(q, "q")
-    return (q + math.pi)[..., _JOINT_OF_MOTOR]
+    return (q + math.pi)[..., JOINT_OF_MOTOR]
 
 
 def motor_to_sim(m) -> torch.Tensor:
     """Sim joint angles (rad, sim order) of motor angles m (..., 16, by motor ID): reorders and subtracts pi."""
     m = _check_joints(m, "m")
-    return m[..., MOTOR_IDS] - math.pi
+    return m[..., MOTOR_OF_JOINT] - math.pi
 
 
 # Query points: spheres inside the collision geoms whose surfaces reach the geoms' surfaces.
@@ -188,8 +202,8 @@ def _face_grid(half: np.ndarray) -> np.ndarray:
 def _to_link(g: int, local: np.ndarray) -> np.ndarray:
     """Points (N, 3) in geom g's frame -> its body's frame."""
     R = np.zeros(9)
-    mujoco.mju_quat2Mat(R, _MODEL.geom_quat[g])
-    return local @ R.reshape(3, 3).T + _MODEL.geom_pos[g]
+    mujoco.mju_quat2Mat(R, mjcf().geom_quat[g])
+    return local @ R.reshape(3, 3).T + mjcf().geom_pos[g]
 
 
 @functools.cache
@@ -197,13 +211,14 @@ def _query_points() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Link indices (P,), centres (P, 3) m, radii (P,) m and fixed normals (P, 3) in the link frames:
     pads, the palm's face grid, then covers of the fingers' boxes."""
     pads, face, rest = [], [], []  # (link, centres (N, 3), radius, normal (3,)) per geom
-    for g in range(_MODEL.ngeom):
-        link, size = _MODEL.geom_bodyid[g] - 1, _MODEL.geom_size[g]
-        if _MODEL.geom_type[g] == mujoco.mjtGeom.mjGEOM_CAPSULE:
+    model = mjcf()
+    for g in range(model.ngeom):
+        link, size = model.geom_bodyid[g] - 1, model.geom_size[g]
+        if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_CAPSULE:
             # A pad: centres on the capsule (radius size[0], half length size[1] along z) shrunk by PAD_RADIUS.
             local = _capsule_points(size[0] - PAD_RADIUS, size[1], PAD_POINTS)
             pads.append((link, _to_link(g, local), PAD_RADIUS, np.zeros(3)))
-        elif _MODEL.geom_type[g] == mujoco.mjtGeom.mjGEOM_BOX and size.min() >= THIN:
+        elif model.geom_type[g] == mujoco.mjtGeom.mjGEOM_BOX and size.min() >= THIN:
             if link == 0:  # the palm's face: a grid whose contacts take the face's normal
                 normal = _to_link(g, np.array([[0.0, 0.0, -1.0]])) - _to_link(g, np.zeros((1, 3)))
                 face.append((link, _to_link(g, _face_grid(size)), PALM_SPACING / 2, normal[0]))
@@ -265,11 +280,11 @@ class HandModel:
     query_points: torch.Tensor = field(default_factory=lambda: query_points()[1])
     query_radii: torch.Tensor = field(default_factory=lambda: query_points()[2])
     query_normals: torch.Tensor = field(default_factory=lambda: query_points()[3])
-    lower: torch.Tensor = field(default_factory=lambda: LOWER.clone())
-    upper: torch.Tensor = field(default_factory=lambda: UPPER.clone())
-    moves: torch.Tensor = field(default_factory=lambda: MOVES.float())  # (L, 16): 1 where joint j moves link l
-    link_masses: torch.Tensor = field(default_factory=lambda: torch.tensor(_MODEL.body_mass[1:], dtype=torch.float32))
-    link_coms: torch.Tensor = field(default_factory=lambda: torch.tensor(_MODEL.body_ipos[1:], dtype=torch.float32))
+    lower: torch.Tensor = field(default_factory=lambda: _limits()[0].clone())
+    upper: torch.Tensor = field(default_factory=lambda: _limits()[1].clone())
+    moves: torch.Tensor = field(default_factory=lambda: _moves().float())  # (L, 16): 1 where joint j moves link l
+    link_masses: torch.Tensor = field(default_factory=lambda: torch.tensor(mjcf().body_mass[1:], dtype=torch.float32))
+    link_coms: torch.Tensor = field(default_factory=lambda: torch.tensor(mjcf().body_ipos[1:], dtype=torch.float32))
 
     def __post_init__(self):
         for name in ("stiffness", "damping", "torque_limit", "friction_loss"):
@@ -304,8 +319,9 @@ def hand_gaussians(spacing: float = 0.007) -> tuple[torch.Tensor, SphereGaussian
     `spacing` m apart on the surfaces of its collision geoms, coloured as the MJCF colours them. Returns the link index (N,)
     of each and the Gaussians in their link frames; place them with link_points(forward_kinematics(q), ...)."""
     links, centers, colors = [], [], []
-    for g in range(_MODEL.ngeom):
-        size, kind = _MODEL.geom_size[g], _MODEL.geom_type[g]
+    model = mjcf()
+    for g in range(model.ngeom):
+        size, kind = model.geom_size[g], model.geom_type[g]
         if kind == mujoco.mjtGeom.mjGEOM_BOX:
             local = _box_surface(size, spacing)
         elif kind == mujoco.mjtGeom.mjGEOM_CAPSULE:
@@ -314,9 +330,9 @@ def hand_gaussians(spacing: float = 0.007) -> tuple[torch.Tensor, SphereGaussian
             local[:, 2] += np.sign(local[:, 2]) * size[1]
         else:
             continue
-        links.append(np.full(len(local), _MODEL.geom_bodyid[g] - 1))
+        links.append(np.full(len(local), model.geom_bodyid[g] - 1))
         centers.append(_to_link(g, local))
-        colors.append(np.repeat(_MODEL.geom_rgba[g:g + 1, :3], len(local), 0))
+        colors.append(np.repeat(model.geom_rgba[g:g + 1, :3], len(local), 0))
     gaussians = SphereGaussians.from_spheres(torch.tensor(np.concatenate(centers), dtype=torch.float32),
                                              0.7 * spacing, torch.tensor(np.concatenate(colors), dtype=torch.float32))
     return torch.as_tensor(np.concatenate(links)), gaussians

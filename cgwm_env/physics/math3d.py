@@ -39,6 +39,19 @@ def quat_exp(rotvec: torch.Tensor) -> torch.Tensor:
     return torch.cat((torch.cos(0.5 * angle)[..., None], half_sinc[..., None] * rotvec), dim=-1)
 
 
+def quat_log(q: torch.Tensor) -> torch.Tensor:
+    """Rotation vector (axis * angle, rad, the shorter way round) of unit quaternions, (..., 4) -> (..., 3)."""
+    q = torch.where(q[..., :1] < 0, -q, q)
+    norm = q[..., 1:].norm(dim=-1, keepdim=True)
+    rotvec = 2.0 * torch.atan2(norm, q[..., :1]) * q[..., 1:] / norm.clamp(min=1e-12)
+    return torch.where(norm < 1e-12, torch.zeros_like(rotvec), rotvec)
+
+
+def quat_conj(q: torch.Tensor) -> torch.Tensor:
+    """The conjugate (the inverse of a unit quaternion), (..., 4)."""
+    return q * q.new_tensor([1.0, -1.0, -1.0, -1.0])
+
+
 def quat_integrate(q: torch.Tensor, omega: torch.Tensor, dt: float) -> torch.Tensor:
     """Orientation after turning at world-frame angular velocity `omega` (rad/s, (..., 3)) for `dt` s."""
     return quat_normalize(quat_mul(quat_exp(omega * dt), q))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -10,11 +9,12 @@ from typing import NamedTuple
 
 import torch
 
-from cgwm_env.config import read_yaml_mapping
+from cgwm_env.config import read_yaml_mapping, settings_from_mapping
 from cgwm_env.physics.collision import SoftSDFSettings, SphereGrid, sphere_grid, support_spheres
 from cgwm_env.physics.contact import ContactSettings
 from cgwm_env.physics.gaussians import SphereGaussians, box_gaussians
-from cgwm_env.physics.hand import N_JOINTS, HandModel
+from cgwm_env.physics.hand import HandModel
+from cgwm_env.physics.hand_mjcf import N_JOINTS
 
 
 # Default effective-mass contact gains: a critically damped spring-damper with a 20 ms time constant
@@ -271,10 +271,5 @@ def load_model_settings(path: str | Path) -> dict:
         settings["gravity"] = tuple(float(g) for g in settings["gravity"])
     for key, cls in (("sdf", SoftSDFSettings), ("contact", ContactSettings)):
         if key in data:
-            names = {f.name for f in dataclasses.fields(cls)}
-            section = data[key] or {}
-            bad = set(section) - names
-            if bad:
-                raise ValueError(f"{key}.{sorted(bad)[0]}: unknown setting in {path}; expected some of {sorted(names)}")
-            settings[key] = cls(**section)
+            settings[key] = settings_from_mapping(cls, data[key] or {}, key, str(path))
     return settings

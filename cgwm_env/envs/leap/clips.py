@@ -16,7 +16,7 @@ from cgwm_env.data.synth import FAR, FPS, TRAIN_FRAMES, check_count, check_size,
 from cgwm_env.envs.leap import task as leap_task
 from cgwm_env.envs.leap.mujoco_env import CAMERA, LeapHandMujocoEnv, scene_model
 from cgwm_env.envs.leap.mujoco_env import SUBSTEPS as LEAP_SUBSTEPS
-from cgwm_env.physics import hand
+from cgwm_env.physics import hand_mjcf
 from cgwm_env.render.camera import from_mujoco, look_at
 
 LEAP_EYE, LEAP_TARGET = (-0.23, 0.17, 0.2), (-0.03, 0.02, 0.05)  # over the palm from the heel's side, m
@@ -150,7 +150,7 @@ def synth_leap(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0, si
                    "substeps": LEAP_SUBSTEPS, "simulator": f"mujoco {mujoco.__version__}"}
         meta = {"scenario": "leap", "object": object_name, "seed": seed_meta(seed), "fps": FPS,
                 "cameras": [camera_to_meta(camera)], "physics": physics,
-                "hand": {"joint_names": list(hand.JOINT_NAMES), "motion": kind, "start_step": start,
+                "hand": {"joint_names": list(hand_mjcf.JOINT_NAMES), "motion": kind, "start_step": start,
                          "first_touch_frame": int(np.argmax(clip["touch"]))}}
         path = save_dataset(out_dir, meta, images, masks, states, hand_masks)
         save_background(path, _leap_background(model, data, renderer, clip["qpos"][0]))

@@ -10,17 +10,13 @@ shadows off and an ambient-only headlight (flat part colours, as the Gaussians' 
 
 from __future__ import annotations
 
-import os
+import gymnasium as gym
+import mujoco
+import numpy as np
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco's first import picks its OpenGL backend (as cgwm_env.data)
-
-import gymnasium as gym  # noqa: E402
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cgwm_env.data.objects import ObjectSpec, get_object  # noqa: E402
-from cgwm_env.envs.leap import task as leap_task  # noqa: E402
-from cgwm_env.physics import hand  # noqa: E402
+from cgwm_env.data.objects import ObjectSpec, get_object
+from cgwm_env.envs.leap import task as leap_task
+from cgwm_env.physics import hand_mjcf
 
 TIMESTEP = 1.0 / 300.0  # s, MuJoCo's physics step
 SUBSTEPS = round(leap_task.CONTROL_DT / TIMESTEP)  # physics steps per control step (10)
@@ -35,14 +31,14 @@ def scene_model(obj: ObjectSpec, image_size: int = 128) -> mujoco.MjModel:
     cube's friction) in place of its cube, timestep TIMESTEP, flat lighting, shadows off and an
     offscreen buffer of at least image_size px."""
     model = scene_spec(obj, image_size).compile()
-    if model.nu != hand.N_JOINTS or (model.actuator_trnid[:, 0] != np.arange(hand.N_JOINTS)).any():
+    if model.nu != hand_mjcf.N_JOINTS or (model.actuator_trnid[:, 0] != np.arange(hand_mjcf.N_JOINTS)).any():
         raise RuntimeError("the scene's actuators are not the hand's 16 joints in sim order")
     return model
 
 
 def scene_spec(obj: ObjectSpec, image_size: int = 128) -> mujoco.MjSpec:
     """scene_model's scene as an uncompiled MjSpec (its body "object" at the origin)."""
-    spec = mujoco.MjSpec.from_file(str(hand.SCENE_XML))
+    spec = mujoco.MjSpec.from_file(str(hand_mjcf.SCENE_XML))
     friction = np.array(spec.geom("object").friction)
     spec.delete(spec.body("object"))
     body = spec.worldbody.add_body(name="object")
@@ -68,9 +64,10 @@ class LeapHandMujocoEnv(gym.Env):
 
     kwargs: object (a name in cgwm_env.data.objects.OBJECTS), render_mode (None or "rgb_array"),
     image_size (px, square images of palm_cam), image_obs (add "rgb" to the observation).
-    Observation, action, reward and termination are the task's (cgwm_env.envs.leap.task); info holds is_success and
-    orientation_error. joint_pos is clipped to the joint range (MuJoCo's soft limits overshoot
-    it by a few mrad). `mj_model`, `mj_data` and `set_state` are there for planners and tests.
+    Observation, action, reward and termination are the task's (cgwm_env.envs.leap.task); info
+    holds is_success (the task's success, with its hold) and orientation_error. joint_pos is
+    clipped to the joint range (MuJoCo's soft limits overshoot it by a few mrad). `mj_model`,
+    `mj_data` and `set_state` are there for planners and tests.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": round(1.0 / leap_task.CONTROL_DT)}
@@ -91,7 +88,7 @@ class LeapHandMujocoEnv(gym.Env):
         self.mj_model = scene_model(self.object_spec, self.image_size)
         self.mj_data = mujoco.MjData(self.mj_model)
         m = self.mj_model
-        self._hand_q = np.array([m.joint(n).qposadr[0] for n in hand.JOINT_NAMES])
+        self._hand_q = np.array([m.joint(n).qposadr[0] for n in hand_mjcf.JOINT_NAMES])
         joint = m.joint("object")
         self._obj_q = slice(int(joint.qposadr[0]), int(joint.qposadr[0]) + 7)
         self._obj_v = slice(int(joint.dofadr[0]), int(joint.dofadr[0]) + 6)
@@ -105,13 +102,14 @@ class LeapHandMujocoEnv(gym.Env):
         self._target = leap_task.HOME_Q.copy()
         self._goal = np.array([1.0, 0.0, 0.0, 0.0], np.float32)
         self._start_pos = np.zeros(3)
+        self._streak = 0  # control steps in a row near the goal (leap_task.success_streak)
 
     def _find_rest_pose(self) -> tuple[float, np.ndarray]:
         """Height (m) and quaternion (4,) of the object at rest on the palm at OBJECT_XY, yaw 0:
         dropped from 1 mm above the palm upright, settled for REST_SECONDS with damped rotation."""
         m, d = self.mj_model, self.mj_data
         lowest = self.object_spec.sample_surface(4000, seed=0)[:, 2].min()
-        self._place(leap_task.HOME_Q, leap_task.HOME_Q, (*leap_task.OBJECT_XY, hand.PALM_Z + 0.001 - lowest),
+        self._place(leap_task.HOME_Q, leap_task.HOME_Q, (*leap_task.OBJECT_XY, hand_mjcf.PALM_Z + 0.001 - lowest),
                     (1.0, 0.0, 0.0, 0.0))
         spin = slice(self._obj_v.start + 3, self._obj_v.stop)
         m.dof_damping[spin] = REST_DAMPING
@@ -143,6 +141,7 @@ class LeapHandMujocoEnv(gym.Env):
         self._place(self._target, self._target, (*leap_task.OBJECT_XY, self._rest_z), quat)
         mujoco.mj_step(self.mj_model, self.mj_data, nstep=SETTLE_STEPS)
         self._start_pos = self.mj_data.qpos[self._obj_q][:3].copy()
+        self._streak = 0
         obs = self._observation()
         return obs, self._info(obs)
 
@@ -158,12 +157,15 @@ class LeapHandMujocoEnv(gym.Env):
         obs = self._observation()
         reward = float(leap_task.reward(obs["object_quat"], self._goal))
         terminated = bool(leap_task.dropped(obs["object_pos"], self._start_pos))
+        self._streak = int(leap_task.success_streak(self._streak, leap_task.orientation_error(obs["object_quat"],
+                                                                                              self._goal)))
         return obs, reward, terminated, False, self._info(obs)
 
     def set_state(self, joint_pos, joint_target, object_pos, object_quat) -> dict:
         """Put the hand and the object in this state at rest and return the observation: joint_pos,
         joint_target (16,) rad within the joint range; object_pos (3,) m; object_quat (4,) unit
-        (w, x, y, z). All velocities become zero; the goal and the episode's start are kept."""
+        (w, x, y, z). All velocities become zero; the goal and the episode's start are kept, the
+        success streak starts again."""
         joint_pos = self._joints(joint_pos, "joint_pos")
         joint_target = self._joints(joint_target, "joint_target")
         object_pos = np.asarray(object_pos, np.float64)
@@ -175,16 +177,17 @@ class LeapHandMujocoEnv(gym.Env):
             raise ValueError(f"object_quat: expected a unit quaternion (w, x, y, z), got {object_quat.tolist()}")
         self._target = joint_target.astype(np.float32)
         self._place(joint_pos, self._target, object_pos, object_quat / np.linalg.norm(object_quat))
+        self._streak = 0
         return self._observation()
 
     def _joints(self, x, name: str) -> np.ndarray:
         a = np.asarray(x, np.float64)
-        if a.shape != (hand.N_JOINTS,) or not np.isfinite(a).all():
-            raise ValueError(f"{name}: expected {hand.N_JOINTS} finite joint angles (rad), got shape {a.shape}")
+        if a.shape != (hand_mjcf.N_JOINTS,) or not np.isfinite(a).all():
+            raise ValueError(f"{name}: expected {hand_mjcf.N_JOINTS} finite joint angles (rad), got shape {a.shape}")
         outside = (a < self._lower - 1e-6) | (a > self._upper + 1e-6)
         if outside.any():
             j = int(np.argmax(outside))
-            raise ValueError(f"{name}: joint {hand.JOINT_NAMES[j]} = {a[j]:.6g} rad is outside its range "
+            raise ValueError(f"{name}: joint {hand_mjcf.JOINT_NAMES[j]} = {a[j]:.6g} rad is outside its range "
                              f"[{self._lower[j]:.6g}, {self._upper[j]:.6g}]")
         return np.clip(a, self._lower, self._upper)
 
@@ -214,4 +217,4 @@ class LeapHandMujocoEnv(gym.Env):
 
     def _info(self, obs: dict) -> dict:
         error = float(leap_task.orientation_error(obs["object_quat"], self._goal))
-        return {"is_success": error < leap_task.SUCCESS_THRESHOLD, "orientation_error": error}
+        return {"is_success": bool(leap_task.is_success(self._streak)), "orientation_error": error}

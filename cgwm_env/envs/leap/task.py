@@ -1,11 +1,13 @@
-"""The on-palm reorientation task of the LEAP Hand, shared by its two plants (the world model and
-the MuJoCo twin).
+"""The on-palm reorientation task of the LEAP Hand (Jin 2024's statement), shared by its two plants
+(the world model and the MuJoCo twin), the planners and the benchmarks: its one home.
 
 The hand lies palm-up (hand frame = the world frame of assets/leap_hand/palm_up_scene.xml); an
 object starts upright on the palm at OBJECT_XY, turned by a random yaw, and the goal is the same
 upright pose turned a further +-90 degrees about +z. The action changes the 16 joint-position
-targets (rad, sim order of hand.JOINT_NAMES) by at most ACTION_BOUND per control step; the new
-target is clipped to the joint range. Quaternions are (w, x, y, z).
+targets (rad, sim order of hand_mjcf.JOINT_NAMES) by at most ACTION_BOUND per control step; the new
+target is clipped to the joint range. The orientation error is 1 - <q, q*>^2; an episode succeeds
+when the error stays below SUCCESS_THRESHOLD (about 23 degrees) for SUCCESS_HOLD consecutive
+control steps within MAX_EPISODE_STEPS; it ends when the object drops. Quaternions are (w, x, y, z).
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import math
 import gymnasium as gym
 import numpy as np
 
-from cgwm_env.physics import hand
-from cgwm_env.physics.hand import N_JOINTS
+from cgwm_env.physics.hand_mjcf import N_JOINTS, mjcf
 
 CONTROL_DT = 1.0 / 30.0  # s per control step
 ACTION_BOUND = 0.05  # rad: the largest change of a joint target per control step
 MAX_EPISODE_STEPS = 500
 SUCCESS_THRESHOLD = 0.04  # on the orientation error 1 - <q, q*>^2 (about 23 degrees)
+SUCCESS_HOLD = 20  # consecutive control steps below SUCCESS_THRESHOLD that make a success
 SUCCESS_BONUS = 1.0
 HOME_Q = np.zeros(N_JOINTS, np.float32)  # rad: the open, flat hand (it does not touch an object on the palm)
 OBJECT_XY = np.array([-0.055, 0.035], np.float32)  # m, the object's start on the palm (the scene's cube)
@@ -31,14 +33,15 @@ DROP_MARGIN = (0.05, 0.08)
 
 
 def joint_limits() -> tuple[np.ndarray, np.ndarray]:
-    """The joint range (lower, upper), each (16,) float32 rad (new copies), from cgwm_env.physics.hand."""
+    """The joint range (lower, upper), each (16,) float32 rad (new copies), the MJCF's."""
     lower, upper = _limits()
     return lower.copy(), upper.copy()
 
 
 @functools.cache
 def _limits() -> tuple[np.ndarray, np.ndarray]:
-    return hand.LOWER.numpy().copy(), hand.UPPER.numpy().copy()
+    limits = mjcf().jnt_range.astype(np.float32)
+    return limits[:, 0].copy(), limits[:, 1].copy()
 
 
 def yaw_quat(yaw) -> np.ndarray:
@@ -74,9 +77,20 @@ def orientation_error(quat, goal) -> np.ndarray:
     return 1.0 - np.clip((q * g).sum(-1), -1.0, 1.0) ** 2
 
 
-def is_success(quat, goal) -> np.ndarray:
-    """(...) bool: the orientation error is below SUCCESS_THRESHOLD."""
-    return orientation_error(quat, goal) < SUCCESS_THRESHOLD
+def angle_error(quat, goal) -> np.ndarray:
+    """The rotation angle (rad, in [0, pi]) between unit quaternions quat and goal (..., 4)."""
+    return 2.0 * np.arccos(np.sqrt(np.clip(1.0 - orientation_error(quat, goal), 0.0, 1.0)))
+
+
+def success_streak(streak, error) -> np.ndarray:
+    """The control steps in a row, this one included, with the orientation error below
+    SUCCESS_THRESHOLD: streak (...) before this step, error (...) at it -> (...) int."""
+    return np.where(np.asarray(error) < SUCCESS_THRESHOLD, np.asarray(streak) + 1, 0)
+
+
+def is_success(streak) -> np.ndarray:
+    """(...) bool: the task is done, the error below SUCCESS_THRESHOLD for SUCCESS_HOLD steps in a row."""
+    return np.asarray(streak) >= SUCCESS_HOLD
 
 
 def reward(quat, goal) -> np.ndarray:

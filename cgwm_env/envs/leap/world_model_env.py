@@ -20,14 +20,14 @@ import mujoco
 import numpy as np
 import torch
 
-from cgwm_env.envs.batched import BatchedVectorEnv
+from cgwm_env.envs.batched import BatchedVectorEnv, first_env
 from cgwm_env.envs.leap import task
 from cgwm_env.learn.world_model import WorldModel
 from cgwm_env.physics import math3d
 from cgwm_env.physics.contact import ContactSettings
 from cgwm_env.physics.gaussians import SphereGaussians
-from cgwm_env.physics.hand import (N_JOINTS, PALM_Z, SCENE_XML, forward_kinematics, hand_gaussians, hand_scene,
-                                   link_points)
+from cgwm_env.physics.hand import forward_kinematics, hand_gaussians, hand_scene, link_points
+from cgwm_env.physics.hand_mjcf import N_JOINTS, PALM_Z, SCENE_XML
 from cgwm_env.physics.model import Model, State, box_model, is_finite
 from cgwm_env.physics.simulator import control_step, prepare
 from cgwm_env.render import render
@@ -43,7 +43,7 @@ def default_model() -> Model:
     return WorldModel.load(DEFAULT_WORLD_MODEL).model(**hand_scene())
 
 
-def cube_world_model() -> Model:
+def handmade_cube_model() -> Model:
     """The hand-made cube, bundled as assets/world_models/cube_handmade (the default world model
     is the cube learned from LEAP clips): 5 cm, 100 g, mu 0.5, a shell of 488
     spheres of 2.5 mm and 560 of 0.7 mm along its edges (box_gaussians: without them the edges are
@@ -88,6 +88,7 @@ class LeapCore:
         self.state = State.make(torch.zeros(batch, 3), hand=home.clone(), hand_target=home.clone())
         self.goal = np.tile(task.yaw_quat(0.0), (batch, 1))
         self.start = np.zeros((batch, 3), np.float32)
+        self.streak = np.zeros(batch, int)  # control steps in a row near the goal (task.success_streak)
 
     def observation_space(self) -> gym.spaces.Dict:
         return task.observation_space(self.image_size if self.image_obs else None)
@@ -110,6 +111,7 @@ class LeapCore:
         self.state = self.state._replace(**fields)
         self.goal[idx] = np.stack([goal for _, goal in episodes])
         self.start[idx] = position.numpy()
+        self.streak[idx] = 0
 
     def upright_start(self, joints: torch.Tensor) -> State:
         """The playback's start (batch 1): the object upright at yaw 0 resting on the palm at
@@ -139,12 +141,15 @@ class LeapCore:
     def step(self, action: torch.Tensor) -> None:
         with torch.no_grad():
             self.state = self.simulate(self.state, action)
+        self.streak = task.success_streak(self.streak, task.orientation_error(self.state.quat.double().numpy(),
+                                                                              self.goal))
 
     def outcome(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Reward (B,), success (B,), orientation error (B,) and dropped (B,) of the current states."""
+        """Reward (B,), success (B,: the task's, with its hold), orientation error (B,) and dropped
+        (B,) of the current states."""
         quat, pos = self.state.quat.double().numpy(), self.state.position.double().numpy()
-        return (task.reward(quat, self.goal), task.is_success(quat, self.goal),
-                task.orientation_error(quat, self.goal), task.dropped(pos, self.start))
+        return (task.reward(quat, self.goal), task.is_success(self.streak), task.orientation_error(quat, self.goal),
+                task.dropped(pos, self.start))
 
     def observation(self) -> dict:
         s = self.state
@@ -213,12 +218,12 @@ class LeapHandEnv(PlannerAccess, gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.core.reset(np.ones(1, bool), self.np_random)
-        return _first(self.core.observation()), self._outcome()[2]
+        return first_env(self.core.observation()), self._outcome()[2]
 
     def step(self, action):
         self.core.step(self.core.actions(action, batched=False))
         reward, dropped, info = self._outcome()
-        return _first(self.core.observation()), reward, dropped, False, info
+        return first_env(self.core.observation()), reward, dropped, False, info
 
     def _outcome(self) -> tuple[float, bool, dict]:
         """Reward, dropped and the info dict of the current state."""
@@ -246,10 +251,6 @@ class LeapHandVectorEnv(PlannerAccess, BatchedVectorEnv):
     def outcome(self):
         reward, success, error, dropped = self.core.outcome()
         return reward, dropped, {"is_success": success, "orientation_error": error}
-
-
-def _first(obs: dict) -> dict:
-    return {k: v[0] for k, v in obs.items()}
 
 
 class PredictionDiverged(ValueError):
