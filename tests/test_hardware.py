@@ -76,7 +76,7 @@ def test_crc_and_byte_stuffing():
         assert int.from_bytes(reply[9:], "little") == crc16(reply[:9]) and bus.bad_packets == 1
         port.write(bytes.fromhex("fffffd0001030001194e"))  # the same ping, right
         reply = port.read(14)
-        assert reply[8] == 0 and int.from_bytes(reply[9:11], "little") == 1200  # no error, model number
+        assert reply[8] == 0 and int.from_bytes(reply[9:11], "little") == 1240  # no error, model number (XC330-M288)
 
 
 def test_connect_configures_the_motors_and_maps_goals_to_ticks():
