@@ -33,6 +33,7 @@ import numpy as np
 
 from cgwm_env import hand
 from hardware import dynamixel as dx
+from hardware.dynamixel import crc16
 
 INST_PING, INST_READ, INST_WRITE, INST_STATUS = 0x01, 0x02, 0x03, 0x55
 INST_SYNC_READ, INST_SYNC_WRITE, INST_FAST_SYNC_READ = 0x82, 0x83, 0x8A
@@ -44,28 +45,6 @@ READ_ONLY = range(dx.ADDR_PRESENT_CURRENT, TABLE_SIZE)  # present values: curren
 MODEL_NUMBER = 1240  # XC330-M288-T (ROBOTIS e-manual, XC330-M288 control table, Model Number (0))
 FIRMWARE_VERSION = 52
 OVERLOAD = 1 << 5  # Hardware Error Status bit
-
-
-def _crc_table() -> list[int]:
-    """CRC-16 of each byte value shifted into the top of the register, bit by bit (poly 0x8005)."""
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x8005) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-        table.append(crc)
-    return table
-
-
-_CRC_TABLE = _crc_table()
-
-
-def crc16(data: bytes, crc: int = 0) -> int:
-    """Dynamixel Protocol 2.0 CRC-16 (polynomial 0x8005, initial 0, MSB first, no final xor);
-    pass a previous result as `crc` to continue it over more bytes."""
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[(crc >> 8) ^ byte]
-    return crc
 
 
 def stuff(body: bytes) -> bytes:
