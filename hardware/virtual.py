@@ -394,10 +394,12 @@ class VirtualBus:
     def _send_due(self) -> None:
         """Write the queued status packets whose time has come, in order (a late one holds up those
         behind it, as on a half-duplex line)."""
-        while self._outbox and self._outbox[0][0] <= time.monotonic() and self._fds is not None:
-            _, reply = self._outbox.popleft()
+        due = bytearray()
+        while self._outbox and self._outbox[0][0] <= time.monotonic():
+            due += self._outbox.popleft()[1]
+        if due and self._fds is not None:
             try:
-                os.write(self._fds[0], reply)
+                os.write(self._fds[0], due)
             except BlockingIOError:
                 pass  # nobody reads and the pty's buffer is full: the bytes are lost, as on a wire
 
@@ -493,16 +495,19 @@ class VirtualBus:
         announced = 1 + len(ids) * (size + 4)
         reply = bytearray(HEADER + bytes([BROADCAST]) + announced.to_bytes(2, "little") + bytes([INST_STATUS]))
         delay = max(self.late.get(i, 0.0) for i in ids)
+        crc = crc16(reply)  # of the packet so far, as sent
         for i in ids:
             if i in self.silent or i in self.disconnected:
                 return [(delay, bytes(reply))]
             error = dx.ALERT_BIT if self.tables[i][dx.ADDR_HARDWARE_ERROR] else 0
             block = bytearray([error, i]) + self._read(i, address, size)
-            crc = crc16(bytes(reply + block)) ^ (0xFFFF if i in self.bad_block_crc else 0)
+            own = crc16(block, crc) ^ (0xFFFF if i in self.bad_block_crc else 0)
             if i in self.flipped_bits:
                 bit = self.flipped_bits[i]
                 block[2 + bit // 8] ^= 1 << (bit % 8)
-            reply += block + crc.to_bytes(2, "little")
+            sent = bytes(block) + own.to_bytes(2, "little")
+            reply += sent
+            crc = crc16(sent, crc)
         if self._corrupt(set(ids)):
             reply[-2:] = (int.from_bytes(reply[-2:], "little") ^ 0xFFFF).to_bytes(2, "little")
         return [(delay, bytes(reply))]
