@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cgwm_env.cli import main
-from cgwm_env.hand import JOINT_NAMES, LOWER, UPPER
+from cgwm_env.hand import LOWER, UPPER
 from hardware import dynamixel as dx
 from hardware.dynamixel import CommunicationError, HandConfig, HardwareError, LeapHand
 from hardware.playback import load_trajectory, save_trajectory
