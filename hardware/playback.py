@@ -22,6 +22,8 @@ import json
 import logging
 import math
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -97,19 +99,25 @@ def validate_trajectory(times, joint_targets, max_joint_speed: float, uniform: b
 
 
 def load_trajectory(path) -> Trajectory:
-    """Read a trajectory .npz (module docstring); shapes and values are checked by validate_trajectory."""
+    """Read a trajectory .npz (module docstring); shapes and values are checked by validate_trajectory.
+    A file that is not such an .npz (empty, truncated, corrupt, a .npy, arrays missing or not
+    numbers) raises ValueError naming it."""
     path = Path(path)
     try:
+        with open(path, "rb") as file:
+            if file.read(2) != b"PK":
+                raise ValueError("not a zip archive, as an .npz is (a .npy file holds one unnamed array)")
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as err:
-        raise ValueError(f"trajectory: cannot read {path} as a NumPy .npz without pickles ({err})") from err
+    except (OSError, ValueError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(f"trajectory: {path}: cannot read it as a NumPy .npz without pickles with arrays times "
+                         f"and joint_targets ({type(err).__name__}: {err})") from err
     missing = [k for k in ("times", "joint_targets") if k not in arrays]
     if missing:
-        raise ValueError(f"trajectory: {path} lacks array(s) {', '.join(missing)} (has {sorted(arrays)})")
+        raise ValueError(f"trajectory: {path}: lacks array(s) {', '.join(missing)} (has {sorted(arrays)})")
     for key in ("times", "joint_targets"):
         if arrays[key].dtype.kind not in "fiu":
-            raise ValueError(f"trajectory: {key} in {path}: expected numbers, got dtype {arrays[key].dtype}")
+            raise ValueError(f"trajectory: {path}: {key}: expected numbers, got dtype {arrays[key].dtype}")
     return Trajectory(arrays["times"].astype(np.float64), arrays["joint_targets"].astype(np.float64))
 
 

@@ -6,8 +6,10 @@ packets with error bytes, the control-table registers the driver uses. dynamixel
 `bus.port` (a symlink to the pty, like /dev/ttyUSB0) exactly as to a U2D2. Its motors are
 `FirstOrderMotors` (position follows the goal with a lag) or `MujocoMotors` (the LEAP hand of
 cgwm_env/assets/leap_hand/palm_up_scene.xml: goals drive its position actuators, MuJoCo steps in
-real time). Faults can be switched on: a motor that does not answer, status packets with a wrong
-CRC, a hardware-error bit, a port that disappears.
+real time). Faults can be switched on (see `VirtualBus`): a motor that does not answer, or that
+hears nothing either; status packets with a wrong CRC; a Fast Sync Read block with a flipped data
+bit or a wrong CRC; replies that come late; a sync write a motor misses; a hardware-error bit; a
+motor of another model; a port that disappears.
 
 `VirtualRealSense` is an `rs.software_device` with a colour (and z16 depth) stream; `push` injects
 frames, and `stream_mujoco` feeds it MuJoCo renders of a camera of the scene from a thread, so
@@ -31,6 +33,7 @@ import numpy as np
 
 from cgwm_env.physics import hand_mjcf
 from hardware import dynamixel as dx
+from hardware.dynamixel import crc16
 
 INST_PING, INST_READ, INST_WRITE, INST_STATUS = 0x01, 0x02, 0x03, 0x55
 INST_SYNC_READ, INST_SYNC_WRITE, INST_FAST_SYNC_READ = 0x82, 0x83, 0x8A
@@ -39,31 +42,9 @@ ERR_CRC, ERR_INSTRUCTION, ERR_ACCESS = 3, 2, 7
 HEADER = b"\xff\xff\xfd\x00"
 TABLE_SIZE = 147
 READ_ONLY = range(dx.ADDR_PRESENT_CURRENT, TABLE_SIZE)  # present values: current, velocity, position, ...
-MODEL_NUMBER = 1200  # reported by ping; the driver only records it
+MODEL_NUMBER = 1240  # XC330-M288-T (ROBOTIS e-manual, XC330-M288 control table, Model Number (0))
 FIRMWARE_VERSION = 52
 OVERLOAD = 1 << 5  # Hardware Error Status bit
-
-
-def _crc_table() -> list[int]:
-    """CRC-16 of each byte value shifted into the top of the register, bit by bit (poly 0x8005)."""
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x8005) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
-        table.append(crc)
-    return table
-
-
-_CRC_TABLE = _crc_table()
-
-
-def crc16(data: bytes, crc: int = 0) -> int:
-    """Dynamixel Protocol 2.0 CRC-16 (polynomial 0x8005, initial 0, MSB first, no final xor);
-    pass a previous result as `crc` to continue it over more bytes."""
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[(crc >> 8) ^ byte]
-    return crc
 
 
 def stuff(body: bytes) -> bytes:
@@ -113,13 +94,14 @@ class Instruction:
 
 class FirstOrderMotors:
     """Motors whose position follows the goal with a first-order lag (time_constant s) while torque
-    is on, and stays put while it is off. Current is not modelled (reads 0). Motor-ID order, ticks."""
+    is on, and stays put while it is off. Current is not modelled (reads 0). Motor-ID order, ticks;
+    start_ticks: where they are at power-up, one number for all or (n,) by motor ID."""
 
-    def __init__(self, n: int = hand_mjcf.N_JOINTS, time_constant: float = 0.03, start_ticks: int = 2048):
+    def __init__(self, n: int = hand_mjcf.N_JOINTS, time_constant: float = 0.03, start_ticks=2048):
         if not time_constant > 0:
             raise ValueError(f"time_constant: expected a positive time (s), got {time_constant!r}")
         self.tau = time_constant
-        self.position = np.full(n, float(start_ticks))
+        self.position = np.broadcast_to(np.asarray(start_ticks, dtype=np.float64), (n,)).copy()
         self.velocity = np.zeros(n)  # ticks/s
         self.goal = self.position.copy()
         self.torque = np.zeros(n, dtype=bool)
@@ -141,7 +123,7 @@ class FirstOrderMotors:
         self.position = new
 
     def present(self, motor: int) -> tuple[int, int, int]:
-        """(current in 1.34 mA, velocity in 0.229 rpm, position in ticks) of a motor."""
+        """(current in 1 mA, velocity in 0.229 rpm, position in ticks) of a motor."""
         velocity = self.velocity[motor] / dx.TICKS_PER_RAD / dx.VELOCITY_UNIT
         return 0, int(round(velocity)), int(round(self.position[motor]))
 
@@ -226,10 +208,22 @@ class VirtualBus:
 
     motors: "first_order" (default), "mujoco", or a motors object (see FirstOrderMotors).
     fast_sync_read: False makes the motors ignore fast sync read, as older firmware does.
-    `log` lists every valid instruction received. Faults: `silent` (IDs whose replies are lost;
-    they still obey instructions), `bad_crc` (IDs whose status packets carry a wrong CRC),
-    `bad_crc_count` (that many next status packets carry one), `set_hardware_error(id, bits)`,
-    `unplug()` / `replug()` (the port disappears and comes back).
+    `log` lists every valid instruction received. Faults, set from any thread:
+    - `silent`: IDs whose replies are lost (they still obey instructions);
+    - `disconnected`: IDs that neither hear nor answer (a loose cable); taken out of the set, the
+      motor answers again in the state it was left in (torque on, if it was);
+    - `bad_crc`: IDs whose status packets carry a wrong CRC; `bad_crc_count`: that many next
+      status packets carry one;
+    - `bad_block_crc`: IDs whose Fast Sync Read block carries a wrong CRC; `flipped_bits`:
+      {ID: bit} flips that bit of the ID's Fast Sync Read data (bit 0 = the first data byte's
+      lowest) after its CRC was computed. The later motors' CRCs, and so the packet's last one,
+      cover the bytes as sent: only a check of each block's CRC sees these;
+    - `late`: {ID: s} its status packets leave that late; the line is half duplex, so packets
+      queued after one wait for it;
+    - `missed_sync_writes`: (ID, address) pairs: that motor misses sync writes to that address (a
+      packet it received corrupted), keeping its old value;
+    - `set_model_number(id, number)`, `set_hardware_error(id, bits)`, `unplug()` / `replug()`
+      (the port disappears and comes back).
     """
 
     def __init__(self, motors="first_order", fast_sync_read: bool = True):
@@ -245,8 +239,14 @@ class VirtualBus:
         self.log: deque[Instruction] = deque(maxlen=100_000)
         self.bad_packets = 0  # instruction packets with a wrong CRC
         self.silent: set[int] = set()
+        self.disconnected: set[int] = set()
         self.bad_crc: set[int] = set()
         self.bad_crc_count = 0
+        self.bad_block_crc: set[int] = set()
+        self.flipped_bits: dict[int, int] = {}
+        self.late: dict[int, float] = {}
+        self.missed_sync_writes: set[tuple[int, int]] = set()
+        self._outbox: deque[tuple[float, bytes]] = deque()  # (when to send, packet), in order
         self._dir = tempfile.TemporaryDirectory(prefix="cgwm-virtual-bus-")
         self.port = str(Path(self._dir.name) / "ttyVIRT0")
         self._fds: tuple[int, int] | None = None
@@ -285,6 +285,10 @@ class VirtualBus:
         do on overload, overheating and electrical shock."""
         self._request(("hardware_error", motor, bits))
 
+    def set_model_number(self, motor: int, number: int) -> None:
+        """`motor` reports Model Number `number` (register 0, and in its ping reply)."""
+        self._request(("model_number", motor, number))
+
     def settle(self) -> None:
         """Wait until the bus has handled every byte sent to it so far (writes have no reply)."""
         self._request("settle")
@@ -306,9 +310,13 @@ class VirtualBus:
             return
         if what == "unplug":
             self._close_pty()
+            self._outbox.clear()
         elif what == "replug":
             if self._fds is None:
                 self._open_pty()
+        elif what[0] == "model_number":
+            _, motor, number = what
+            self.tables[motor][dx.ADDR_MODEL_NUMBER:dx.ADDR_MODEL_NUMBER + 2] = number.to_bytes(2, "little")
         else:
             _, motor, bits = what
             self.tables[motor][dx.ADDR_HARDWARE_ERROR] = bits
@@ -343,12 +351,13 @@ class VirtualBus:
         buffer, partial_since = bytearray(), None
         while not self._stop.is_set():
             self.motors.advance(time.monotonic())
+            self._send_due()
             ready = []
             if self._fds is not None:
                 ready, _, _ = select.select([self._fds[0]], [], [], 0.002)
             else:
                 time.sleep(0.002)
-            if not ready:  # the input is drained: time for requests from other threads
+            if not ready and not self._outbox:  # the line is idle: time for requests from other threads
                 with self._done:
                     if self._requests:
                         for what in self._requests:
@@ -356,6 +365,8 @@ class VirtualBus:
                         self._requests.clear()
                         buffer.clear()
                         self._done.notify_all()
+                continue
+            if not ready:
                 continue
             master = self._fds[0]
             try:
@@ -367,9 +378,10 @@ class VirtualBus:
                 if raw is None:
                     break
                 self.motors.advance(time.monotonic())
-                reply = self._handle(raw)
-                if reply:
-                    os.write(master, reply)
+                now = time.monotonic()
+                for delay, reply in self._handle(raw):
+                    self._outbox.append((now + delay, reply))
+                self._send_due()
             # Drop a partial packet that never completes (noise), as a motor's parser would.
             if buffer and partial_since is None:
                 partial_since = time.monotonic()
@@ -378,6 +390,18 @@ class VirtualBus:
             elif time.monotonic() - partial_since > 0.1:
                 del buffer[:1]
                 partial_since = None
+
+    def _send_due(self) -> None:
+        """Write the queued status packets whose time has come, in order (a late one holds up those
+        behind it, as on a half-duplex line)."""
+        due = bytearray()
+        while self._outbox and self._outbox[0][0] <= time.monotonic():
+            due += self._outbox.popleft()[1]
+        if due and self._fds is not None:
+            try:
+                os.write(self._fds[0], due)
+            except BlockingIOError:
+                pass  # nobody reads and the pty's buffer is full: the bytes are lost, as on a wire
 
     @staticmethod
     def _take_packet(buffer: bytearray) -> bytes | None:
@@ -399,13 +423,14 @@ class VirtualBus:
             del buffer[:7 + length]
             return raw
 
-    def _handle(self, raw: bytes) -> bytes:
+    def _handle(self, raw: bytes) -> list[tuple[float, bytes]]:
+        """Apply an instruction packet; its replies as (delay s, status packet) in order."""
         dxl_id = raw[4]
         if crc16(raw[:-2]) != int.from_bytes(raw[-2:], "little"):
             self.bad_packets += 1
-            if dxl_id in self.tables:
+            if dxl_id in self.tables and dxl_id not in self.disconnected:
                 return self._status(dxl_id, ERR_CRC)
-            return b""
+            return []
         body = unstuff(raw[7:-2])
         inst = Instruction(dxl_id, body[0], body[1:], raw)
         self.log.append(inst)
@@ -413,22 +438,24 @@ class VirtualBus:
         if inst.instruction == INST_SYNC_WRITE and dxl_id == BROADCAST:
             address, size = int.from_bytes(params[0:2], "little"), int.from_bytes(params[2:4], "little")
             for k in range(4, len(params), size + 1):
-                if params[k] in self.tables:
-                    self._write(params[k], address, params[k + 1:k + 1 + size])
-            return b""
+                motor = params[k]
+                if self._hears(motor) and (motor, address) not in self.missed_sync_writes:
+                    self._write(motor, address, params[k + 1:k + 1 + size])
+            return []
         if inst.instruction in (INST_SYNC_READ, INST_FAST_SYNC_READ) and dxl_id == BROADCAST:
             address, size = int.from_bytes(params[0:2], "little"), int.from_bytes(params[2:4], "little")
             ids = [i for i in params[4:] if i in self.tables]
             if inst.instruction == INST_SYNC_READ:
-                return b"".join(self._status(i, 0, self._read(i, address, size)) for i in ids)
-            return self._fast_reply(ids, address, size) if self.fast_sync_read else b""
+                return [reply for i in ids for reply in self._status(i, 0, self._read(i, address, size))]
+            return self._fast_reply(ids, address, size) if self.fast_sync_read and ids else []
         if inst.instruction == INST_WRITE and dxl_id == BROADCAST:
             address = int.from_bytes(params[0:2], "little")
             for i in self.tables:
-                self._write(i, address, params[2:])
-            return b""
-        if dxl_id not in self.tables:
-            return b""
+                if self._hears(i):
+                    self._write(i, address, params[2:])
+            return []
+        if not self._hears(dxl_id):
+            return []
         if inst.instruction == INST_PING:
             return self._status(dxl_id, 0, self.tables[dxl_id][0:3])
         if inst.instruction == INST_READ:
@@ -441,12 +468,17 @@ class VirtualBus:
             return self._status(dxl_id, 0 if self._write(dxl_id, address, params[2:]) else ERR_ACCESS)
         return self._status(dxl_id, ERR_INSTRUCTION)
 
-    def _status(self, motor: int, error: int, params: bytes = b"") -> bytes:
-        if motor in self.silent:
-            return b""
+    def _hears(self, motor: int) -> bool:
+        return motor in self.tables and motor not in self.disconnected
+
+    def _status(self, motor: int, error: int, params: bytes = b"") -> list[tuple[float, bytes]]:
+        """`motor`'s status packet as [(delay, packet)], or [] when its reply is lost."""
+        if motor in self.silent or motor in self.disconnected:
+            return []
         if self.tables[motor][dx.ADDR_HARDWARE_ERROR]:
             error |= dx.ALERT_BIT
-        return packet(motor, bytes([INST_STATUS, error]) + bytes(params), corrupt_crc=self._corrupt({motor}))
+        body = bytes([INST_STATUS, error]) + bytes(params)
+        return [(self.late.get(motor, 0.0), packet(motor, body, corrupt_crc=self._corrupt({motor})))]
 
     def _corrupt(self, motors: set[int]) -> bool:
         """Whether the next status packet (from `motors`) gets a wrong CRC."""
@@ -455,25 +487,30 @@ class VirtualBus:
             return True
         return bool(self.bad_crc & motors)
 
-    def _fast_reply(self, ids: list[int], address: int, size: int) -> bytes:
-        """One status packet from ID 0xFE: per motor error, ID, data and the CRC so far; a motor
-        that does not answer breaks the chain (the reply stops short of its announced length)."""
+    def _fast_reply(self, ids: list[int], address: int, size: int) -> list[tuple[float, bytes]]:
+        """One status packet from ID 0xFE laid out as the e-manual's Fast Sync Read example
+        (Protocol 2.0): per motor error, ID, data and the CRC of the packet so far, the last
+        motor's CRC being the packet's; not byte-stuffed. A motor that does not answer breaks the
+        chain (the reply stops short of its announced length); it leaves as late as its latest motor."""
         announced = 1 + len(ids) * (size + 4)
-        head = HEADER + bytes([BROADCAST]) + announced.to_bytes(2, "little")
-        body = bytearray([INST_STATUS])
-        crc, done = crc16(head), 0  # the CRC over head + body[:done]
-        for k, i in enumerate(ids):
-            if i in self.silent:
-                break
+        reply = bytearray(HEADER + bytes([BROADCAST]) + announced.to_bytes(2, "little") + bytes([INST_STATUS]))
+        delay = max(self.late.get(i, 0.0) for i in ids)
+        crc = crc16(reply)  # of the packet so far, as sent
+        for i in ids:
+            if i in self.silent or i in self.disconnected:
+                return [(delay, bytes(reply))]
             error = dx.ALERT_BIT if self.tables[i][dx.ADDR_HARDWARE_ERROR] else 0
-            body += bytes([error, i]) + self._read(i, address, size)
-            if k < len(ids) - 1:
-                crc, done = crc16(body[done:], crc), len(body)
-                body += crc.to_bytes(2, "little")
-                crc, done = crc16(body[done:], crc), len(body)
-        else:
-            return packet(BROADCAST, bytes(body), corrupt_crc=self._corrupt(set(ids)))
-        return head + stuff(bytes(body))
+            block = bytearray([error, i]) + self._read(i, address, size)
+            own = crc16(block, crc) ^ (0xFFFF if i in self.bad_block_crc else 0)
+            if i in self.flipped_bits:
+                bit = self.flipped_bits[i]
+                block[2 + bit // 8] ^= 1 << (bit % 8)
+            sent = bytes(block) + own.to_bytes(2, "little")
+            reply += sent
+            crc = crc16(sent, crc)
+        if self._corrupt(set(ids)):
+            reply[-2:] = (int.from_bytes(reply[-2:], "little") ^ 0xFFFF).to_bytes(2, "little")
+        return [(delay, bytes(reply))]
 
     def _read(self, motor: int, address: int, size: int) -> bytes:
         table = self.tables[motor]

@@ -75,7 +75,7 @@ def test_crc_and_byte_stuffing():
         assert int.from_bytes(reply[9:], "little") == crc16(reply[:9]) and bus.bad_packets == 1
         port.write(bytes.fromhex("fffffd0001030001194e"))  # the same ping, right
         reply = port.read(14)
-        assert reply[8] == 0 and int.from_bytes(reply[9:11], "little") == 1200  # no error, model number
+        assert reply[8] == 0 and int.from_bytes(reply[9:11], "little") == 1240  # no error, model number (XC330-M288)
 
 
 def test_connect_configures_the_motors_and_maps_goals_to_ticks():
@@ -88,7 +88,7 @@ def test_connect_configures_the_motors_and_maps_goals_to_ticks():
             assert sync_writes(bus, 84) == [{i: 450 if i in side else 600 for i in range(16)}]  # P
             assert sync_writes(bus, 82) == [{i: 0 for i in range(16)}]  # I
             assert sync_writes(bus, 80) == [{i: 150 if i in side else 200 for i in range(16)}]  # D
-            assert sync_writes(bus, 102) == [{i: 350 for i in range(16)}]  # goal current, 1.34 mA units
+            assert sync_writes(bus, 102) == [{i: 350 for i in range(16)}]  # goal current, 1 mA units
             assert sync_writes(bus, 64) == [{i: 0 for i in range(16)}, {i: 1 for i in range(16)}]  # off, then on
             assert sync_writes(bus, 116) == [{i: 2048 for i in range(16)}]  # hold the present (flat) pose
             mode = next(i for i in bus.log if i.instruction == 0x83 and i.params[:2] == b"\x0b\x00")
@@ -111,7 +111,7 @@ def test_connect_configures_the_motors_and_maps_goals_to_ticks():
 
 class SlowReverse:
     """Motors creeping backwards (-1 velocity unit) at tick 2045: the reply bytes FF FF FF FF FD 07
-    hold FF FF FD, which the bus byte-stuffs."""
+    hold FF FF FD, which a sync read's status packets byte-stuff (a fast sync read's are not)."""
 
     def set_goal(self, motor, ticks):
         pass
@@ -134,7 +134,7 @@ def test_reads_decode_stuffed_replies_and_fall_back_without_fast_sync_read(firmw
         state = hand.read()
         np.testing.assert_allclose(state.q, 2045 * 2 * math.pi / 4096 - math.pi)
         np.testing.assert_allclose(state.dq, -0.229 * 2 * math.pi / 60)
-        np.testing.assert_allclose(state.current, -3 * 1.34e-3)
+        np.testing.assert_allclose(state.current, -3e-3)  # 1.0 mA per unit (XC330 control table)
 
 
 def test_commands_are_clamped_to_limits_and_speed_and_bad_ones_refused():
