@@ -11,7 +11,7 @@ import sys
 
 from cgwm_env import keep_freed_memory
 
-SYNTH_SCENARIOS = ("fall", "push", "multiview", "leap")  # cgwm_env.data.synth.SCENARIOS and leap
+SYNTH_SCENARIOS = ("fall", "flatdrop", "push", "multiview", "leap")  # cgwm_env.data.synth.SCENARIOS and leap
 LEARNED_PARAMETERS = ("mass", "inertia", "mu", "stiffness", "damping")  # cgwm_env.learn.settings.PARAMETERS
 BENCH_SUITES = ("physics", "render", "init", "env", "hardware", "mpc", "accuracy")  # cgwm_env.cli.bench.SUITES
 
@@ -45,6 +45,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=1, help="train/test clip pairs or view sets (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--size", type=int, default=128, help="image width and height, px (default 128)")
+    p.add_argument("--light", choices=("ambient", "directional"), default="ambient",
+                   help="ambient (flat colours, default) or a directional light shading the faces (not for leap)")
 
     p = verbs.add_parser("init", help="stage I: spherical Gaussians from a multiview dataset")
     p.add_argument("--views", required=True, metavar="DIR", help="multi-view dataset folder (docs/datasets.md)")
@@ -74,13 +76,23 @@ def parser() -> argparse.ArgumentParser:
                         f"damping)")
     p.add_argument("--mass", type=float, default=None, help="initial mass, kg (default 0.1)")
     p.add_argument("--mu", type=float, default=None, help="initial friction coefficient (default 0.5)")
-    p.add_argument("--stiffness", type=float, default=None, help="initial stiffness (kappa; default 0.5)")
-    p.add_argument("--damping", type=float, default=None, help="initial damping (delta; default 0.5)")
+    p.add_argument("--stiffness", type=float, default=None, help="initial contact stiffness, 1/s^2 per unit mass (N/m with plain gains; default 2500)")
+    p.add_argument("--damping", type=float, default=None, help="initial contact damping, 1/s (N s/m with plain gains; default 100)")
     p.add_argument("--lr-geometry", type=float, default=None, metavar="M",
                    help="step of the sphere centres, m: 0 (default) freezes the geometry, 2e-5 fine-tunes it")
     p.add_argument("--loftr-weights", default=None, metavar="FILE",
                    help="local kornia LoFTR weights: use the LoFTR feature loss instead of D-SSIM")
     p.add_argument("--seed", type=int, default=None, help="seed of the initial-pose candidates")
+
+    p = verbs.add_parser("track", help="the object's pose in every frame of clips, by render-and-compare")
+    p.add_argument("--data", required=True, metavar="DIR", help="a clip folder, or a folder of train_*/test_* clips")
+    p.add_argument("--gaussians", required=True, metavar="FILE", help="stage I Gaussians (.npz or .ply)")
+    p.add_argument("--out", default="out/track", metavar="DIR",
+                   help="folder for one <clip>.npz per clip and summary.json (default out/track)")
+    p.add_argument("--ground", type=float, default=None, metavar="Z",
+                   help="height of the support plane the object cannot sink into, m (default 0; LEAP clips: the palm)")
+    p.add_argument("--iterations", type=int, default=20, help="Adam steps per frame (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first frame's sampled orientations (default 0)")
 
     p = verbs.add_parser("eval", help="open-loop test errors beside No_opt and CEM+MuJoCo+R")
     p.add_argument("--model", required=True, metavar="MODEL", help="world-model folder (cgwm learn)")
@@ -92,6 +104,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cem-samples", type=int, default=None, help=f"parameter samples per iteration {cem}")
     p.add_argument("--no-videos", action="store_true", help="do not write the side-by-side GIFs")
     p.add_argument("--seed", type=int, default=0, help="CEM's seed")
+    p.add_argument("--mjcf", default=None, metavar="FILE",
+                   help="the object for CEM+MuJoCo+R: an MJCF .xml with it as a free body, or a mesh .obj/.stl "
+                        "(default: the library object the clips name, else stage I's mesh)")
 
     p = verbs.add_parser("plan", help="an MPC plan turning the object, made on a world model; a trajectory for play")
     p.add_argument("--model", default=None, help="world-model bundle to plan on (default: the bundled cube)")

@@ -19,5 +19,5 @@ def main(args: argparse.Namespace) -> int:
         given.update(samples=args.cem_samples, elites=max(1, args.cem_samples // 10))
     cem = None if args.no_cem else CemSettings(**given)
     evaluate(wm, args.data, args.out or Path(args.model) / "eval", cem, videos=not args.no_videos,
-             history=learn_history(args.model))
+             history=learn_history(args.model), mjcf=args.mjcf)
     return 0

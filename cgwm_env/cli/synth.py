@@ -11,7 +11,7 @@ def main(args) -> int:
     if args.scenario == "leap":
         paths = synth_leap_clips(args.object, args.out, args.episodes, args.seed, args.size)
     else:
-        paths = synth(args.scenario, args.object, args.out, args.episodes, args.seed, args.size)
+        paths = synth(args.scenario, args.object, args.out, args.episodes, args.seed, args.size, args.light)
     for path in paths:
         print(path)
     return 0

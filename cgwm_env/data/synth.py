@@ -13,6 +13,7 @@ LEAP Hand clips are recorded in the MuJoCo twin (cgwm_env.envs.leap.clips), name
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from cgwm_env.data.objects import ObjectSpec, get_object
 from cgwm_env.physics import math3d
 from cgwm_env.render.camera import from_mujoco, look_at
 
-SCENARIOS = ("fall", "push", "multiview")
+SCENARIOS = ("fall", "flatdrop", "push", "multiview")
+LIGHTS = ("ambient", "directional")
 FPS, SUBSTEPS = 30.0, 20
 TRAIN_FRAMES, TEST_FRAMES = 15, 60
 FRICTION = 0.4
@@ -38,9 +40,13 @@ CLIP_EYE, CLIP_TARGET = (0.0, -0.24, 0.16), (0.0, 0.0, 0.03)
 FAR = 1e4  # where hidden bodies are parked, beyond any far plane, m
 
 
-def scene_xml(obj: ObjectSpec, size: int, ground: bool = True, pusher: bool = False) -> str:
+def scene_xml(obj: ObjectSpec, size: int, ground: bool = True, pusher: bool = False, light: str = "ambient") -> str:
     """MJCF of `obj` (body "object") at the origin, a camera "cam" looking from CLIP_EYE at
-    CLIP_TARGET, a checkered ground plane at z = 0 and a mocap sphere "pusher" parked far away."""
+    CLIP_TARGET, a checkered ground plane at z = 0 and a mocap sphere "pusher" parked far away.
+    light: "ambient" (every surface point shows its flat colour from any view) or "directional" (a
+    light from above and aside shades the faces by their orientation, as a room's light would)."""
+    if light not in LIGHTS:
+        raise ValueError(f"light: expected one of {LIGHTS}, got {light!r}")
     R = look_at(CLIP_EYE, CLIP_TARGET).double()[:3, :3].numpy()
     xyaxes = " ".join(f"{x:.9g}" for x in np.concatenate((R[0], -R[1])))
     floor = ('<geom name="ground" type="plane" size="1 1 0.1" material="grid"/>' if ground else "")
@@ -52,7 +58,7 @@ def scene_xml(obj: ObjectSpec, size: int, ground: bool = True, pusher: bool = Fa
   <option timestep="{1.0 / (FPS * SUBSTEPS):.9g}" gravity="{' '.join(map(str, GRAVITY))}"/>
   <visual>
     <quality shadowsize="0"/>
-    <headlight ambient="1 1 1" diffuse="0 0 0" specular="0 0 0"/>
+    {_HEADLIGHT[light]}
     <global offwidth="{size}" offheight="{size}"/>
   </visual>
   <!-- a fixed extent fixes the clipping planes at 0.01 and 50 m -->
@@ -63,6 +69,7 @@ def scene_xml(obj: ObjectSpec, size: int, ground: bool = True, pusher: bool = Fa
   </asset>
   <worldbody>
     <camera name="cam" pos="{' '.join(map(str, CLIP_EYE))}" xyaxes="{xyaxes}" fovy="{FOVY_DEG}"/>
+    {_LIGHT[light]}
     {floor}
     {obj.mjcf("object")}
     {ball}
@@ -70,12 +77,18 @@ def scene_xml(obj: ObjectSpec, size: int, ground: bool = True, pusher: bool = Fa
 </mujoco>"""
 
 
+_HEADLIGHT = {"ambient": '<headlight ambient="1 1 1" diffuse="0 0 0" specular="0 0 0"/>',
+              "directional": '<headlight ambient="0.35 0.35 0.35" diffuse="0 0 0" specular="0 0 0"/>'}
+_LIGHT = {"ambient": "", "directional": '<light directional="true" dir="0.4 0.3 -1" diffuse="0.7 0.7 0.7" '
+                                        'specular="0.1 0.1 0.1" castshadow="false"/>'}
+
+
 class _Scene:
     """A compiled scene with its data and an offscreen renderer of `size` x `size` px."""
 
-    def __init__(self, obj: ObjectSpec, size: int, ground: bool = True, pusher: bool = False):
+    def __init__(self, obj: ObjectSpec, size: int, ground: bool = True, pusher: bool = False, light: str = "ambient"):
         self.obj = obj
-        self.model = mujoco.MjModel.from_xml_string(scene_xml(obj, size, ground, pusher))
+        self.model = mujoco.MjModel.from_xml_string(scene_xml(obj, size, ground, pusher, light))
         self.data = mujoco.MjData(self.model)
         self.body = self.model.body("object").id
         self.qadr = int(self.model.jnt_qposadr[self.model.body_jntadr[self.body]])
@@ -201,13 +214,13 @@ def _save_clip(scene: _Scene, out_dir, sim: dict, meta: dict, progress) -> Path:
 
 
 def synth_fall(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0, size: int = 128,
-               progress=None) -> Path:
+               progress=None, light: str = "ambient") -> Path:
     """A fall-and-rebound clip of `frames` frames: the object released above the ground from a
     random pose and velocity drawn with numpy seed `seed` (an int or a sequence of ints), kept
     in view of the camera. Returns the dataset folder `out_dir`."""
     obj = get_object(object_name)
     check_count("frames", frames)
-    scene = _Scene(obj, check_size(size))
+    scene = _Scene(obj, check_size(size), light=light)
     try:
         rng = np.random.default_rng(seed)
         camera = scene.camera()
@@ -229,14 +242,38 @@ def synth_fall(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0, si
         scene.close()
 
 
+def synth_flatdrop(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0, size: int = 128,
+                   progress=None, light: str = "ambient") -> Path:
+    """A flat drop: the object upright (its rest pose) at a random yaw, its lowest point 2 to 5 cm above
+    the ground, released with a little spin (up to 0.2 rad/s about each axis) and no velocity, drawn
+    with numpy seed `seed`; it lands on its base and settles. Returns `out_dir`."""
+    obj = get_object(object_name)
+    check_count("frames", frames)
+    scene = _Scene(obj, check_size(size), light=light)
+    try:
+        rng = np.random.default_rng(seed)
+        yaw = rng.uniform(0.0, 2.0 * math.pi)
+        quat = np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
+        lowest = (obj.sample_surface(4000, seed=0)[:, 2]).min()
+        pos = np.array([*rng.uniform(-0.02, 0.02, 2), rng.uniform(0.02, 0.05) - lowest])
+        angvel = rng.uniform(-0.2, 0.2, 3)
+        scene.set_object(pos, quat, angvel=angvel)
+        sim = _simulate(scene, frames)
+        initial = {"pos": pos.tolist(), "quat": quat.tolist(), "vel": [0.0, 0.0, 0.0], "angvel": angvel.tolist()}
+        meta = {"scenario": "flatdrop", "object": object_name, "seed": seed_meta(seed), "initial": initial}
+        return _save_clip(scene, out_dir, sim, meta, progress)
+    finally:
+        scene.close()
+
+
 def synth_push(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0, size: int = 128,
-               progress=None) -> Path:
+               progress=None, light: str = "ambient") -> Path:
     """A push-slide-settle clip of `frames` frames: the object settles upright at a random yaw,
     then a sphere pusher moves at a random constant horizontal velocity (0.2 to 0.4 m/s, drawn
     with numpy seed `seed`) through it for 2 to 4 cm and stops. Returns `out_dir`."""
     obj = get_object(object_name)
     check_count("frames", frames)
-    scene = _Scene(obj, check_size(size), pusher=True)
+    scene = _Scene(obj, check_size(size), pusher=True, light=light)
     try:
         rng = np.random.default_rng(seed)
         yaw = rng.uniform(0.0, 2.0 * math.pi)
@@ -276,14 +313,15 @@ def synth_push(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0, si
         scene.close()
 
 
-def synth_multiview(object_name: str, out_dir, n_views: int = 72, size: int = 128, seed=0, progress=None) -> Path:
+def synth_multiview(object_name: str, out_dir, n_views: int = 72, size: int = 128, seed=0, progress=None,
+                    light: str = "ambient") -> Path:
     """`n_views` images and masks of the object floating at the origin in its rest pose (world
     frame = body frame, no ground), from cameras on a Fibonacci lattice (turned about z by a
     random angle drawn with `seed`) looking at the origin from 1.25 bounding radii / tan(fovy/2).
     Returns the dataset folder `out_dir`."""
     obj = get_object(object_name)
     check_count("n_views", n_views)
-    scene = _Scene(obj, check_size(size), ground=False)
+    scene = _Scene(obj, check_size(size), ground=False, light=light)
     try:
         m = scene.model
         scene.set_object((0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0))
@@ -311,21 +349,24 @@ def synth_multiview(object_name: str, out_dir, n_views: int = 72, size: int = 12
         scene.close()
 
 
-def synth(scenario: str, object_name: str, out_dir, episodes: int = 1, seed: int = 0, size: int = 128) -> list[Path]:
-    """Write `episodes` datasets of `scenario` (fall, push or multiview) for `object_name` under
+def synth(scenario: str, object_name: str, out_dir, episodes: int = 1, seed: int = 0, size: int = 128,
+          light: str = "ambient") -> list[Path]:
+    """Write `episodes` datasets of `scenario` (fall, flatdrop, push or multiview) for `object_name` under
     `out_dir` (layout in the module docstring) with a progress bar; returns their folders. Train
     episode k draws with numpy seed (seed, 0, k), test episode k with (seed, 1, k), view set k
     with (seed, 2, k). LEAP Hand clips: cgwm_env.envs.leap.clips.synth_leap_clips."""
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario: expected one of {SCENARIOS}, got {scenario!r}")
+    if light not in LIGHTS:
+        raise ValueError(f"light: expected one of {LIGHTS}, got {light!r}")
     if scenario != "multiview":
-        return synth_clips({"fall": synth_fall, "push": synth_push}[scenario], scenario, object_name, out_dir,
-                           episodes, seed, size)
+        record = {"fall": synth_fall, "flatdrop": synth_flatdrop, "push": synth_push}[scenario]
+        return synth_clips(functools.partial(record, light=light), scenario, object_name, out_dir, episodes, seed, size)
     get_object(object_name)
     check_count("episodes", episodes)
     jobs = [(f"views_{k:03d}", 72, (seed, 2, k)) for k in range(episodes)]
     with tqdm(total=sum(j[1] for j in jobs), unit="frame", desc=f"{scenario} {object_name}", mininterval=1.0) as bar:
-        return [synth_multiview(object_name, Path(out_dir) / name, count, size, job_seed, bar)
+        return [synth_multiview(object_name, Path(out_dir) / name, count, size, job_seed, bar, light)
                 for name, count, job_seed in jobs]
 
 

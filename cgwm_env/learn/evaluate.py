@@ -7,8 +7,9 @@ E_psnr (dB) over the predicted frames 1..T-1 of all test clips (frame 0 is given
 
 - Ours: the learned WorldModel.
 - No_opt: the same simulator with the parameters and geometry learning started from.
-- CEM+MuJoCo+R: MuJoCo with the object's true geometry (the library object named in the clips'
-  meta.json), its mass, friction and contact softness (solref time constant and damping ratio)
+- CEM+MuJoCo+R: MuJoCo with the object's geometry (`--mjcf`: the user's MJCF or mesh; else the
+  library object named in the clips' meta.json; else stage I's mesh), its mass, friction and contact
+  softness (solref time constant and damping ratio)
   fitted by the cross-entropy method on the L1 error of the images of the train clips ours
   learned from (by folder name; all train_* clips under DIR if the model names none), 100
   parameter samples per iteration rolled out in parallel by `mujoco.rollout`, each drawn by our
@@ -31,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cgwm_env.data import synth
 from cgwm_env.data.objects import OBJECTS, get_object
 from cgwm_env.learn.clips import Clip, clip_paths, hand_fields, leap_state, load_clip, paste_recorded_hand
+from cgwm_env.learn.stage1 import save_mesh
 from cgwm_env.learn.stage2 import plot_curves
 from cgwm_env.learn.world_model import WorldModel, predict_hand_states, predict_states, render_states
 from cgwm_env.physics import math3d
@@ -120,20 +121,54 @@ class CemSettings:
                 raise ValueError(f"{name}: expected 0 < low <= high, got {(lo, hi)}")
 
 
-class MujocoTwin:
-    """The clips' scene in MuJoCo with the library object's true geometry, rolled out for a
-    batch of parameter vectors (mass kg, mu, solref time constant s, damping ratio) at once."""
+def object_spec(source) -> "mujoco.MjSpec":
+    """The object as a MuJoCo model spec: a library object's name, an MJCF file (.xml) holding the object
+    as a body with a free joint (body frame at its centre of mass, as in the clips), or a mesh (.obj or
+    .stl, in the body frame; MuJoCo collides with its convex hull)."""
+    import mujoco
 
-    def __init__(self, object_name: str, timestep: float, substeps: int, pusher: bool, batch: int):
+    if isinstance(source, str) and source in OBJECTS:
+        return mujoco.MjSpec.from_string(f"<mujoco><worldbody>{get_object(source).mjcf('object')}</worldbody></mujoco>")
+    path = Path(source)
+    if not path.is_file():
+        raise ValueError(f"--mjcf: expected a library object ({', '.join(sorted(OBJECTS))}), an MJCF .xml or a mesh "
+                         f".obj/.stl, got {str(source)!r}")
+    try:
+        if path.suffix.lower() in (".obj", ".stl"):
+            return mujoco.MjSpec.from_string(
+                f'<mujoco><asset><mesh name="object" file="{path.resolve()}"/></asset><worldbody><body name="object">'
+                '<freejoint name="object"/><geom type="mesh" mesh="object" density="1000"/></body></worldbody></mujoco>')
+        spec = mujoco.MjSpec.from_file(str(path))
+        spec.compile()
+    except Exception as err:  # MuJoCo raises its own error types for unreadable models
+        raise ValueError(f"--mjcf: MuJoCo cannot load {path} ({err})") from err
+    return spec
+
+
+class MujocoTwin:
+    """The clips' scene in MuJoCo: the object (object_spec) with a free joint on a ground plane at z = 0,
+    a mocap sphere pusher, rolled out for a batch of parameter vectors (mass kg, mu, solref time
+    constant s, damping ratio) at once."""
+
+    def __init__(self, source, timestep: float, substeps: int, pusher: bool, batch: int, pusher_radius: float = 0.01):
         import mujoco
 
-
+        spec = object_spec(source)
+        if not any(j.type == mujoco.mjtJoint.mjJNT_FREE for j in spec.joints):
+            raise ValueError(f"--mjcf: expected the object as a body with a free joint in {source}")
+        spec.worldbody.add_geom(name="cgwm_ground", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[1.0, 1.0, 0.1])
+        if pusher:
+            ball = spec.worldbody.add_body(name="cgwm_pusher", mocap=True, pos=[0.0, 0.0, 1e4])
+            ball.add_geom(type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[pusher_radius, 0.0, 0.0])
+        spec.option.timestep = timestep
+        base = spec.compile()
+        free = [i for i in range(base.njnt) if base.jnt_type[i] == mujoco.mjtJoint.mjJNT_FREE]
+        if len(free) != 1:
+            raise ValueError(f"--mjcf: expected one body with a free joint (the object), got {len(free)} in {source}")
         self.mujoco = mujoco
-        self.obj = get_object(object_name)
-        base = mujoco.MjModel.from_xml_string(synth.scene_xml(self.obj, 16, pusher=pusher))
-        base.opt.timestep = timestep
         self.substeps, self.pusher = substeps, pusher
-        self.body = base.body("object").id
+        self.body = int(base.jnt_bodyid[free[0]])
+        self.qpos = int(base.jnt_qposadr[free[0]])
         self.models = [copy.deepcopy(base) for _ in range(batch)]
         self.datas = [mujoco.MjData(base) for _ in range(2)]
         self.inertia = base.body_inertia[self.body].copy() / base.body_mass[self.body]
@@ -150,13 +185,14 @@ class MujocoTwin:
             m.body_inertia[self.body] = self.inertia * mass
             m.geom_friction[:, 0] = mu
             m.geom_solref[:] = (timeconst, dampratio)
-        d = self.datas[0]
+        d, a = self.datas[0], self.qpos
         mj.mj_resetData(models[0], d)
-        d.qpos[:3], d.qpos[3:7] = start.position[0].double().numpy(), start.quat[0].double().numpy()
+        d.qpos[a:a + 3], d.qpos[a + 3:a + 7] = start.position[0].double().numpy(), start.quat[0].double().numpy()
         mj.mj_forward(models[0], d)
         rot = d.xmat[self.body].reshape(3, 3)
-        d.qvel[:3] = start.velocity[0].double().numpy()
-        d.qvel[3:6] = rot.T @ start.omega[0].double().numpy()
+        v = int(models[0].jnt_dofadr[models[0].body_jntadr[self.body]])
+        d.qvel[v:v + 3] = start.velocity[0].double().numpy()
+        d.qvel[v + 3:v + 6] = rot.T @ start.omega[0].double().numpy()
         spec = mj.mjtState.mjSTATE_FULLPHYSICS
         state0 = np.zeros(mj.mj_stateSize(models[0], spec))
         mj.mj_getState(models[0], d, state0, spec)
@@ -171,8 +207,9 @@ class MujocoTwin:
         else:
             kwargs["nstep"] = steps
         out, _ = mujoco.rollout.rollout(models, self.datas, state0[None].repeat(len(models), 0), control, **kwargs)
-        qpos = out[:, self.substeps - 1::self.substeps, 1:8]
-        qpos = np.concatenate((np.broadcast_to(state0[1:8], (len(models), 1, 7)), qpos), axis=1)
+        q = slice(1 + a, 8 + a)  # the state vector starts with time
+        qpos = out[:, self.substeps - 1::self.substeps, q]
+        qpos = np.concatenate((np.broadcast_to(state0[q], (len(models), 1, 7)), qpos), axis=1)
         pos = torch.as_tensor(qpos[..., :3], dtype=torch.float32)
         quat = math3d.quat_normalize(torch.as_tensor(qpos[..., 3:], dtype=torch.float32))
         return pos, quat
@@ -217,7 +254,7 @@ def cem_fit(twin: MujocoTwin, gaussians: SphereGaussians, clips: list[Clip], sta
 
 
 def evaluate(world_model: WorldModel, data, out=None, cem: CemSettings | None = CemSettings(),
-             videos: bool = True, progress: bool = True, history: list[float] | None = None) -> dict:
+             videos: bool = True, progress: bool = True, history: list[float] | None = None, mjcf=None) -> dict:
     """Score Ours, No_opt and (unless cem is None) CEM+MuJoCo+R on the test clips under `data`;
     write eval.json, table.md, psnr_curves.png (with `history`, ours' training PSNR per
     iteration, dB) and side-by-side GIFs under `out`; return the results {method: {e_trans,
@@ -248,7 +285,7 @@ def evaluate(world_model: WorldModel, data, out=None, cem: CemSettings | None = 
             predictions[name] = (runs, g)
     curves = {"Ours": list(history), "No_opt": [history[0]] * len(history)} if history else {}
     if cem is not None and not scene:  # the MuJoCo twin of the baseline has no hand
-        cem_result = _run_cem(world_model, data, tests, initial_g, cem, progress)
+        cem_result = _run_cem(world_model, data, tests, initial_g, cem, progress, mjcf, out)
         if cem_result is not None:
             twin, params, curve = cem_result
             runs = [tuple(x[0] for x in twin.rollout(params[None], first_state(c), len(c), c.pusher_start,
@@ -260,7 +297,8 @@ def evaluate(world_model: WorldModel, data, out=None, cem: CemSettings | None = 
     images = {}
     for name, (runs, g) in predictions.items():
         images[name] = [render_prediction(g, c, p, q) for c, (p, q) in zip(tests, runs)]
-        results[name] = scores(tests, [r[0] for r in runs], [r[1] for r in runs], images[name])
+        results[name] = {**scores(tests, [r[0] for r in runs], [r[1] for r in runs], images[name]),
+                         "per_clip": [scores([c], [p], [q], [i]) for c, (p, q), i in zip(tests, runs, images[name])]}
     results["seconds"] = time.perf_counter() - start_time
     table = format_table([{"object": results["object"], **{m: results[m] for m in METHODS if m in results}}],
                          results["scenario"])
@@ -284,19 +322,22 @@ def learn_history(model_dir) -> list[float]:
     if not path.is_file():
         return []
     try:
-        return [float(json.loads(line)["psnr"]) for line in path.read_text().splitlines() if line.strip()]
+        return [float(json.loads(line)["psnr"]) for line in path.read_text().splitlines()
+                if line.strip() and "psnr" in json.loads(line)]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"model: {path} is not a learning log of JSON lines with 'psnr' ({err})") from err
 
 
 def _run_cem(world_model: WorldModel, data, tests: list[Clip], gaussians: SphereGaussians, cem: CemSettings,
-             progress: bool):
-    """Fit CEM+MuJoCo+R on the train clips under `data`; None (with a note) where the object is
-    not in the library (no true geometry) or there are no train clips."""
+             progress: bool, mjcf=None, out=None):
+    """Fit CEM+MuJoCo+R on the train clips under `data` with the object from `mjcf` (object_spec), the
+    library's when the clips name a library object, else stage I's mesh; None (with a note) where there
+    are no train clips."""
     name = tests[0].object
-    if name not in OBJECTS:
-        print(f"CEM+MuJoCo+R skipped: {name!r} is not a library object, so MuJoCo has no true geometry for it")
-        return None
+    if mjcf is None and name not in OBJECTS:
+        mjcf = _stage1_mesh(gaussians, out)
+        print(f"CEM+MuJoCo+R: {name!r} is not a library object and no --mjcf was given; MuJoCo gets stage I's "
+              f"mesh ({mjcf}, collided as its convex hull)", file=sys.stderr)
     try:
         paths = clip_paths(data, "train")
     except ValueError:
@@ -322,16 +363,27 @@ def _run_cem(world_model: WorldModel, data, tests: list[Clip], gaussians: Sphere
     substeps = int(physics.get("substeps", 20))
     timestep = float(physics.get("timestep", 1.0 / (trains[0].fps * substeps)))
     mass = float(world_model.initial_params.mass) if world_model.initial_params is not None else OBJECTS[name].mass
-    twin = MujocoTwin(name, timestep, substeps, trains[0].pusher_start is not None, cem.samples)
+    twin = MujocoTwin(mjcf or name, timestep, substeps, trains[0].pusher_start is not None, cem.samples,
+                      trains[0].pusher_radius or 0.01)
     params, curve = cem_fit(twin, gaussians, trains, starts, mass, cem, progress)
     return twin, params, curve
+
+
+def _stage1_mesh(gaussians: SphereGaussians, out) -> Path:
+    """The soft SDF's zero level set of `gaussians` written as a mesh under `out` (or a temporary folder)."""
+    import tempfile
+
+    folder = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="cgwm_cem_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    save_mesh(gaussians, folder / "stage1_mesh.obj", 64)
+    return folder / "stage1_mesh.obj"
 
 
 def format_table(rows: list[dict], scenario: str) -> str:
     """Markdown in the layout of the paper's Tables I and II: one row per object, E_trans (m) and
     E_rot (rad) per method, then E_psnr (dB) per method. rows: [{object, method: {e_trans, ...}}]."""
     methods = [m for m in METHODS if any(m in r for r in rows)]
-    title = {"fall": "Fall-and-rebound", "push": "Push-slide-settle"}.get(scenario, scenario)
+    title = {"fall": "Fall-and-rebound", "flatdrop": "Flat drop", "push": "Push-slide-settle"}.get(scenario, scenario)
     head = "| object | " + " | ".join(f"{m} Trans. [m] | {m} Orient. [rad]" for m in methods)
     head += " | " + " | ".join(f"{m} PSNR [dB]" for m in methods) + " |"
     lines = [f"{title}: open-loop test errors (lower is better; PSNR higher)", "", head,

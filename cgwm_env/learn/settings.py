@@ -33,7 +33,7 @@ class LearnSettings:
     model's soft signed distance, 1/m (the model's SoftSDFSettings.beta; over stage I's dense
     Gaussians the default 2000 pads the collision surface by up to 1.5 mm: configs/learn_leap.yaml)."""
 
-    iterations: int = 150
+    iterations: int = 20
     parameters: tuple[str, ...] = ("mu", "stiffness", "damping")
     lr: float = 0.04
     lr_geometry: float = 0.0
@@ -50,17 +50,24 @@ class LearnSettings:
     velocity: str = "auto"
     max_stiffness_damping: float = 1.9
     sdf_beta: float = SoftSDFSettings.beta
+    track_iterations: int = 20
+    identify_iterations: int = 100
+    identify_window: int = 5
+    holdout: float = 0.3
     seed: int = 0
 
     def __post_init__(self):
         for name, least in (("iterations", 0), ("window", 0), ("substeps", 1), ("candidates", 1),
-                            ("pose_iterations", 0), ("velocity_iterations", 0), ("seed", 0)):
+                            ("pose_iterations", 0), ("velocity_iterations", 0), ("seed", 0), ("track_iterations", 1),
+                            ("identify_iterations", 0), ("identify_window", 2)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{name}: expected an int >= {least}, got {value!r}")
         for name in ("lr", "max_shift", "max_stiffness_damping", "sdf_beta"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
+        if not 0.0 < self.holdout < 1.0:
+            raise ValueError(f"holdout: expected a fraction in (0, 1), got {self.holdout!r}")
         if not 0.0 < self.max_scale_change < 1.0:
             raise ValueError(f"max_scale_change: expected a fraction in (0, 1), got {self.max_scale_change!r}")
         if not self.lr_geometry >= 0:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cgwm_env.data.dataset import load_dataset
+from cgwm_env.physics import math3d
 from cgwm_env.physics.collision import SoftSDFSettings, soft_sdf
 from cgwm_env.physics.gaussians import SphereGaussians
 from cgwm_env.render import render
@@ -316,16 +317,86 @@ def run_init(views_dir, out_file, settings: Settings = Settings(), holdout_every
     g = fit(dataset, settings, train, progress)
     fit_seconds = time.perf_counter() - start
     scores = evaluate(g, dataset, held) if held else {"psnr": float("nan"), "iou": float("nan")}
+    g, frame = to_body_frame(g, dataset.meta)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     g.save_npz(out_file)
     g.save_ply(out_file.with_suffix(".ply"))
     save_mesh(g, out_file.with_suffix(".obj"), mesh_resolution)
     summary = {"views": len(train), "held_out": len(held), "gaussians": len(g), "psnr": scores["psnr"],
-               "iou": scores["iou"], "fit_s": fit_seconds, "seconds": time.perf_counter() - start}
+               "iou": scores["iou"], "fit_s": fit_seconds, "seconds": time.perf_counter() - start, **frame}
     print(f"stage I: {len(train)} views ({len(held)} held out), {len(g)} Gaussians, held-out PSNR "
           f"{scores['psnr']:.2f} dB, mask IoU {scores['iou']:.3f}, {summary['seconds']:.1f} s "
           f"-> {out_file} (.ply, .obj beside it)")
+    print(frame["note"])
     return summary
+
+
+def to_body_frame(gaussians: SphereGaussians, meta: dict) -> tuple[SphereGaussians, dict]:
+    """The Gaussians (fitted in the views' world frame) in the object's body frame, whose origin the
+    simulator takes for the centre of mass: through meta.json's `object_pose` (the body's pose in the
+    world, default the identity) and `physics.com` (the centre of mass in the body frame) where given.
+    Without `physics.com` the body frame stays where it is and the centre of the Gaussians' solid is
+    reported beside it. Returns the Gaussians and a report (com_m, offset_m, note)."""
+    pose = meta.get("object_pose") or {}
+    position = torch.as_tensor(pose.get("pos", [0.0, 0.0, 0.0]), dtype=gaussians.centers.dtype)
+    quat = math3d.quat_normalize(torch.as_tensor(pose.get("quat", [1.0, 0.0, 0.0, 0.0]), dtype=position.dtype))
+    centers = math3d.rotate(math3d.quat_conj(quat).expand(len(gaussians), 4), gaussians.centers - position)
+    com = (meta.get("physics") or {}).get("com")
+    solid = solid_centre(SphereGaussians(centers, gaussians.log_scales, gaussians.opacity_logits, gaussians.colors))
+    if com is not None:
+        com = torch.as_tensor(com, dtype=centers.dtype)
+        centers = centers - com
+        note = (f"stage I: body frame at the centre of mass meta.json gives, {[round(float(c), 4) for c in com]} m "
+                f"in the object's frame (the Gaussians' solid centre is {float((solid - com).norm()) * 1e3:.1f} mm "
+                f"from it)")
+        report = {"com_m": com.tolist(), "offset_m": float((solid - com).norm())}
+    else:
+        offset = float(solid.norm())
+        note = (f"stage I: no physics.com in meta.json: the body frame stays at the views' object origin, "
+                f"{offset * 1e3:.1f} mm from the Gaussians' solid centre (the simulator takes the origin for the "
+                f"centre of mass; give physics.com where they differ)")
+        report = {"com_m": None, "offset_m": offset}
+    g = SphereGaussians(centers, gaussians.log_scales, gaussians.opacity_logits, gaussians.colors)
+    return g, {**report, "note": note}
+
+
+def volume_inertia(gaussians: SphereGaussians, mass: float, resolution: int = 40) -> torch.Tensor:
+    """Inertia (3, 3) kg m^2 about the body origin of `mass` kg spread uniformly over the solid the
+    sphere union bounds (_solid_points)."""
+    if not mass > 0:
+        raise ValueError(f"mass: expected a positive mass (kg), got {mass!r}")
+    inside = _solid_points(gaussians, resolution)
+    second = inside.T @ inside / len(inside)  # E[p p^T]
+    inertia = mass * (torch.trace(second) * torch.eye(3, dtype=torch.float64) - second)
+    return inertia.to(torch.get_default_dtype())
+
+
+def _solid_points(gaussians: SphereGaussians, resolution: int) -> torch.Tensor:
+    """Cell centres (N, 3) float64 of a grid of `resolution` cells along the longest side that lie in the
+    solid the sphere union bounds: the union closed by the median radius (so gaps between touching
+    spheres of a shell seal) with its enclosed cavities filled."""
+    from scipy import ndimage
+
+    g64 = SphereGaussians(*(t.detach().double() for t in gaussians.tensors()))
+    c, r = g64.centers, g64.radii
+    reach = float(r.median())
+    lo, hi = (c - r[:, None]).min(0).values - 2 * reach, (c + r[:, None]).max(0).values + 2 * reach
+    spacing = float((hi - lo).max()) / resolution
+    shape = tuple(int(n) for n in torch.ceil((hi - lo) / spacing))
+    axes = [lo[i] + (torch.arange(n, dtype=torch.float64) + 0.5) * spacing for i, n in enumerate(shape)]
+    points = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    dist = sphere_distance(g64, points, settings=None).view(shape).numpy()
+    cells = max(1, round(reach / spacing))
+    ball = np.linalg.norm(np.indices((2 * cells + 1,) * 3) - cells, axis=0) <= cells
+    filled = ndimage.binary_fill_holes(dist <= reach)
+    solid = torch.as_tensor(ndimage.binary_erosion(filled, ball) | (dist <= 0)).reshape(-1)
+    return points[solid]
+
+
+def solid_centre(gaussians: SphereGaussians, resolution: int = 40) -> torch.Tensor:
+    """The centre (3,) m of the solid the sphere union bounds (its cavities filled), the centre of mass
+    of a uniform object of that shape."""
+    return _solid_points(gaussians, resolution).mean(0).to(gaussians.centers.dtype)
 
 
 def _views(dataset, views):

@@ -34,44 +34,18 @@ import torch
 from tqdm import tqdm
 
 from cgwm_env.learn.clips import Clip, clip_paths, leap_model_kwargs, load_clip, paste_recorded_hand
+from cgwm_env.learn.identify import IdentifySettings, identify, rotation_distance2, stable_gains, track_velocities
 from cgwm_env.learn.initial_state import estimate_initial_state, estimate_leap_state
 from cgwm_env.learn.losses import ImageLoss
 from cgwm_env.learn.settings import PARAMETERS, LearnSettings
-from cgwm_env.learn.stage1 import sphere_distance
+from cgwm_env.learn.stage1 import volume_inertia
+from cgwm_env.learn.track import Track, TrackSettings, pose_errors, track_clip
 from cgwm_env.learn.world_model import WorldModel, params_values, predict_hand_states, predict_states, render_states
+from cgwm_env.physics import math3d
 from cgwm_env.physics.collision import SoftSDFSettings
 from cgwm_env.physics.gaussians import SphereGaussians
-from cgwm_env.physics.model import Model, PhysicalParams, State
+from cgwm_env.physics.model import DAMPING, STIFFNESS, Model, PhysicalParams, State
 from cgwm_env.render.metrics import psnr
-
-
-def volume_inertia(gaussians: SphereGaussians, mass: float, resolution: int = 40) -> torch.Tensor:
-    """Inertia (3, 3) kg m^2 about the body origin of `mass` kg spread uniformly over the solid
-    the sphere union bounds, on a grid of `resolution` cells along the longest side: the union
-    closed by the median radius (so gaps between touching spheres of a shell seal) with its
-    enclosed cavities filled."""
-    from scipy import ndimage
-
-
-    if not mass > 0:
-        raise ValueError(f"mass: expected a positive mass (kg), got {mass!r}")
-    g64 = SphereGaussians(*(t.detach().double() for t in gaussians.tensors()))
-    c, r = g64.centers, g64.radii
-    reach = float(r.median())
-    lo, hi = (c - r[:, None]).min(0).values - 2 * reach, (c + r[:, None]).max(0).values + 2 * reach
-    spacing = float((hi - lo).max()) / resolution
-    shape = tuple(int(n) for n in torch.ceil((hi - lo) / spacing))
-    axes = [lo[i] + (torch.arange(n, dtype=torch.float64) + 0.5) * spacing for i, n in enumerate(shape)]
-    points = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-    dist = sphere_distance(g64, points, settings=None).view(shape).numpy()
-    cells = max(1, round(reach / spacing))
-    ball = np.linalg.norm(np.indices((2 * cells + 1,) * 3) - cells, axis=0) <= cells
-    filled = ndimage.binary_fill_holes(dist <= reach)
-    solid = torch.as_tensor(ndimage.binary_erosion(filled, ball) | (dist <= 0)).reshape(-1)
-    inside = points[solid]
-    second = inside.T @ inside / len(inside)  # E[p p^T]
-    inertia = mass * (torch.trace(second) * torch.eye(3, dtype=torch.float64) - second)
-    return inertia.to(torch.get_default_dtype())
 
 
 def initial_params(gaussians: SphereGaussians, mass: float, mu: float, stiffness: float, damping: float) -> PhysicalParams:
@@ -183,6 +157,120 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
     return dataclasses.replace(wm, initial_gaussians=SphereGaussians(*(t.detach() for t in gaussians.tensors()))), history
 
 
+def fit_world_model(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
+                    settings: LearnSettings = LearnSettings(), progress=None, log=None,
+                    model_kwargs: dict | None = None) -> tuple[WorldModel, list[dict]]:
+    """Stage II on clips of a free object (a fall, a drop, a push): track, identify, refine, select.
+
+    1. track: the object's pose in every frame (learn.track), against the ground plane z = 0;
+    2. identify: mu, stiffness and damping fitted to the tracks in state space by multiple shooting
+       (learn.identify) on the fitted part of the data;
+    3. refine: the paper's image-space learning from there (learn(), short windows, the tracked start);
+    4. select: the initial, identified and refined parameters each predict the held-out data open
+       loop from the tracked start, and the one closest to the track is kept.
+    Held out: every third clip when there are three or more, else the last `settings.holdout` of
+    each clip's frames. Returns the WorldModel (info: tracks, each candidate's validation error, the
+    one kept) and the history (one record per identification and refinement iteration)."""
+    if not clips:
+        raise ValueError("clips: expected at least one training clip, got none")
+    start_time = time.perf_counter()
+    say = progress or (lambda message: None)
+    model_kwargs = {"sdf": SoftSDFSettings(beta=settings.sdf_beta), **(model_kwargs or {})}
+    base = clip_model(gaussians, params, clips[0], settings.substeps, **model_kwargs)
+    track_settings = TrackSettings(candidates=settings.candidates, iterations=settings.track_iterations,
+                                   seed=settings.seed)
+    tracks, track_reports = [], []
+    for k, clip in enumerate(clips):
+        say(f"tracking clip {k + 1} of {len(clips)} ({len(clip)} frames)")
+        track = track_clip(gaussians, clip, track_settings, ground=base.ground_height)
+        tracks.append(track)
+        report = {"clip": clip.path, "loss": float(track.loss.mean()), "iou_min": float(track.iou.min())}
+        if clip.truth is not None:
+            trans, rot = pose_errors(track, clip.truth.position[0], clip.truth.quat[0])
+            report.update(error_median_m=float(trans.median()), error_median_rad=float(rot.median()))
+        track_reports.append(report)
+    if len(clips) >= 3:
+        held = [k for k in range(len(clips)) if k % 3 == 2]
+        fit_frames = [len(c) for c in clips]
+        scored = {k: 0 for k in held}  # score held-out clips on every frame
+    else:
+        held = list(range(len(clips)))
+        fit_frames = [max(2, math.ceil((1.0 - settings.holdout) * len(c))) for c in clips]
+        scored = {k: fit_frames[k] for k in held}  # score each clip on its frames not fitted
+    fitted = [k for k in range(len(clips)) if k not in held or len(clips) < 3]
+    say(f"identifying {', '.join(IdentifySettings.parameters)} on {len(fitted)} clip(s)")
+    history = []
+
+    def record(entry):
+        entry = {**entry, "seconds": time.perf_counter() - start_time}
+        history.append(entry)
+        if log is not None:
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+
+    pushers = [_pusher_track(clips[k]) for k in fitted]
+    identified, id_report = identify(base, [tracks[k] for k in fitted], clips[0].fps, settings.substeps,
+                                     None if pushers[0] is None else pushers, [fit_frames[k] for k in fitted],
+                                     IdentifySettings(iterations=settings.identify_iterations,
+                                                      window=settings.identify_window), log=record)
+    starts = [_tracked_start(tracks[k], clips[k]) for k in range(len(clips))]
+    for k, velocity, spin in zip(fitted, id_report["start_velocity"], id_report["start_spin"]):
+        starts[k] = starts[k]._replace(velocity=torch.tensor([velocity]), omega=torch.tensor([spin]))
+    candidates = {"initial": (params, gaussians), "identified": (identified, gaussians)}
+    if settings.iterations > 0:
+        say(f"refining in image space for {settings.iterations} iterations")
+        refined, refine_history = learn(gaussians, [clips[k] for k in fitted], identified, settings, progress=False,
+                                        model_kwargs=model_kwargs, starts=[starts[k] for k in fitted])
+        for entry in refine_history:
+            record({"stage": "refine", **entry})
+        candidates["refined"] = (refined.params, refined.gaussians)
+    errors = {}
+    for name, (p, g) in candidates.items():
+        model = clip_model(g, p, clips[0], settings.substeps, **model_kwargs)
+        errors[name] = float(np.mean([_held_out_error(model, clips[k], starts[k], tracks[k], scored[k],
+                                                      settings.substeps) for k in held]))
+    kept = min(errors, key=errors.get)
+    say("held-out error: " + ", ".join(f"{n} {e:.3f}" for n, e in errors.items()) + f"; kept {kept}")
+    p, g = candidates[kept]
+    model = clip_model(g, p, clips[0], settings.substeps, **model_kwargs)
+    info = {"object": clips[0].object, "scenario": clips[0].scenario, "clips": [c.path for c in clips],
+            "fps": clips[0].fps, "substeps": settings.substeps, "settings": dataclasses.asdict(settings),
+            "tracks": track_reports, "held_out": [clips[k].path for k in held], "fit_frames": fit_frames,
+            "validation_error": errors, "kept": kept,
+            "initial_states": [{"clip": c.path, "position": s.position[0].tolist(), "quat": s.quat[0].tolist(),
+                                "velocity": s.velocity[0].tolist(), "omega": s.omega[0].tolist()}
+                               for c, s in zip(clips, starts)],
+            "identified": {k: v for k, v in params_values(identified).items() if k != "inertia"},
+            "seconds": time.perf_counter() - start_time}
+    wm = WorldModel.from_model(model, initial_params=params, info=info)
+    return dataclasses.replace(wm, initial_gaussians=SphereGaussians(*(t.detach() for t in gaussians.tensors()))), history
+
+
+def _pusher_track(clip: Clip):
+    """The pusher's positions at the frames (T, 3) and velocities to the next (T - 1, 3), or None."""
+    return None if clip.pusher_start is None else (clip.pusher_positions(), clip.pusher_velocity)
+
+
+def _tracked_start(track: Track, clip: Clip) -> State:
+    """The state at frame 0 (batch 1): the tracked pose, velocities by differences of the first frames."""
+    velocity, spin = track_velocities(Track(*(x[:3] for x in track)), clip.fps)
+    pusher = None if clip.pusher_start is None else clip.pusher_start[None]
+    return State.make(track.position[:1], quat=track.quat[:1], velocity=velocity[:1], omega=spin[:1], pusher=pusher)
+
+
+@torch.no_grad()
+def _held_out_error(model: Model, clip: Clip, start: State, track: Track, first: int, substeps: int) -> float:
+    """Mean over frames first.. of |position error| / 1 cm + rotation error / 0.1 rad of the model's open-loop
+    prediction from `start` against the track (a prediction that goes non-finite scores infinity)."""
+    actions = None if clip.pusher_velocity is None else clip.pusher_velocity[None]
+    states = predict_states(model, start, len(clip), substeps, actions)
+    if not (torch.isfinite(states.position).all() and torch.isfinite(states.quat).all()):
+        return math.inf
+    trans = (states.position[0, first:] - track.position[first:]).norm(dim=-1) / 0.01
+    rot = rotation_distance2(math3d.quat_normalize(states.quat[0, first:]), track.quat[first:]).clamp(min=0).sqrt() / 0.1
+    return float((trans + rot).mean())
+
+
 def _clips_loss(model: Model, clips: list[Clip], starts: list[State], settings: LearnSettings, loss_fn):
     """The image loss (a scalar tensor) averaged over the clips, and each clip's PSNR (dB)."""
     total, psnrs = 0.0, []
@@ -226,18 +314,15 @@ def _predict_images(model: Model, clip: Clip, start: State, substeps: int, windo
 
 @torch.no_grad()
 def _project(leaves, centers, log_scales, centers0, log_scales0, settings: LearnSettings, model: Model) -> None:
-    """Keep the iterate valid: kappa + delta <= max_stiffness_damping (effective-mass gains,
-    stable below 2); with plain gains and the hand, n (1 + mu^2) D dt / m <= max_stiffness_damping
+    """Keep the iterate valid: effective-mass gains where a step is stable (identify.stable_gains);
+    with plain gains and the hand, n (1 + mu^2) D dt / m <= max_stiffness_damping
     for the n = max_contacts n_dirs rows of the hand's contacts, each along n - mu d (their damping,
     summed, overshoots above it: a learned cube resting on the palm crept 1.6-4 mm in 2 s at mu 0.53,
     D 0.72 N s/m and at mu 1.16, D 0.475, not at all at D 0.2); centres within max_shift of stage
     I's, scales within a fraction max_scale_change of stage I's."""
     log_k, log_d = leaves[4], leaves[5]
     if model.contact.gain_mode == "effective_mass":
-        excess = math.log(settings.max_stiffness_damping) - torch.logaddexp(log_k, log_d)
-        if excess < 0:
-            log_k += excess
-            log_d += excess
+        stable_gains(log_k, log_d, model.dt)
     elif model.hand is not None:
         p = _from_leaves(leaves)
         rows = model.hand.max_contacts * model.contact.n_dirs * (1.0 + float(p.mu) ** 2)
@@ -258,7 +343,7 @@ def predict_leap_images(model: Model, clip: Clip, start: State, substeps: int, w
 
 
 def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings(), mass: float = 0.1,
-              mu: float = 0.5, stiffness: float = 0.5, damping: float = 0.5, progress: bool = True,
+              mu: float = 0.5, stiffness: float = STIFFNESS, damping: float = DAMPING, progress: bool = True,
               clips: list[int] | None = None) -> tuple[WorldModel, list[dict]]:
     """`cgwm learn`: stage II on the train clips under `data` (all, or the indices `clips`)
     from the Gaussians in `gaussians_file` (.npz or .ply) and the initial parameter values;
@@ -278,17 +363,29 @@ def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings
         raise ValueError(f"out: expected a folder for the world model, got the file {out}")
     out.mkdir(parents=True, exist_ok=True)
     params = initial_params(gaussians, mass, mu, stiffness, damping)
+    hand = loaded[0].joint_target is not None
     with open(out / "learn_log.jsonl", "w") as log:
-        wm, history = learn(gaussians, loaded, params, settings, progress, log)
+        if hand:
+            wm, history = learn(gaussians, loaded, params, settings, progress, log)
+        else:
+            say = (lambda message: print(f"stage II: {message}", file=sys.stderr, flush=True)) if progress else None
+            wm, history = fit_world_model(gaussians, loaded, params, settings, say, log)
     wm.save(out)
-    plot_curves({"ours": [h["psnr"] for h in history]}, out / "psnr.png", f"stage II: {loaded[0].object}")
     v = params_values(wm.params)
-    if wm.info["stopped"]:
-        print(f"stage II stopped early at {wm.info['stopped']}; kept the best iteration, "
-              f"{wm.info['best_iteration']}", file=sys.stderr)
-    print(f"stage II: {len(loaded)} clip(s), {len(history) - 1} iterations, PSNR {history[0]['psnr']:.2f} -> "
-          f"{history[wm.info['best_iteration']]['psnr']:.2f} dB, mass {v['mass']:.4g} kg, mu {v['mu']:.3f}, "
-          f"stiffness {v['stiffness']:.3g}, damping {v['damping']:.3g}, {wm.info['seconds']:.0f} s -> {out}")
+    if hand:
+        plot_curves({"ours": [h["psnr"] for h in history]}, out / "psnr.png", f"stage II: {loaded[0].object}")
+        if wm.info["stopped"]:
+            print(f"stage II stopped early at {wm.info['stopped']}; kept the best iteration, "
+                  f"{wm.info['best_iteration']}", file=sys.stderr)
+        print(f"stage II: {len(loaded)} clip(s), {len(history) - 1} iterations, PSNR {history[0]['psnr']:.2f} -> "
+              f"{history[wm.info['best_iteration']]['psnr']:.2f} dB, mass {v['mass']:.4g} kg, mu {v['mu']:.3f}, "
+              f"stiffness {v['stiffness']:.3g}, damping {v['damping']:.3g}, {wm.info['seconds']:.0f} s -> {out}")
+    else:
+        print(f"stage II: {len(loaded)} clip(s); kept the {wm.info['kept']} parameters (held-out error "
+              f"{wm.info['validation_error'][wm.info['kept']]:.3f}, initial {wm.info['validation_error']['initial']:.3f}): "
+              f"mu {v['mu']:.3f}, contact stiffness {v['stiffness']:.4g} 1/s^2, damping {v['damping']:.4g} 1/s; "
+              f"mass {v['mass']:.4g} kg as given (not identifiable from falls and pushes by a kinematic pusher); "
+              f"{wm.info['seconds']:.0f} s -> {out}")
     return wm, history
 
 

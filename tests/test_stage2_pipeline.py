@@ -1,0 +1,160 @@
+"""Stage II's core on small clips: tracking recovers poses, identification recovers friction (from our own
+simulator and from MuJoCo), the pipeline keeps a model that beats its untrained start on a clip it was
+not fitted to, and a stage I object rests and slides as MuJoCo's does."""
+
+import math
+
+import mujoco
+import numpy as np
+import pytest
+import torch
+
+from cgwm_env.data.objects import get_object
+from cgwm_env.data.synth import synth, synth_multiview
+from cgwm_env.learn import stage1
+from cgwm_env.learn.clips import Clip, load_clip
+from cgwm_env.learn.evaluate import first_state, predict_ours
+from cgwm_env.learn.identify import IdentifySettings, identify
+from cgwm_env.learn.settings import LearnSettings
+from cgwm_env.learn.stage2 import clip_model, fit_world_model, initial_params
+from cgwm_env.learn.track import Track, TrackSettings, pose_errors, track_clip
+from cgwm_env.learn.world_model import predict_states, render_states
+from cgwm_env.physics import math3d
+from cgwm_env.physics.gaussians import SphereGaussians, box_gaussians
+from cgwm_env.physics.model import State, box_model
+from cgwm_env.render import render
+from cgwm_env.render.camera import Camera, look_at
+from cgwm_env.render.metrics import e_trans
+
+SIZE, FPS, SUB = 64, 30.0, 8
+
+
+def _camera():
+    return Camera.from_fovy(math.radians(45), SIZE, SIZE, look_at((0.0, -0.15, 0.1), (0.0, 0.0, 0.03)))
+
+
+def _own_clip(model, start: State, frames: int, pusher_velocity=None, name="clip") -> Clip:
+    """A clip of `model` drawn by our renderer (true states kept aside as the truth)."""
+    camera, background = _camera(), torch.full((SIZE, SIZE, 3), 0.7)
+    with torch.no_grad():
+        states = predict_states(model, start, frames, SUB, pusher_velocity)
+        g = model.gaussians
+        images, masks = [], []
+        for p, q in zip(states.position[0], states.quat[0]):
+            out = render(g, camera, background=background, pose=(p, q))
+            images.append(out.rgb.clamp(0, 1))
+            masks.append((out.alpha > 0.5).float())
+    pusher = {}
+    if pusher_velocity is not None:
+        pusher = dict(pusher_start=start.pusher[0], pusher_velocity=pusher_velocity[0], pusher_radius=0.01)
+    return Clip(name, torch.stack(images), torch.stack(masks), camera, background, FPS, "push" if pusher else "fall",
+                "box", truth=states, **pusher)
+
+
+def _coloured_box(per_edge=6):
+    g = box_gaussians(0.05, per_edge)
+    colors = torch.stack([(g.centers[:, i] > 0).float() * 0.7 + 0.15 for i in range(3)], dim=1)
+    return SphereGaussians(g.centers, g.log_scales, g.opacity_logits, colors)
+
+
+def test_tracking_recovers_the_poses_of_a_short_clip():
+    g = _coloured_box()
+    model = box_model(0.05, 0.1, 0.5, dt=1.0 / (FPS * SUB))
+    model = type(model)(g, model.params, dt=model.dt)
+    tilt = math3d.quat_from_axis_angle(torch.tensor([1.0, 0.5, 0.0]), torch.tensor(0.6))
+    clip = _own_clip(model, State.make([[0.0, 0.0, 0.05]], quat=tilt, velocity=[[0.05, 0.0, 0.9]], omega=[[1.0, -2.0, 0.5]]), 8)
+    track = track_clip(g, clip, TrackSettings(candidates=64, hypotheses=2, iterations=20))
+    trans, rot = pose_errors(track, clip.truth.position[0], clip.truth.quat[0])
+    print(f"median {float(trans.median()) * 1e3:.2f} mm / {math.degrees(float(rot.median())):.2f} deg")
+    assert float(trans.median()) < 0.002 and float(rot.median()) < math.radians(3)
+    assert float(track.iou.median()) > 0.9
+
+
+def test_identification_recovers_mu_from_our_own_simulator():
+    truth_mu = 0.35
+    model = box_model(0.05, 0.1, truth_mu, per_edge=6, dt=1.0 / (FPS * SUB))
+    start = State.make([[0.0, 0.0, 0.025]], velocity=[[0.45, 0.1, 0.0]])
+    with torch.no_grad():
+        states = predict_states(model, start, 12, SUB)
+    track = Track(states.position[0], states.quat[0], torch.zeros(12), torch.ones(12))
+    guess = box_model(0.05, 0.1, 0.8, per_edge=6, dt=1.0 / (FPS * SUB))
+    fitted, report = identify(guess, [track], FPS, SUB, settings=IdentifySettings(iterations=150))
+    print(f"mu 0.8 -> {float(fitted.mu):.3f} (truth {truth_mu})")
+    assert float(fitted.mu) == pytest.approx(truth_mu, rel=0.1)
+
+
+@pytest.fixture(scope="module")
+def mujoco_push(tmp_path_factory):
+    """A MuJoCo push of the library cube (its true states as the track) at 48 px."""
+    root = tmp_path_factory.mktemp("push")
+    synth("push", "cube", root, episodes=1, seed=3, size=SIZE)
+    return load_clip(root / "train_000"), load_clip(root / "test_000")
+
+
+def test_identification_recovers_mu_from_a_mujoco_push(mujoco_push):
+    train, _ = mujoco_push
+    model = clip_model(box_gaussians(0.05, 8), initial_params(box_gaussians(0.05, 8), 0.1, 0.8, 2500.0, 100.0),
+                       train, 16)
+    track = Track(train.truth.position[0], train.truth.quat[0], torch.zeros(len(train)), torch.ones(len(train)))
+    fitted, _ = identify(model, [track], train.fps, 16, [(train.pusher_positions(), train.pusher_velocity)],
+                         settings=IdentifySettings(iterations=60))
+    print(f"mu 0.8 -> {float(fitted.mu):.3f} (MuJoCo's {train.physics['friction']})")
+    assert float(fitted.mu) == pytest.approx(train.physics["friction"], rel=0.25)
+
+
+def test_the_kept_model_beats_its_untrained_start_on_a_clip_it_was_not_fitted_to():
+    g = _coloured_box()
+    truth = box_model(0.05, 0.1, 0.3, dt=1.0 / (FPS * SUB))
+    truth = type(truth)(g, truth.params, dt=truth.dt)
+    train = _own_clip(truth, State.make([[0.0, 0.0, 0.025]], velocity=[[0.4, 0.0, 0.0]]), 12, name="train")
+    test = _own_clip(truth, State.make([[0.01, 0.0, 0.025]], velocity=[[0.0, 0.35, 0.0]]), 20, name="test")
+    start = initial_params(g, 0.1, 0.9, 2500.0, 100.0)
+    settings = LearnSettings(iterations=0, substeps=SUB, candidates=32, track_iterations=10, identify_iterations=40)
+    wm, _ = fit_world_model(g, [train], start, settings)
+    errors = {}
+    for name, params in (("learned", wm.params), ("initial", start)):
+        model = clip_model(g, params, test, SUB)
+        p, _ = predict_ours(model, test, first_state(test), SUB)
+        errors[name] = float(e_trans(test.truth.position[0, 1:], p[1:]))
+    print(wm.info["validation_error"], wm.info["kept"], errors, float(wm.params.mu))
+    assert wm.info["kept"] != "initial"
+    assert errors["learned"] < 0.5 * errors["initial"]
+
+
+@pytest.fixture(scope="module")
+def stage1_cube(tmp_path_factory):
+    """The library cube's Gaussians from a small stage I run."""
+    root = tmp_path_factory.mktemp("views")
+    views = synth_multiview("cube", root / "views", n_views=24, size=SIZE)
+    gfile = root / "cube.npz"
+    stage1.run_init(views, gfile, stage1.Settings(grid=20, geometry_iterations=60, appearance_iterations=10),
+                    holdout_every=0, mesh_resolution=16, progress=False)
+    return SphereGaussians.load_npz(gfile)
+
+
+def test_a_stage1_object_lands_still_and_slides_as_far_as_mujocos(stage1_cube):
+    g, spec = stage1_cube, get_object("cube")
+    dt = 1.0 / 480.0
+    model = clip_model(g, initial_params(g, spec.mass, 0.5, 2500.0, 100.0), Clip(
+        "", torch.zeros(1, 1, 1, 3), torch.zeros(1, 1, 1), _camera(), torch.zeros(3), 30.0, "", ""), 16)
+    lowest = float((g.centers[:, 2] - g.radii).min())
+    drop = predict_states(model, State.make([[0.0, 0.0, 0.03 - lowest]]), 31, 16)  # 1 s
+    slide = float((drop.position[0, -1, :2] - drop.position[0, 0, :2]).norm())
+    turn = float(math3d.quat_angle(drop.quat[0, -1], drop.quat[0, 0]))
+    print(f"flat drop from 3 cm: slid {slide * 1e3:.2f} mm, turned {math.degrees(turn):.2f} deg")
+    assert slide < 0.0005 and turn < math.radians(0.5)
+    # A slide from 0.3 m/s, against MuJoCo's box of the same friction.
+    rest = drop.position[0, -1, 2].item()
+    ours = predict_states(model, State.make([[0.0, 0.0, rest]], velocity=[[0.3, 0.0, 0.0]]), 31, 16)
+    xml = f"""<mujoco><option timestep="{dt}"/><worldbody><geom type="plane" size="1 1 .1" friction="0.5 0 0"/>
+      <body pos="0 0 0.0251"><freejoint/><geom type="box" size=".025 .025 .025" mass="{spec.mass}"
+      friction="0.5 0 0"/></body></worldbody></mujoco>"""
+    m = mujoco.MjModel.from_xml_string(xml)
+    d = mujoco.MjData(m)
+    d.qvel[0] = 0.3
+    for _ in range(480):
+        mujoco.mj_step(m, d)
+    distance = float(ours.position[0, -1, 0] - ours.position[0, 0, 0])
+    print(f"slide: ours {distance * 1e3:.2f} mm, MuJoCo {d.qpos[0] * 1e3:.2f} mm")
+    assert distance == pytest.approx(d.qpos[0], rel=0.15)
+    assert np.isfinite(distance)
