@@ -138,11 +138,16 @@ def test_a_stage1_object_lands_still_and_slides_as_far_as_mujocos(stage1_cube):
     model = clip_model(g, initial_params(g, spec.mass, 0.5, 2500.0, 100.0), Clip(
         "", torch.zeros(1, 1, 1, 3), torch.zeros(1, 1, 1), _camera(), torch.zeros(3), 30.0, "", ""), 16)
     lowest = float((g.centers[:, 2] - g.radii).min())
-    drop = predict_states(model, State.make([[0.0, 0.0, 0.03 - lowest]]), 31, 16)  # 1 s
-    slide = float((drop.position[0, -1, :2] - drop.position[0, 0, :2]).norm())
-    turn = float(math3d.quat_angle(drop.quat[0, -1], drop.quat[0, 0]))
-    print(f"flat drop from 3 cm: slid {slide * 1e3:.2f} mm, turned {math.degrees(turn):.2f} deg")
-    assert slide < 0.0005 and turn < math.radians(0.5)
+    # Where the geometry rests when set down gently (a small stage I model's bottom is not flat), and
+    # where a drop from 3 cm ends: the drop must add no slide and no turn of its own.
+    placed = predict_states(model, State.make([[0.0, 0.0, -lowest]]), 31, 16)  # 1 s
+    drop = predict_states(model, State.make([[0.0, 0.0, 0.03 - lowest]]), 31, 16)
+    slide = float((drop.position[0, -1] - placed.position[0, -1]).norm())
+    turn = float(math3d.quat_angle(drop.quat[0, -1], placed.quat[0, -1]))
+    still = float(drop.velocity[0, -1].norm())
+    print(f"flat drop from 3 cm against a gentle placing: {slide * 1e3:.2f} mm, {math.degrees(turn):.2f} deg; "
+          f"{still * 1e3:.3f} mm/s at 1 s")
+    assert slide < 0.0005 and turn < math.radians(0.5) and still < 1e-3
     # A slide from 0.3 m/s, against MuJoCo's box of the same friction.
     rest = drop.position[0, -1, 2].item()
     ours = predict_states(model, State.make([[0.0, 0.0, rest]], velocity=[[0.3, 0.0, 0.0]]), 31, 16)

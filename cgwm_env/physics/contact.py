@@ -1,5 +1,6 @@
 """Complementarity-free contact model (paper section III-D-2, appendix C; Jin 2024): contact forces
-in closed form from each contact's gap and velocities, no iterative solve.
+in closed form from each contact's gap and velocities, with a few bounded sweeps for coupled contacts
+(no complementarity problem is solved).
 
 Each contact c has a frame (n, t1, t2) oriented for the object (moving the object along n opens the
 gap). The friction cone is the dual cone's polygon of n_d edges n - mu d_j, d_j = cos(a_j) t1 +
@@ -21,7 +22,7 @@ Gain modes:
     the slip included), projected onto the cone's polygon of radius mu lambda_n: a contact that
     can stick sticks, one that slides gets the friction the cone allows (Coulomb's law). Solving
     the edges row by row instead pushes a sliding contact apart at mu |u_t| and makes slow slides
-    viscous (docs/physics.md).
+    viscous (docs/simulator.md).
 """
 
 from __future__ import annotations
