@@ -1,10 +1,13 @@
-"""Checks of arguments that many layers take (counts, flags, choices, numbers): each returns the
-value or raises a ValueError that names the argument as the caller typed it and what it expects."""
+"""Checks of arguments that many layers take (counts, flags, choices, numbers) and of the files they
+name: each returns the value (or the file's content) or raises a ValueError that names the
+argument as the caller typed it and what it expects."""
 
 from __future__ import annotations
 
 import math
 import numbers
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -42,3 +45,18 @@ def check_number(value, name: str, low: float = -math.inf, high: float = math.in
         where = f" in {lo}{low:g}, {high:g}]" if (math.isfinite(low) or math.isfinite(high)) else ""
         raise ValueError(f"{name}: expected a finite number{where}{' ' + unit if unit else ''}, got {value!r}")
     return float(value)
+
+
+def read_npz(path, name: str) -> dict:
+    """The arrays of the NumPy .npz file `path` ({name: array}, read without pickles); a file that
+    is missing or not such an .npz (empty, truncated, corrupt, a .npy, object arrays) raises a
+    ValueError naming `name` and the file."""
+    try:
+        with open(path, "rb") as file:
+            if file.read(2) != b"PK":
+                raise ValueError("not a zip archive, as an .npz is")
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(f"{name}: {path}: cannot read it as a NumPy .npz without pickles "
+                         f"({type(err).__name__}: {err})") from err

@@ -68,19 +68,23 @@ class EpisodeResult:
 
 
 def run_episode(env, planner, seed: int, max_steps: int = MAX_EPISODE_STEPS, finite_difference: bool = True,
-                on_step: Callable[[int, dict, dict], None] | None = None) -> EpisodeResult:
+                on_step: Callable[[int, dict, dict], None] | None = None,
+                on_reset: Callable[[dict], None] | None = None) -> EpisodeResult:
     """Reset `env` (ContactGaussian-LeapHand-v1 or its MuJoCo twin, through gym.make or not) with
     `seed` and run `planner` (controllers.mpc.ReorientationMPC) in closed loop until success (the
     env's info["is_success"]: the task's, with its hold), the object drops, or max_steps. The
     world-model env's State is read directly; for any other env it is built from the observation
     (state_from_observation; object velocities finite-differenced when finite_difference, else
     zero). The planner's joint-target changes (rad) go to the env as its actions (normalised or
-    not, its goal_settings). on_step(t, obs, info) is called after every step."""
+    not, its goal_settings). on_reset(obs) is called after the reset, on_step(t, obs, info) after
+    every step."""
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps: expected a count >= 1, got {max_steps!r}")
     planner.reset()
     first_solve = len(planner.solve_times)
     obs, info = env.reset(seed=seed)
+    if on_reset is not None:
+        on_reset(obs)
     world_model = getattr(env.unwrapped, "state", None) is not None and hasattr(env.unwrapped, "simulate")
     settings = env.unwrapped.goal_settings
     goal = obs["desired_goal"].astype(np.float64)
@@ -126,12 +130,14 @@ def summarize(results: list[EpisodeResult]) -> dict:
     }
 
 
-def world_model_plan(model, planner, steps: int, turn: float = math.pi / 2) -> np.ndarray:
+def world_model_plan(model, planner, steps: int, turn: float = math.pi / 2,
+                     on_step: Callable[[int, State], None] | None = None) -> np.ndarray:
     """The joint targets (steps + 1, 16) rad, one a control step (the first the open hand's), that
     `planner` (controllers.mpc.ReorientationMPC) plans in closed loop on the world model `model`
     (a Model with a hand) itself, turning the object by `turn` rad about +z from the playback's
     start (LeapCore.upright_start, as envs.leap.predict_frames: the hand open and at rest): a
-    trajectory planned on the model, to play open loop on the hand (hardware.playback)."""
+    trajectory planned on the model, to play open loop on the hand (hardware.playback).
+    on_step(t, state) is called after each control step with the model's State."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected a count >= 1, got {steps!r}")
     core = LeapCore(1, model, 8, False)
@@ -139,9 +145,11 @@ def world_model_plan(model, planner, steps: int, turn: float = math.pi / 2) -> n
     goal, hold = leap_task.yaw_quat(turn).astype(np.float64), state.position[0].double()
     planner.reset()
     targets = [state.hand_target[0].clone()]
-    for _ in range(steps):
+    for t in range(1, steps + 1):
         action = planner.plan(state, goal, hold)
         with torch.no_grad():
             state = control_step(core.model, core.prepared, state, action[None].to(state.hand.dtype), core.substeps)
         targets.append(state.hand_target[0].clone())
+        if on_step is not None:
+            on_step(t, state)
     return torch.stack(targets).double().numpy()

@@ -22,16 +22,15 @@ import json
 import logging
 import math
 import time
-import zipfile
-import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from cgwm_env.checks import read_npz
 from cgwm_env.data.dataset import camera_to_meta, save_dataset
-from cgwm_env.data.objects import OBJECTS
+from cgwm_env.data.objects import get_object
 from cgwm_env.envs.leap import task as leap_task
 from cgwm_env.envs.leap.mujoco_env import scene_spec
 from cgwm_env.physics import hand as hand_model
@@ -103,15 +102,7 @@ def load_trajectory(path) -> Trajectory:
     A file that is not such an .npz (empty, truncated, corrupt, a .npy, arrays missing or not
     numbers) raises ValueError naming it."""
     path = Path(path)
-    try:
-        with open(path, "rb") as file:
-            if file.read(2) != b"PK":
-                raise ValueError("not a zip archive, as an .npz is (a .npy file holds one unnamed array)")
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, zlib.error) as err:
-        raise ValueError(f"trajectory: {path}: cannot read it as a NumPy .npz without pickles with arrays times "
-                         f"and joint_targets ({type(err).__name__}: {err})") from err
+    arrays = read_npz(path, "trajectory")
     missing = [k for k in ("times", "joint_targets") if k not in arrays]
     if missing:
         raise ValueError(f"trajectory: {path}: lacks array(s) {', '.join(missing)} (has {sorted(arrays)})")
@@ -312,18 +303,17 @@ def scene_reference(model, data, camera_name: str, width: int, height: int) -> t
     return empty, colors
 
 
-def virtual_motors(object_name: str, image_size: int):
+def virtual_motors(object_name: str | None, image_size: int):
     """The virtual plant's MuJoCo hand (hardware.virtual.MujocoMotors): the palm-up scene with the
-    library object `object_name` (cgwm_env.data.objects) upright on the palm at the task's start,
-    as the MuJoCo twin and `cgwm synth --scenario leap` show it (flat lighting), or the scene's own
-    red cube where the name is not a library object. image_size: px, the renderer's buffer."""
+    library object `object_name` (cgwm_env.data.objects; a ValueError names `object` for another
+    name) upright on the palm at the task's start, as the MuJoCo twin and `cgwm synth --scenario
+    leap` show it (flat lighting), or the scene's own red cube where object_name is None.
+    image_size: px, the renderer's buffer."""
     import tempfile
 
-
-    if object_name not in OBJECTS:
+    if object_name is None:
         return MujocoMotors()
-
-    obj = OBJECTS[object_name]
+    obj = get_object(object_name)
     spec = scene_spec(obj, image_size)
     lowest = obj.sample_surface(4000, seed=0)[:, 2].min()
     spec.body("object").pos = (*leap_task.OBJECT_XY, hand_mjcf.PALM_Z + 0.001 - lowest)

@@ -267,7 +267,7 @@ def test_bad_trajectories_are_refused_before_any_motor_moves(tmp_path):
         assert len(sync_writes(bus, 116)) == goals  # nothing moved
     save_trajectory(tmp_path / "fast.npz", *cases[r"joint_targets: joint 2 \(if_pip\) moves at 6.000 rad/s between "
                                                    "steps 4 and 5"])
-    assert main(["play", str(tmp_path / "fast.npz"), "--virtual", "--no-camera"]) == 2
+    assert main(["play", "--trajectory", str(tmp_path / "fast.npz"), "--virtual", "--no-camera"]) == 2
     np.savez(tmp_path / "pickled.npz", times=t, joint_targets=np.array([good, None], dtype=object))
     with pytest.raises(ValueError, match="without pickles"):
         load_trajectory(tmp_path / "pickled.npz")
@@ -338,7 +338,7 @@ def test_cgwm_play_virtual_records_a_dataset(tmp_path):
     targets = np.tile(0.2 * np.sin(np.pi * np.arange(T) / T)[:, None], (1, 16))  # from the flat pose
     save_trajectory(tmp_path / "plan.npz", times, targets)
     out = tmp_path / "run"
-    assert main(["play", str(tmp_path / "plan.npz"), "--virtual", "--config", str(tmp_path / "hw.yaml"),
+    assert main(["play", "--trajectory", str(tmp_path / "plan.npz"), "--virtual", "--config", str(tmp_path / "hw.yaml"),
                  "--out", str(out), "--object", "cube"]) == 0
     data = load_dataset(out)
     assert len(data) == T and data.images.shape == (T, 48, 64, 3) and data.meta["object"] == "cube"
@@ -446,7 +446,7 @@ def test_calibration_recovers_a_known_camera_pose(tmp_path):
     calibration = {"dictionary": "DICT_4X4_50", "markers": markers}
     (tmp_path / "hw.yaml").write_text(yaml.safe_dump({"calibration": calibration}))
     assert main(["calibrate", "--config", str(tmp_path / "hw.yaml"), "--image", str(tmp_path / "markers.png"),
-                 "--intrinsics", str(tmp_path / "intrinsics.json"), "--out", str(tmp_path / "camera.json")]) == 0
+                 "--intrinsics", str(tmp_path / "intrinsics.json"), "--camera", str(tmp_path / "camera.json")]) == 0
     loaded = load_camera(tmp_path / "camera.json")
     np.testing.assert_allclose(loaded.T_cw.double().numpy(), fit.T_cw, atol=1e-6)
     np.testing.assert_allclose(opencv_matrix(loaded), opencv_matrix(camera), atol=1e-5)
