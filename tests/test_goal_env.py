@@ -129,7 +129,7 @@ def test_bad_env_arguments_name_themselves(env_id, kwargs, name):
         gym.make(env_id, **kwargs)
 
 
-@pytest.mark.parametrize("env_id", [LEAP, "ContactGaussian-FallRebound-v0"])
+@pytest.mark.parametrize("env_id", [LEAP, TWIN, "ContactGaussian-FallRebound-v0"])
 def test_bad_vector_counts_name_themselves(env_id):
     for bad in (-2, 0, 2.5):
         with pytest.raises(ValueError, match="^num_envs: expected an integer >= 1"):

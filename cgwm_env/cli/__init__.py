@@ -29,8 +29,7 @@ BENCH_SUITES = ("physics", "render", "init", "env", "hardware", "mpc", "accuracy
 # Names the library's messages use for what a verb's flag sets, where they differ from the flag's.
 LIBRARY_NAMES = {"init": {"views_dir": "--data", "out_file": "--gaussians"},
                  "learn": {"gaussians_file": "--gaussians"},
-                 "eval": {"samples": "--cem-samples", "iterations": "--cem-iterations"},
-                 "bench": {"objects": "--object"}, "plan": {"path": "--model"}}
+                 "eval": {"samples": "--cem-samples", "iterations": "--cem-iterations"}, "plan": {"path": "--model"}}
 
 
 def _fail(text: str):
@@ -315,6 +314,10 @@ def _version() -> str:
         return "(not installed)"
 
 
+def _subparser(p: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    return next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+
+
 def _flag_message(err: ValueError, verb: str, verb_parser: argparse.ArgumentParser) -> str:
     """The error's text with a leading library argument name replaced by the flag the user typed."""
     text = str(err)
@@ -347,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         verb.main(args)
     except ValueError as err:  # bad input: say what is wrong, without a traceback
-        verb_parser = cli._subparsers._group_actions[0].choices[args.verb]
+        verb_parser = _subparser(cli, args.verb)
+        if args.verb == "bench":
+            verb_parser = _subparser(verb_parser, args.suite)
         print(f"cgwm {args.verb}: error: {_flag_message(err, args.verb, verb_parser)}", file=sys.stderr)
         return 2
     return 0

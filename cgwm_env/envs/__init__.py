@@ -27,7 +27,8 @@ _ENVS = {
                                      {"scenario": "push"}),
     "ContactGaussian-LeapHand-v1": ("cgwm_env.envs.leap.world_model_env:LeapHandEnv",
                                     "cgwm_env.envs.leap.world_model_env:LeapHandVectorEnv", MAX_EPISODE_STEPS, {}),
-    "ContactGaussian-LeapHandMuJoCo-v1": ("cgwm_env.envs.leap.mujoco_env:LeapHandMujocoEnv", None, MAX_EPISODE_STEPS,
+    "ContactGaussian-LeapHandMuJoCo-v1": ("cgwm_env.envs.leap.mujoco_env:LeapHandMujocoEnv",
+                                          "cgwm_env.envs.leap.mujoco_env:make_vector_env", MAX_EPISODE_STEPS,
                                           {}),
 }
 ENV_IDS = tuple(_ENVS)

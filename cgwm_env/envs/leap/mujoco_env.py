@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import gymnasium as gym
 import mujoco
+from gymnasium.vector import SyncVectorEnv
+from gymnasium.wrappers import TimeLimit
 import numpy as np
 
 from cgwm_env.checks import check_count, check_flag
@@ -231,3 +233,15 @@ class LeapHandMujocoEnv(leap_task.GoalEnvMethods, gym.Env):
         drop = leap_task.dropped(self.mj_data.qpos[self._obj_q][:3].astype(np.float32), self._start_pos)
         info = self.goal_settings.info(quat, self._goal, self._streak, drop)
         return {k: v.item() for k, v in info.items()}
+
+
+def make_vector_env(num_envs: int = 1, max_episode_steps: int = leap_task.MAX_EPISODE_STEPS, **kwargs):
+    """gym.make_vec's twin: num_envs copies (kwargs as LeapHandMujocoEnv's), each under a TimeLimit
+    of max_episode_steps, stepped one after another (gymnasium's SyncVectorEnv)."""
+    num_envs = check_count(num_envs, "num_envs")
+    max_episode_steps = check_count(max_episode_steps, "max_episode_steps")
+
+    def make() -> gym.Env:
+        return TimeLimit(LeapHandMujocoEnv(**kwargs), max_episode_steps)
+
+    return SyncVectorEnv([make] * num_envs)
