@@ -277,7 +277,8 @@ def parser() -> argparse.ArgumentParser:
 
     def suite(name: str, text: str) -> argparse.ArgumentParser:
         s = suites.add_parser(name, parents=[common], help=text, description=text)
-        s.add_argument("--json", "--out", dest="out", type=out_file(".json"), default=None, metavar="FILE.json",
+        s.add_argument("--json", "--out", dest="out", type=out_file(".json"), default=f"out/bench_{name}.json",
+                       metavar="FILE.json",
                        help=f"results to write (--out is its old name) (default out/bench_{name}.json)")
         s.add_argument("--quick", action="store_true", help="fewer repeats: a smoke run, noisier figures (default off)")
         s.add_argument("--threads", type=count(1), default=None,
