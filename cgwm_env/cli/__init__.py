@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cgwm_env import keep_freed_memory
+from cgwm_env import keep_freed_memory, progress
 
 SYNTH_SCENARIOS = ("fall", "push", "multiview", "leap")  # cgwm_env.data.synth.SCENARIOS and leap
 LEARNED_PARAMETERS = ("mass", "inertia", "mu", "stiffness", "damping")  # cgwm_env.learn.settings.PARAMETERS
@@ -337,8 +337,6 @@ def main(argv: list[str] | None = None) -> int:
         args = cli.parse_args(argv)
     except SystemExit as done:  # --help, --version (0) or a flag argparse refused (2, its message printed)
         return done.code
-    from cgwm_env import progress
-
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
     progress.set_level(progress.QUIET if quiet else progress.VERBOSE if verbose else progress.NORMAL)
     if quiet or not progress.on_terminal():
