@@ -176,13 +176,15 @@ def _check_predicted(predicted, T: int, size) -> np.ndarray:
 
 
 def play(hand, trajectory: Trajectory, camera=None, predict_frames=None,
-         approach_speed: float = 0.5) -> PlaybackResult:
+         approach_speed: float = 0.5, on_step=None) -> PlaybackResult:
     """Play `trajectory` open loop on a connected `hardware.dynamixel.LeapHand`.
 
     camera: a `hardware.realsense.RealSenseCamera` (frames recorded) or None. predict_frames:
     optional callable joint_targets (T, 16) -> (T, H, W, 3) uint8, the world model's frames for
     the plan; called before anything moves, and the result's psnr compares them with the camera's.
-    approach_speed: rad/s for the move from the present pose to the first target.
+    approach_speed: rad/s for the move from the present pose to the first target. on_step:
+    optional callable(k) after target k was sent and the step before it observed (a progress
+    bar's update); it runs inside the timed loop, so it must take microseconds.
     """
     traj = validate_trajectory(trajectory.times, trajectory.joint_targets, hand.config.max_joint_speed)
     T = len(traj.times)
@@ -206,6 +208,8 @@ def play(hand, trajectory: Trajectory, camera=None, predict_frames=None,
         commands[k] = hand.command(traj.joint_targets[k])
         if k:  # after the command, so that commands keep their times
             _observe(hand, camera, measured, frames, k - 1)
+        if on_step is not None:
+            on_step(k)
     _sleep_until(start + ends[-1])
     _observe(hand, camera, measured, frames, T - 1)
     jitter = jitter_stats(rel, sent_times)

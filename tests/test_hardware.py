@@ -284,9 +284,10 @@ def test_playback_on_the_virtual_bus_follows_the_plan():
     times = 0.2 + np.arange(T) / rate
     targets = np.tile(0.3 * np.sin(np.pi * np.arange(T) / T)[:, None], (1, 16))  # from the flat pose
     with VirtualBus() as bus, LeapHand(HandConfig(port=bus.port)) as hand:
-        result = play(hand, Trajectory(times, targets))
+        steps = []
+        result = play(hand, Trajectory(times, targets), on_step=steps.append)
         sent = sync_writes(bus, 116)[-T:]
-    assert result.clamped_steps == 0
+    assert result.clamped_steps == 0 and steps == list(range(T))  # on_step once per target, in order
     np.testing.assert_allclose(result.commands, targets)
     assert sent[-1] == {MOTOR_OF_JOINT[j]: round((targets[-1, j] + math.pi) * 4096 / (2 * math.pi)) for j in range(16)}
     # First-order motors (tau 30 ms), read one step (20 ms) after each target: a ramp of plan steps d
@@ -331,7 +332,7 @@ def test_playback_records_frames_and_compares_them_with_predictions():
     assert np.isfinite(result.psnr).all() and result.psnr.shape == (T,)
 
 
-def test_cgwm_play_virtual_records_a_dataset(tmp_path):
+def test_cgwm_play_virtual_records_a_dataset(tmp_path, capsys):
     (tmp_path / "hw.yaml").write_text("camera: {width: 64, height: 48, fps: 30}\n")
     T = 12
     times = np.arange(T) / 30.0
@@ -350,6 +351,9 @@ def test_cgwm_play_virtual_records_a_dataset(tmp_path):
     assert data.images.std() > 0.02  # a rendered scene, not a blank
     summary = json.loads((out / "playback.json").read_text())
     assert summary["steps"] == T and summary["virtual"] and summary["clamped_steps"] == 0
+    said = capsys.readouterr()  # stderr is not a terminal here: plain progress lines, then the summary
+    assert f"play: 0.4 s on the virtual hand: done, {T}/{T} steps" in said.err and "\r" not in said.err
+    assert said.out.startswith(f"play: {T} steps, joint tracking error")
 
 
 # ----------------------------------------------------------------------------- camera

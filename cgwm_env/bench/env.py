@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 import cgwm_env  # noqa: F401  (registers the environments)
+from cgwm_env import progress
 from cgwm_env.envs.leap import task
 from cgwm_env.physics import hand_mjcf
 
@@ -53,6 +54,7 @@ def run(out: str | None = None, quick: bool = False) -> dict:
 
     def add(case, batch, rate):
         rows.append({"case": case, "batch": batch, "env_steps_per_s": rate, "ms_per_env_step": 1e3 / rate})
+        progress.say(f"bench env: {case}, batch {batch}: {rate:.1f} env-steps/s")
 
     add("world model, no image", 1, _rate(gym.make(LEAP), curl, blocks, steps))
     add("world model, 128x128 image", 1, _rate(gym.make(LEAP, image_obs=True, image_size=128), curl, blocks, steps))

@@ -16,7 +16,7 @@ def main(args) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     suite = importlib.import_module(f"cgwm_env.bench.{args.suite}")
-    progress.say(f"bench {args.suite}{' (quick)' if args.quick else ''}: running; the table follows when it is done")
+    progress.say(f"bench {args.suite}{' (quick)' if args.quick else ''}: running, a line per case; the table follows")
     start = time.perf_counter()
     if args.suite == "render":
         suite.run(args.out, repeats=5 if args.quick else 20)

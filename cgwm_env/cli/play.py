@@ -4,7 +4,6 @@ and compared with the world model's predicted frames (hardware.playback.play).""
 from __future__ import annotations
 
 import contextlib
-import functools
 import sys
 import time
 from dataclasses import replace
@@ -38,16 +37,17 @@ def main(args) -> None:
     try:
         with _devices(args.virtual, hand_config, cam_cfg, use_camera, args.camera, args.object) as (
                 hand_config, rs_camera, camera, reference):
-            predict = None
-            if camera is not None:
+            predicted = None
+            if camera is not None:  # before the hand is connected: the world model takes a while
                 background, hand_colors = reference
-                predict = functools.partial(_predicted_frames, camera=camera, frame_dt=float(traj.times[1] - traj.times[0]),
-                                            model_path=args.model, background=background, hand_colors=hand_colors)
+                predicted = _predicted_frames(traj.joint_targets.copy(), camera,
+                                              float(traj.times[1] - traj.times[0]), args.model, background, hand_colors)
             with LeapHand(hand_config) as hand:
-                progress.say(f"play: {len(traj.times)} joint targets, {traj.times[-1] - traj.times[0]:.1f} s on the "
-                             f"{'virtual' if args.virtual else 'real'} hand"
-                             + (" after the world model predicts its frames" if predict else ""))
-                result = play(hand, traj, rs_camera, predict_frames=predict)
+                seconds = traj.times[-1] - traj.times[0]
+                with progress.bar(len(traj.times), f"play: {seconds:.1f} s on the "
+                                  f"{'virtual' if args.virtual else 'real'} hand", unit="step") as bar:
+                    result = play(hand, traj, rs_camera, on_step=lambda k: bar.update(),
+                                  predict_frames=None if predicted is None else lambda targets: predicted)
     except (HardwareError, RealSenseError) as err:
         print(f"cgwm play: hardware error: {err}", file=sys.stderr)
         raise SystemExit(3) from err

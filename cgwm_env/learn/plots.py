@@ -1,5 +1,5 @@
 """The picture of a stage II run: its loss, its PSNR and each learned parameter per iteration, the
-iterate it kept marked (`cgwm learn` writes it beside the bundle)."""
+iterate it kept marked, drawn from the run's learn_log.jsonl (docs/cli.md says which verbs draw it)."""
 
 from __future__ import annotations
 

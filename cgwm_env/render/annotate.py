@@ -51,7 +51,7 @@ def panels(images, titles) -> np.ndarray:
 
 def panel_video(videos: dict) -> np.ndarray:
     """Videos {title: (T, H, W, 3) uint8} of one length and height side by side, titled:
-    (T, TITLE_HEIGHT + H, sum W, 3). What `cgwm eval` writes for each test clip."""
+    (T, TITLE_HEIGHT + H, sum W, 3), e.g. observed beside predicted frames of a test clip."""
     titles, clips = list(videos), [np.asarray(v) for v in videos.values()]
     if not clips or any(c.ndim != 4 or len(c) != len(clips[0]) for c in clips):
         raise ValueError(f"videos: expected (T, H, W, 3) videos of one length, got {[c.shape for c in clips]}")
