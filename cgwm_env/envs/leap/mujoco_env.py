@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import gymnasium as gym
 import mujoco
+import numpy as np
 from gymnasium.vector import SyncVectorEnv
 from gymnasium.wrappers import TimeLimit
-import numpy as np
 
 from cgwm_env.checks import check_count, check_flag
 from cgwm_env.data.objects import ObjectSpec, get_object
@@ -191,25 +191,25 @@ class LeapHandMujocoEnv(leap_task.GoalEnvMethods, gym.Env):
         return np.clip(a, self._lower, self._upper)
 
     def render(self):
-        if self.render_mode != "depth_array":
-            return self._image() if self.render_mode == "rgb_array" else None
-        self._image()  # makes the renderer
-        self._renderer.enable_depth_rendering()
-        try:
-            return self._image().astype(np.float32)
-        finally:
-            self._renderer.disable_depth_rendering()
+        return None if self.render_mode is None else self._image(depth=self.render_mode == "depth_array")
 
     def close(self):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
 
-    def _image(self) -> np.ndarray:
+    def _image(self, depth: bool = False) -> np.ndarray:
+        """palm_cam's (S, S, 3) uint8 image, or with `depth` its (S, S) float32 depth in m."""
         if self._renderer is None:
             self._renderer = mujoco.Renderer(self.mj_model, self.image_size, self.image_size)
         self._renderer.update_scene(self.mj_data, camera=CAMERA)
-        return self._renderer.render().copy()
+        if not depth:
+            return self._renderer.render().copy()
+        self._renderer.enable_depth_rendering()
+        try:
+            return self._renderer.render().astype(np.float32)
+        finally:
+            self._renderer.disable_depth_rendering()
 
     def _object_quat(self) -> np.ndarray:
         quat = self.mj_data.qpos[self._obj_q][3:]
