@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/cgwm bench physics --out out/bench_physics.json
+	$(BIN)/cgwm bench physics --json out/bench_physics.json
 
 clean:
 	rm -rf $(VENV) out

@@ -21,20 +21,24 @@ from cgwm_env.envs.leap.world_model_env import LeapCore
 from cgwm_env.physics.model import State
 from cgwm_env.physics.simulator import control_step
 
-REACH_ANGLE = 0.1  # rad: an episode "reaches" the goal when its final angle error is below this
+REACH_ANGLE = leap_task.HAND_MANIPULATE_ANGLE  # rad: an episode "reaches" the goal when its final angle is below
 
 
 def state_from_observation(obs: dict, previous: dict | None = None, dt: float = CONTROL_DT) -> State:
-    """The world model's State (batch 1) of a task observation (cgwm_env.envs.leap.task's dict): the
-    object's pose, the joint positions and targets; the object's velocities finite-differenced from the
-    previous observation over dt s (zero without one), the joints' from their positions."""
-    pos = torch.as_tensor(obs["object_pos"], dtype=torch.float32)[None]
-    quat = torch.as_tensor(obs["object_quat"], dtype=torch.float32)[None]
+    """The world model's State (batch 1) of a task observation (cgwm_env.envs.leap.task's goal
+    dict): the object's pose, the joint positions and targets; the object's velocities
+    finite-differenced from the previous observation over dt s (zero without one; the planner was
+    tuned so, and the difference over a control step smooths contact chatter), the joints' from
+    their positions."""
+    now = leap_task.observation_parts(obs["observation"])
+    pos = torch.as_tensor(now["object_pos"], dtype=torch.float32)[None]
+    quat = torch.as_tensor(now["object_quat"], dtype=torch.float32)[None]
     velocity, omega = torch.zeros(1, 3), torch.zeros(1, 3)
     if previous is not None:
-        velocity = (pos - torch.as_tensor(previous["object_pos"], dtype=torch.float32)[None]) / dt
-        q0 = torch.as_tensor(previous["object_quat"], dtype=torch.float64)
-        q1 = torch.as_tensor(obs["object_quat"], dtype=torch.float64)
+        before = leap_task.observation_parts(previous["observation"])
+        velocity = (pos - torch.as_tensor(before["object_pos"], dtype=torch.float32)[None]) / dt
+        q0 = torch.as_tensor(before["object_quat"], dtype=torch.float64)
+        q1 = torch.as_tensor(now["object_quat"], dtype=torch.float64)
         q0 = q0 if float((q0 * q1).sum()) >= 0 else -q0
         # omega (world frame) from q1 = exp(dt omega / 2) q0: 2 vec(q1 q0^-1) / dt to first order
         w0, v0 = q0[0], -q0[1:]
@@ -42,8 +46,8 @@ def state_from_observation(obs: dict, previous: dict | None = None, dt: float = 
         vec = w1 * v0 + w0 * v1 + torch.linalg.cross(v1, v0)
         omega = (2.0 * vec / dt).to(torch.float32)[None]
     return State(pos, quat, velocity, omega, torch.tensor([[0.0, 0.0, 10.0]]),
-                 torch.as_tensor(obs["joint_pos"], dtype=torch.float32)[None],
-                 torch.as_tensor(obs["joint_target"], dtype=torch.float32)[None])
+                 torch.as_tensor(now["joint_pos"], dtype=torch.float32)[None],
+                 torch.as_tensor(now["joint_target"], dtype=torch.float32)[None])
 
 
 @dataclass
@@ -64,27 +68,34 @@ class EpisodeResult:
 
 
 def run_episode(env, planner, seed: int, max_steps: int = MAX_EPISODE_STEPS, finite_difference: bool = True,
-                on_step: Callable[[int, dict, dict], None] | None = None) -> EpisodeResult:
-    """Reset `env` (ContactGaussian-LeapHand-v0 or its MuJoCo twin, through gym.make or not) with
+                on_step: Callable[[int, dict, dict], None] | None = None,
+                on_reset: Callable[[dict], None] | None = None) -> EpisodeResult:
+    """Reset `env` (ContactGaussian-LeapHand-v1 or its MuJoCo twin, through gym.make or not) with
     `seed` and run `planner` (controllers.mpc.ReorientationMPC) in closed loop until success (the
     env's info["is_success"]: the task's, with its hold), the object drops, or max_steps. The
     world-model env's State is read directly; for any other env it is built from the observation
     (state_from_observation; object velocities finite-differenced when finite_difference, else
-    zero). on_step(t, obs, info) is called after every step."""
+    zero). The planner's joint-target changes (rad) go to the env as its actions (normalised or
+    not, its goal_settings). on_reset(obs) is called after the reset, on_step(t, obs, info) after
+    every step."""
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps: expected a count >= 1, got {max_steps!r}")
     planner.reset()
     first_solve = len(planner.solve_times)
     obs, info = env.reset(seed=seed)
+    if on_reset is not None:
+        on_reset(obs)
     world_model = getattr(env.unwrapped, "state", None) is not None and hasattr(env.unwrapped, "simulate")
-    goal, hold = obs["goal_quat"].astype(np.float64), obs["object_pos"].astype(np.float64)
+    settings = env.unwrapped.goal_settings
+    goal = obs["desired_goal"].astype(np.float64)
+    hold = leap_task.observation_parts(obs["observation"])["object_pos"].astype(np.float64)
     previous, dropped, steps, success = None, False, 0, False
     for steps in range(1, max_steps + 1):
         state = env.unwrapped.state if world_model else state_from_observation(
             obs, previous if finite_difference else None)
         action = planner.plan(state, goal, hold)
         previous = obs
-        obs, _, terminated, _, info = env.step(action.numpy())
+        obs, _, terminated, _, info = env.step(settings.env_action(action.numpy()))
         if on_step is not None:
             on_step(steps, obs, info)
         success = bool(info["is_success"])
@@ -93,7 +104,7 @@ def run_episode(env, planner, seed: int, max_steps: int = MAX_EPISODE_STEPS, fin
         if terminated:
             dropped = True
             break
-    angle = float(angle_error(obs["object_quat"], goal))
+    angle = float(angle_error(obs["achieved_goal"], goal))
     return EpisodeResult(seed, success, steps, float(info["orientation_error"]), math.degrees(angle),
                          angle < REACH_ANGLE, dropped, planner.solve_times[first_solve:], planner.regrasps)
 
@@ -119,12 +130,14 @@ def summarize(results: list[EpisodeResult]) -> dict:
     }
 
 
-def world_model_plan(model, planner, steps: int, turn: float = math.pi / 2) -> np.ndarray:
+def world_model_plan(model, planner, steps: int, turn: float = math.pi / 2,
+                     on_step: Callable[[int, State], None] | None = None) -> np.ndarray:
     """The joint targets (steps + 1, 16) rad, one a control step (the first the open hand's), that
     `planner` (controllers.mpc.ReorientationMPC) plans in closed loop on the world model `model`
     (a Model with a hand) itself, turning the object by `turn` rad about +z from the playback's
     start (LeapCore.upright_start, as envs.leap.predict_frames: the hand open and at rest): a
-    trajectory planned on the model, to play open loop on the hand (hardware.playback)."""
+    trajectory planned on the model, to play open loop on the hand (hardware.playback).
+    on_step(t, state) is called after each control step with the model's State."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected a count >= 1, got {steps!r}")
     core = LeapCore(1, model, 8, False)
@@ -132,9 +145,11 @@ def world_model_plan(model, planner, steps: int, turn: float = math.pi / 2) -> n
     goal, hold = leap_task.yaw_quat(turn).astype(np.float64), state.position[0].double()
     planner.reset()
     targets = [state.hand_target[0].clone()]
-    for _ in range(steps):
+    for t in range(1, steps + 1):
         action = planner.plan(state, goal, hold)
         with torch.no_grad():
             state = control_step(core.model, core.prepared, state, action[None].to(state.hand.dtype), core.substeps)
         targets.append(state.hand_target[0].clone())
+        if on_step is not None:
+            on_step(t, state)
     return torch.stack(targets).double().numpy()

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 import cgwm_env  # noqa: F401  (registers the environments)
-from cgwm_env.envs.leap.task import CONTROL_DT, angle_error
+from cgwm_env.envs.leap.task import CONTROL_DT, angle_error, observation_parts
 from controllers.mpc import MPCSettings, ReorientationMPC
 from controllers.tasks import state_from_observation
 
@@ -21,12 +21,14 @@ parser.add_argument("--world-model-plant", action="store_true", help="execute on
 args = parser.parse_args()
 
 torch.set_num_threads(1)  # batch-1 planning is op-overhead bound: a second thread only contends
-world = gym.make("ContactGaussian-LeapHand-v0")  # the world model: env.unwrapped.model is what MPC plans on
-plant = world if args.world_model_plant else gym.make("ContactGaussian-LeapHandMuJoCo-v0")
+# normalized_actions=False: the envs take the planner's joint-target changes in rad, as they are.
+world = gym.make("ContactGaussian-LeapHand-v1", normalized_actions=False)  # env.unwrapped.model: what MPC plans on
+plant = world if args.world_model_plant else gym.make("ContactGaussian-LeapHandMuJoCo-v1", normalized_actions=False)
 planner = ReorientationMPC(world.unwrapped.model, MPCSettings())  # the shipped planner
 
 obs, info = plant.reset(seed=0)
-goal, hold = obs["goal_quat"], obs["object_pos"].copy()  # turn to goal, keep the cube where it started
+goal = obs["desired_goal"]  # turn the cube to the goal, keeping it where it started
+hold = observation_parts(obs["observation"])["object_pos"].copy()
 previous = None
 for t in range(args.steps):
     # The planning State: the world model's own, or one built from the twin's observation
@@ -36,9 +38,9 @@ for t in range(args.steps):
     previous = obs
     obs, reward, terminated, truncated, info = plant.step(action.numpy())
     if t % 30 == 0:
-        print(f"t={t * CONTROL_DT:5.1f} s  angle to goal {np.degrees(angle_error(obs['object_quat'], goal)):6.1f} deg")
+        print(f"t={t * CONTROL_DT:5.1f} s  angle to goal {np.degrees(angle_error(obs['achieved_goal'], goal)):6.1f} deg")
     if info["is_success"] or terminated:  # success: within 23 degrees for 20 steps in a row
         break
 solves = f"median solve {1e3 * np.median(planner.solve_times):.1f} ms" if planner.solve_times else "no solves yet"
 print(f"{'success' if info['is_success'] else 'no success'} after {t + 1} steps; final angle error "
-      f"{np.degrees(angle_error(obs['object_quat'], goal)):.1f} deg; {solves}")
+      f"{np.degrees(angle_error(obs['achieved_goal'], goal)):.1f} deg; {solves}")

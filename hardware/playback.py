@@ -22,16 +22,15 @@ import json
 import logging
 import math
 import time
-import zipfile
-import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from cgwm_env.checks import read_npz
 from cgwm_env.data.dataset import camera_to_meta, save_dataset
-from cgwm_env.data.objects import OBJECTS
+from cgwm_env.data.objects import get_object
 from cgwm_env.envs.leap import task as leap_task
 from cgwm_env.envs.leap.mujoco_env import scene_spec
 from cgwm_env.physics import hand as hand_model
@@ -103,15 +102,7 @@ def load_trajectory(path) -> Trajectory:
     A file that is not such an .npz (empty, truncated, corrupt, a .npy, arrays missing or not
     numbers) raises ValueError naming it."""
     path = Path(path)
-    try:
-        with open(path, "rb") as file:
-            if file.read(2) != b"PK":
-                raise ValueError("not a zip archive, as an .npz is (a .npy file holds one unnamed array)")
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, zlib.error) as err:
-        raise ValueError(f"trajectory: {path}: cannot read it as a NumPy .npz without pickles with arrays times "
-                         f"and joint_targets ({type(err).__name__}: {err})") from err
+    arrays = read_npz(path, "trajectory")
     missing = [k for k in ("times", "joint_targets") if k not in arrays]
     if missing:
         raise ValueError(f"trajectory: {path}: lacks array(s) {', '.join(missing)} (has {sorted(arrays)})")
@@ -185,13 +176,15 @@ def _check_predicted(predicted, T: int, size) -> np.ndarray:
 
 
 def play(hand, trajectory: Trajectory, camera=None, predict_frames=None,
-         approach_speed: float = 0.5) -> PlaybackResult:
+         approach_speed: float = 0.5, on_step=None) -> PlaybackResult:
     """Play `trajectory` open loop on a connected `hardware.dynamixel.LeapHand`.
 
     camera: a `hardware.realsense.RealSenseCamera` (frames recorded) or None. predict_frames:
     optional callable joint_targets (T, 16) -> (T, H, W, 3) uint8, the world model's frames for
     the plan; called before anything moves, and the result's psnr compares them with the camera's.
-    approach_speed: rad/s for the move from the present pose to the first target.
+    approach_speed: rad/s for the move from the present pose to the first target. on_step:
+    optional callable(k) after target k was sent and the step before it observed (a progress
+    bar's update); it runs inside the timed loop, so it must take microseconds.
     """
     traj = validate_trajectory(trajectory.times, trajectory.joint_targets, hand.config.max_joint_speed)
     T = len(traj.times)
@@ -215,6 +208,8 @@ def play(hand, trajectory: Trajectory, camera=None, predict_frames=None,
         commands[k] = hand.command(traj.joint_targets[k])
         if k:  # after the command, so that commands keep their times
             _observe(hand, camera, measured, frames, k - 1)
+        if on_step is not None:
+            on_step(k)
     _sleep_until(start + ends[-1])
     _observe(hand, camera, measured, frames, T - 1)
     jitter = jitter_stats(rel, sent_times)
@@ -312,18 +307,17 @@ def scene_reference(model, data, camera_name: str, width: int, height: int) -> t
     return empty, colors
 
 
-def virtual_motors(object_name: str, image_size: int):
+def virtual_motors(object_name: str | None, image_size: int):
     """The virtual plant's MuJoCo hand (hardware.virtual.MujocoMotors): the palm-up scene with the
-    library object `object_name` (cgwm_env.data.objects) upright on the palm at the task's start,
-    as the MuJoCo twin and `cgwm synth --scenario leap` show it (flat lighting), or the scene's own
-    red cube where the name is not a library object. image_size: px, the renderer's buffer."""
+    library object `object_name` (cgwm_env.data.objects; a ValueError names `object` for another
+    name) upright on the palm at the task's start, as the MuJoCo twin and `cgwm synth --scenario
+    leap` show it (flat lighting), or the scene's own red cube where object_name is None.
+    image_size: px, the renderer's buffer."""
     import tempfile
 
-
-    if object_name not in OBJECTS:
+    if object_name is None:
         return MujocoMotors()
-
-    obj = OBJECTS[object_name]
+    obj = get_object(object_name)
     spec = scene_spec(obj, image_size)
     lowest = obj.sample_surface(4000, seed=0)[:, 2].min()
     spec.body("object").pos = (*leap_task.OBJECT_XY, hand_mjcf.PALM_Z + 0.001 - lowest)

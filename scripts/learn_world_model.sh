@@ -10,7 +10,7 @@ object=$1 out=$2 lr=${3:-}
 cgwm=${CGWM:-.venv/bin/cgwm}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 "$cgwm" synth --scenario multiview --object "$object" --out "$out/views" --size 96
-"$cgwm" init --views "$out/views/views_000" --out "$out/gaussians.npz" --grid 30
+"$cgwm" init --data "$out/views/views_000" --gaussians "$out/gaussians.npz" --grid 30
 "$cgwm" synth --scenario leap --object "$object" --out "$out/leap" --episodes 3 --size 64
 "$cgwm" learn --data "$out/leap" --gaussians "$out/gaussians.npz" --out "$out/model" \
     --config learn_leap.yaml --mu 0.2 --stiffness 40 --damping 1.0 ${lr:+--lr "$lr"}

@@ -47,10 +47,10 @@ def test_plan_writes_a_trajectory_that_play_reads(tmp_path, capsys):
     from hardware.playback import load_trajectory
 
     out = tmp_path / "plan.npz"
-    assert main(["plan", "--steps", "4", "--out", str(out)]) == 0
+    assert main(["plan", "--steps", "4", "--trajectory", str(out)]) == 0
     trajectory = load_trajectory(out)
     assert trajectory.joint_targets.shape == (5, 16) and trajectory.times[1] == pytest.approx(1 / 30)
     assert trajectory.joint_targets[1:].any()  # the approach's first steps
-    assert main(["plan", "--steps", "0", "--out", str(tmp_path / "none.npz")]) == 2
-    assert main(["plan", "--turn", "nan", "--out", str(tmp_path / "none.npz")]) == 2
+    assert "the world model ends" in capsys.readouterr().out
+    assert main(["plan", "--turn", "nan", "--trajectory", str(tmp_path / "none.npz")]) == 2
     assert "--turn" in capsys.readouterr().err and not (tmp_path / "none.npz").exists()

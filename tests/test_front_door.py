@@ -19,7 +19,7 @@ FASTER = {"max_steps=500": "max_steps=3", "--steps 300": "--steps 3", "--size 96
           "--mesh-resolution 16", "--episodes 3": "--episodes 1",
           "--damping 1": "--damping 1 --iterations 1 --clips 0"}
 # README lines that need the real hand or camera.
-NEEDS_HARDWARE = ("cgwm calibrate --out", "cgwm play out/plan.npz --camera")
+NEEDS_HARDWARE = ("cgwm calibrate --camera", "cgwm play --trajectory out/plan.npz --camera")
 
 
 def _run(args: list[str], cwd: Path, timeout: float = 600) -> str:

@@ -267,7 +267,7 @@ def test_bad_trajectories_are_refused_before_any_motor_moves(tmp_path):
         assert len(sync_writes(bus, 116)) == goals  # nothing moved
     save_trajectory(tmp_path / "fast.npz", *cases[r"joint_targets: joint 2 \(if_pip\) moves at 6.000 rad/s between "
                                                    "steps 4 and 5"])
-    assert main(["play", str(tmp_path / "fast.npz"), "--virtual", "--no-camera"]) == 2
+    assert main(["play", "--trajectory", str(tmp_path / "fast.npz"), "--virtual", "--no-camera"]) == 2
     np.savez(tmp_path / "pickled.npz", times=t, joint_targets=np.array([good, None], dtype=object))
     with pytest.raises(ValueError, match="without pickles"):
         load_trajectory(tmp_path / "pickled.npz")
@@ -284,9 +284,10 @@ def test_playback_on_the_virtual_bus_follows_the_plan():
     times = 0.2 + np.arange(T) / rate
     targets = np.tile(0.3 * np.sin(np.pi * np.arange(T) / T)[:, None], (1, 16))  # from the flat pose
     with VirtualBus() as bus, LeapHand(HandConfig(port=bus.port)) as hand:
-        result = play(hand, Trajectory(times, targets))
+        steps = []
+        result = play(hand, Trajectory(times, targets), on_step=steps.append)
         sent = sync_writes(bus, 116)[-T:]
-    assert result.clamped_steps == 0
+    assert result.clamped_steps == 0 and steps == list(range(T))  # on_step once per target, in order
     np.testing.assert_allclose(result.commands, targets)
     assert sent[-1] == {MOTOR_OF_JOINT[j]: round((targets[-1, j] + math.pi) * 4096 / (2 * math.pi)) for j in range(16)}
     # First-order motors (tau 30 ms), read one step (20 ms) after each target: a ramp of plan steps d
@@ -331,14 +332,14 @@ def test_playback_records_frames_and_compares_them_with_predictions():
     assert np.isfinite(result.psnr).all() and result.psnr.shape == (T,)
 
 
-def test_cgwm_play_virtual_records_a_dataset(tmp_path):
+def test_cgwm_play_virtual_records_a_dataset(tmp_path, capsys):
     (tmp_path / "hw.yaml").write_text("camera: {width: 64, height: 48, fps: 30}\n")
     T = 12
     times = np.arange(T) / 30.0
     targets = np.tile(0.2 * np.sin(np.pi * np.arange(T) / T)[:, None], (1, 16))  # from the flat pose
     save_trajectory(tmp_path / "plan.npz", times, targets)
     out = tmp_path / "run"
-    assert main(["play", str(tmp_path / "plan.npz"), "--virtual", "--config", str(tmp_path / "hw.yaml"),
+    assert main(["play", "--trajectory", str(tmp_path / "plan.npz"), "--virtual", "--config", str(tmp_path / "hw.yaml"),
                  "--out", str(out), "--object", "cube"]) == 0
     data = load_dataset(out)
     assert len(data) == T and data.images.shape == (T, 48, 64, 3) and data.meta["object"] == "cube"
@@ -350,6 +351,9 @@ def test_cgwm_play_virtual_records_a_dataset(tmp_path):
     assert data.images.std() > 0.02  # a rendered scene, not a blank
     summary = json.loads((out / "playback.json").read_text())
     assert summary["steps"] == T and summary["virtual"] and summary["clamped_steps"] == 0
+    said = capsys.readouterr()  # stderr is not a terminal here: plain progress lines, then the summary
+    assert f"play: 0.4 s on the virtual hand: done, {T}/{T} steps" in said.err and "\r" not in said.err
+    assert said.out.startswith(f"play: {T} steps, joint tracking error")
 
 
 # ----------------------------------------------------------------------------- camera
@@ -446,7 +450,7 @@ def test_calibration_recovers_a_known_camera_pose(tmp_path):
     calibration = {"dictionary": "DICT_4X4_50", "markers": markers}
     (tmp_path / "hw.yaml").write_text(yaml.safe_dump({"calibration": calibration}))
     assert main(["calibrate", "--config", str(tmp_path / "hw.yaml"), "--image", str(tmp_path / "markers.png"),
-                 "--intrinsics", str(tmp_path / "intrinsics.json"), "--out", str(tmp_path / "camera.json")]) == 0
+                 "--intrinsics", str(tmp_path / "intrinsics.json"), "--camera", str(tmp_path / "camera.json")]) == 0
     loaded = load_camera(tmp_path / "camera.json")
     np.testing.assert_allclose(loaded.T_cw.double().numpy(), fit.T_cw, atol=1e-6)
     np.testing.assert_allclose(opencv_matrix(loaded), opencv_matrix(camera), atol=1e-5)

@@ -209,7 +209,7 @@ def test_every_unreadable_trajectory_file_is_a_value_error_naming_it(tmp_path, c
     for name, path in _bad_files(tmp_path).items():
         with pytest.raises(ValueError, match=f"trajectory: .*{path.name}"):
             load_trajectory(path)
-        assert main(["play", str(path), "--virtual", "--no-camera", "--out", str(tmp_path / "out")]) == 2, name
+        assert main(["play", "--trajectory", str(path), "--virtual", "--no-camera", "--out", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err
-        assert f"cgwm play: error: trajectory: {path}" in err and "Traceback" not in err, err
+        assert f"cgwm play: error: --trajectory: {path}" in err and "Traceback" not in err, (name, err)
     assert not (tmp_path / "out").exists()  # nothing was played or written

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("cgwm_env", "controllers", "hardware")
 # Lowest first; a module's layer is the longest prefix that names it. cgwm_env itself (its
 # __init__: the public API and the environments' registration) sits on the environments.
-LAYERS = ("cgwm_env.config", "cgwm_env.physics", "cgwm_env.render", "cgwm_env.data", "cgwm_env.learn",
+LAYERS = ("cgwm_env.checks", "cgwm_env.progress", "cgwm_env.config", "cgwm_env.physics", "cgwm_env.render", "cgwm_env.data", "cgwm_env.learn",
           "cgwm_env.envs", "cgwm_env", "controllers", "hardware", "cgwm_env.bench", "cgwm_env.cli")
 
 

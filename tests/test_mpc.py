@@ -15,6 +15,9 @@ from cgwm_env.physics.model import State
 from controllers.mpc import MPCSettings, ReorientationMPC, load_settings, planning_model
 from controllers.tasks import state_from_observation
 
+WORLD, TWIN = "ContactGaussian-LeapHand-v1", "ContactGaussian-LeapHandMuJoCo-v1"
+RAD = {"normalized_actions": False}  # the envs take the planner's joint-target changes (rad) as they are
+
 # The planner without its approach, regrasp, settling and lead bound: what the unit tests single out.
 BARE = dataclasses.replace(MPCSettings(), approach=(), regrasp_after=0, settle_error=0.0, settle_weight=1.0,
                            max_lead=0.0, iterations=2, step_size=0.02, release_steps=15)
@@ -22,7 +25,7 @@ BARE = dataclasses.replace(MPCSettings(), approach=(), regrasp_after=0, settle_e
 
 @pytest.fixture(scope="module")
 def world():
-    env = gym.make("ContactGaussian-LeapHand-v0").unwrapped
+    env = gym.make(WORLD, **RAD).unwrapped
     env.reset(seed=0)
     return env
 
@@ -144,23 +147,27 @@ def test_nan_state_and_impossible_goals_raise_before_planning(world):
 def test_success_needs_twenty_consecutive_steps_below_threshold():
     streak = 0
     for _ in range(19):
-        streak = task.success_streak(streak, 0.01)
+        streak = task.success_streak(streak, True)
         assert not task.is_success(streak)
-    streak = task.success_streak(streak, 0.05)  # a step above the threshold starts the count again
+    streak = task.success_streak(streak, False)  # a step outside the threshold starts the count again
     for _ in range(20):
         assert not task.is_success(streak)
-        streak = task.success_streak(streak, 0.039)
+        streak = task.success_streak(streak, True)
     assert task.is_success(streak)
-    np.testing.assert_array_equal(task.success_streak([3, 3], [0.01, 0.05]), [4, 0])  # batched
+    np.testing.assert_array_equal(task.success_streak([3, 3], [True, False]), [4, 0])  # batched
     assert task.angle_error(task.yaw_quat(0.3), task.yaw_quat(0.0)) == pytest.approx(0.3, abs=1e-6)
 
 
 def test_state_from_observation_differences_the_object_pose():
     omega = np.array([0.0, 0.0, 1.5])  # rad/s about +z
-    first = {"object_pos": np.array([0.0, 0.0, 0.06], np.float32), "object_quat": task.yaw_quat(0.2),
-             "joint_pos": np.full(16, 0.1, np.float32), "joint_target": np.full(16, 0.2, np.float32)}
-    second = dict(first, object_pos=np.array([0.003, 0.0, 0.06], np.float32),
-                  object_quat=task.yaw_quat(0.2 + omega[2] * task.CONTROL_DT))
+
+    def observation(pos, quat) -> dict:
+        parts = {"joint_pos": np.full((1, 16), 0.1), "joint_target": np.full((1, 16), 0.2), "object_pos": [pos],
+                 "object_quat": [quat], "object_vel": np.zeros((1, 3)), "object_omega": np.zeros((1, 3))}
+        return {k: v[0] for k, v in task.observation(parts, [task.yaw_quat(1.0)]).items()}
+
+    first = observation([0.0, 0.0, 0.06], task.yaw_quat(0.2))
+    second = observation([0.003, 0.0, 0.06], task.yaw_quat(0.2 + omega[2] * task.CONTROL_DT))
     state = state_from_observation(second, first)
     assert isinstance(state, State)
     np.testing.assert_allclose(state.velocity[0].numpy(), [0.09, 0.0, 0.0], atol=1e-4)
@@ -175,22 +182,22 @@ def test_short_reorientation_in_the_world_model_succeeds():
     mismatch), from the open hand (no approach), within 100 control steps (3.3 s) including the
     20 steps held. The cube slides about 4 cm on the palm while it turns (measured), so the test
     asks only that it stays on the palm."""
-    env = gym.make("ContactGaussian-LeapHand-v0").unwrapped
+    env = gym.make(WORLD, **RAD).unwrapped
     obs, _ = env.reset(seed=0)
-    start = obs["object_pos"].copy()
-    yaw0 = 2 * math.atan2(float(obs["object_quat"][3]), float(obs["object_quat"][0]))
+    start = task.observation_parts(obs["observation"])["object_pos"].copy()
+    yaw0 = 2 * math.atan2(float(obs["achieved_goal"][3]), float(obs["achieved_goal"][0]))
     goal = task.yaw_quat(yaw0 + math.radians(40.0))
-    assert task.orientation_error(obs["object_quat"], goal) > 0.1
+    assert task.orientation_error(obs["achieved_goal"], goal) > 0.1
     planner = ReorientationMPC(env.model, dataclasses.replace(MPCSettings(), approach=()))
     streak = 0
     for _ in range(100):
         action = planner.plan(env.state, goal, start)
         obs, *_ = env.step(action.numpy())
-        streak = task.success_streak(streak, task.orientation_error(obs["object_quat"], goal))
+        streak = task.success_streak(streak, env.goal_settings.within(obs["achieved_goal"], goal))
         if task.is_success(streak):
             break
     assert task.is_success(streak)
-    assert not task.dropped(obs["object_pos"], start)
+    assert not task.dropped(task.observation_parts(obs["observation"])["object_pos"], start)
 
 
 def test_approach_moves_the_targets_through_the_waypoints_at_the_bound_before_planning(world):
@@ -217,18 +224,19 @@ def test_approach_moves_the_targets_through_the_waypoints_at_the_bound_before_pl
 @pytest.mark.parametrize("seed", [3, 12])  # start yaws -75 and -45 degrees (a corner towards a finger)
 def test_config_approach_cages_the_cube_in_mujoco_without_moving_it(world, seed):
     planner = ReorientationMPC(world.model, MPCSettings())
-    twin = gym.make("ContactGaussian-LeapHandMuJoCo-v0")
+    twin = gym.make(TWIN, **RAD)
     obs, _ = twin.reset(seed=seed)
-    start_pos, start_quat = obs["object_pos"].copy(), obs["object_quat"].copy()
+    start_pos, start_quat = task.observation_parts(obs["observation"])["object_pos"].copy(), obs["achieved_goal"].copy()
     for steps in range(100):
-        action = planner.plan(state_from_observation(obs), obs["goal_quat"])
+        action = planner.plan(state_from_observation(obs), obs["desired_goal"])
         if not planner.waypoints:  # reached: this call planned
             break
         obs, *_ = twin.step(action.numpy())
+    parts = task.observation_parts(obs["observation"])
     assert steps == 74 and len(planner.solve_times) == 1
-    np.testing.assert_allclose(obs["joint_target"], planner.settings.approach[-1], atol=1e-4)
-    assert np.linalg.norm(obs["object_pos"] - start_pos) < 2e-3
-    assert task.angle_error(obs["object_quat"], start_quat) < math.radians(2.0)
+    np.testing.assert_allclose(parts["joint_target"], planner.settings.approach[-1], atol=1e-4)
+    assert np.linalg.norm(parts["object_pos"] - start_pos) < 2e-3
+    assert task.angle_error(obs["achieved_goal"], start_quat) < math.radians(2.0)
     twin.close()
 
 
@@ -237,9 +245,9 @@ def test_a_stall_releases_the_pads_without_turning_the_cube_back_then_cages_agai
     counted (regrasp_progress 1), the planner releases (at most release_steps planned steps, the
     orientation held: the cube is not turned back), then moves through the approach waypoints to
     the cage again."""
-    env = gym.make("ContactGaussian-LeapHand-v0").unwrapped
+    env = gym.make(WORLD, **RAD).unwrapped
     obs, _ = env.reset(seed=12)
-    goal, hold = obs["goal_quat"], obs["object_pos"].copy()
+    goal, hold = obs["desired_goal"], task.observation_parts(obs["observation"])["object_pos"].copy()
     settings = dataclasses.replace(MPCSettings(), regrasp_after=25, regrasp_progress=1.0)
     planner = ReorientationMPC(env.model, settings)
     yaws, phases = [], []
@@ -247,7 +255,7 @@ def test_a_stall_releases_the_pads_without_turning_the_cube_back_then_cages_agai
         action = planner.plan(env.state, goal, hold)
         phases.append("approach" if planner.waypoints else "plan" if not planner.regrasps else "release")
         obs, *_ = env.step(action.numpy())
-        yaws.append(2 * math.atan2(float(obs["object_quat"][3]), float(obs["object_quat"][0])))
+        yaws.append(2 * math.atan2(float(obs["achieved_goal"][3]), float(obs["achieved_goal"][0])))
     assert planner.regrasps == 1
     assert phases.count("release") <= settings.release_steps and phases[-1] == "approach"
     start, end = phases.index("release"), len(phases) - 1 - phases[::-1].index("release")
@@ -255,7 +263,7 @@ def test_a_stall_releases_the_pads_without_turning_the_cube_back_then_cages_agai
     assert abs(turned) > math.radians(10)
     # the release keeps the stroke's turn (it may go on a little: 8 degrees here, towards the goal)
     assert (yaws[end] - yaws[start - 1]) * math.copysign(1.0, turned) > -math.radians(3)
-    assert not task.dropped(obs["object_pos"], hold)
+    assert not task.dropped(task.observation_parts(obs["observation"])["object_pos"], hold)
     assert planner.waypoints and len(planner.waypoints) <= len(settings.approach)
 
 
@@ -301,7 +309,7 @@ def test_settling_raises_the_orientation_weight_only_near_the_goal():
     """Below settle_error the orientation term weighs settle_weight times more; far from the goal
     the plan is the one without settling. From the cage (configs/mpc.yaml's approach), where the
     pads touch the cube and the orientation term has a gradient."""
-    env = gym.make("ContactGaussian-LeapHand-v0").unwrapped
+    env = gym.make(WORLD, **RAD).unwrapped
     env.reset(seed=0)
     config = MPCSettings()
     cage = ReorientationMPC(env.model, config)

@@ -135,7 +135,7 @@ def test_densify_clones_small_splits_large_and_prunes():
 
 def test_command_line_entry_writes_all_outputs(tmp_path, cube_run, capsys):
     views, _, _ = cube_run
-    assert main(["init", "--views", str(views), "--out", str(tmp_path / "g.npz"), "--grid", "12",
+    assert main(["init", "--data", str(views), "--gaussians", str(tmp_path / "g.npz"), "--grid", "12",
                  "--geometry-iterations", "4", "--appearance-iterations", "4", "--mesh-resolution", "24",
                  "--holdout-every", "5"]) == 0
     assert "16 views (4 held out)" in capsys.readouterr().out

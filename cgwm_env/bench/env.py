@@ -1,4 +1,4 @@
-"""Environment benchmark: control steps per second of ContactGaussian-LeapHand-v0 (the world model)
+"""Environment benchmark: control steps per second of ContactGaussian-LeapHand-v1 (the world model)
 without and with the 128x128 image, eager and with compile=True, of its natively batched vector env
 at 64 and 1024 envs, and of the MuJoCo twin, in one run. Every env runs the same motion: the thumb curling into the cube on the
 palm (contacts active), from one seeded reset; a rate is env steps per second of wall time, the
@@ -18,16 +18,17 @@ import numpy as np
 import torch
 
 import cgwm_env  # noqa: F401  (registers the environments)
+from cgwm_env import progress
 from cgwm_env.envs.leap import task
 from cgwm_env.physics import hand_mjcf
 
-LEAP, TWIN = "ContactGaussian-LeapHand-v0", "ContactGaussian-LeapHandMuJoCo-v0"
+LEAP, TWIN = "ContactGaussian-LeapHand-v1", "ContactGaussian-LeapHandMuJoCo-v1"
 TARGET_WITH_IMAGE = 60.0  # env steps/s with a 128x128 image (issue 5)
 
 
 def _thumb_curl() -> np.ndarray:
     action = np.zeros(hand_mjcf.N_JOINTS, np.float32)
-    action[[13, 14, 15]] = task.ACTION_BOUND
+    action[[13, 14, 15]] = 1.0  # normalised: ACTION_BOUND rad per control step
     return action
 
 
@@ -53,6 +54,7 @@ def run(out: str | None = None, quick: bool = False) -> dict:
 
     def add(case, batch, rate):
         rows.append({"case": case, "batch": batch, "env_steps_per_s": rate, "ms_per_env_step": 1e3 / rate})
+        progress.say(f"bench env: {case}, batch {batch}: {rate:.1f} env-steps/s")
 
     add("world model, no image", 1, _rate(gym.make(LEAP), curl, blocks, steps))
     add("world model, 128x128 image", 1, _rate(gym.make(LEAP, image_obs=True, image_size=128), curl, blocks, steps))

@@ -79,7 +79,7 @@ def main(argv: list[str]) -> None:
     m, d = twin.mj_model, twin.mj_data
     state = np.empty(mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_FULLPHYSICS))
     mujoco.mj_getState(m, d, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
-    targets, target = [], np.asarray(obs["joint_target"], np.float64)
+    targets, target = [], np.asarray(task.observation_parts(obs["observation"])["joint_target"], np.float64)
     for _ in range(CONTROL_STEPS):
         target = task.next_target(target, THUMB_CURL)
         targets += [target] * SUBSTEPS

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cgwm_env import progress
 from cgwm_env.bench.mpc import WORLD_MODELS
 from cgwm_env.envs.leap.world_model_env import PredictionDiverged, handmade_cube_model, predict_frames
 from cgwm_env.learn.world_model import WorldModel
@@ -150,6 +151,8 @@ def run(out: str | None = None, quick: bool = False) -> dict:
 
     learned_cube = WORLD_MODELS / "cube"
     frames = 20 if quick else 240
+    progress.say(f"bench hardware: {learned_cube.name}'s MPC plans of +-90 degrees played on the virtual plant, "
+                 f"{frames} frames each ...")
     result["playback_psnr"] = [playback_psnr(learned_cube, frames=frames, turn=turn) for turn in (90.0, -90.0)]
     print(f"\n{'turn deg':<12} {'world model':<12} {'PSNR mean dB':>12} {'min dB':>7}   (virtual plant, {frames} frames "
           f"at 160x120, planned on {learned_cube.name})")

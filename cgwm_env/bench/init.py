@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from cgwm_env import progress
 from cgwm_env.data.objects import OBJECTS
 from cgwm_env.data.synth import synth_multiview
 from cgwm_env.learn import stage1
@@ -45,6 +46,7 @@ def run(out: str | None = None, quick: bool = False) -> list[dict]:
                          "phi_mm": round(1e3 * float(phi.abs().mean()), 3),
                          "dist_mm": round(1e3 * float(dist.abs().mean()), 3), "gaussians": summary["gaussians"],
                          "fit_s": round(summary["fit_s"], 1), "total_s": round(summary["seconds"], 1)})
+            progress.say(f"bench init: {name}: held-out PSNR {summary['psnr']:.2f} dB in {summary['seconds']:.0f} s")
     print(f"{'object':8} {'views':>5} {'size':>4} {'PSNR dB':>8} {'IoU':>6} {'phi mm':>7} {'dist mm':>7} "
           f"{'Gaussians':>9} {'fit s':>6} {'total s':>7}")
     for r in rows:

@@ -2,7 +2,7 @@
 
 Per world model bundled for an object (cgwm_env/assets/world_models/<object> or
 <object>_<variant>: the cube, the cup and the L-block learned by scripts/learn_world_model.sh,
-and the hand-made cube, cube_handmade), `trials` episodes of ContactGaussian-LeapHandMuJoCo-v0 (seeds
+and the hand-made cube, cube_handmade), `trials` episodes of ContactGaussian-LeapHandMuJoCo-v1 (seeds
 0..trials-1) with the world model planning (controllers.tasks.run_episode, MPCSettings() or
 --config's overrides). Reports success (error < 0.04 for 20 consecutive
 steps within 500), the mean final angle error in degrees, the rate of ending within 0.1 rad,
@@ -116,8 +116,9 @@ def _start_worker(bundle: Path, name: str, settings, compile: bool, threads: int
     global _WORKER
     torch.set_num_threads(threads)
     model = WorldModel.load(bundle).model(**hand_scene())
-    _WORKER = ReorientationMPC(model, settings, compile=compile), gym.make("ContactGaussian-LeapHandMuJoCo-v0",
-                                                                         object=name)
+    # The planner's changes in rad go to the twin as they are (normalized_actions=False: no rescaling).
+    _WORKER = ReorientationMPC(model, settings, compile=compile), gym.make(
+        "ContactGaussian-LeapHandMuJoCo-v1", object=name, normalized_actions=False)
 
 
 def _episode(task: tuple[int, int]):

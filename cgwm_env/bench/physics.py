@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from mujoco import rollout as mj_rollout
 
+from cgwm_env import progress
 from cgwm_env.data.scenes import box_on_plane_xml
 from cgwm_env.physics import math3d
 from cgwm_env.physics.model import PhysicalParams, State, box_model
@@ -83,6 +84,7 @@ def _ours(ground_contacts: str, repeats: int, steps: int, compiled: bool) -> lis
                 t = median_seconds(run, max(3, repeats // 4)) / n
             rows.append({"case": case, "contacts": label, "batch": batch, "ms_per_step": t * 1e3,
                          "env_steps_per_s": batch / t})
+            progress.say(f"bench physics: {case}, contacts {label}, batch {batch}: {batch / t:.0f} env-steps/s")
     return rows
 
 
@@ -102,6 +104,7 @@ def mujoco_rows(repeats: int, steps: int, nthread: int, batches=(1, 64, 1024)) -
             t = median_seconds(lambda: runner.rollout(m, datas, initial, nstep=steps), max(3, repeats // 4)) / steps
             rows.append({"case": f"MuJoCo: mujoco.rollout ({nthread} threads)", "contacts": "box-plane",
                          "batch": batch, "ms_per_step": t * 1e3, "env_steps_per_s": batch / t})
+            progress.say(f"bench physics: MuJoCo, batch {batch}: {batch / t:.0f} env-steps/s")
     return rows
 
 

@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from cgwm_env import progress
 from cgwm_env.physics.gaussians import FACE_COLORS, SphereGaussians
 from cgwm_env.render import render
 from cgwm_env.render.camera import Camera, look_at
@@ -110,6 +111,8 @@ def run(out: str | None = None, repeats: int = 20) -> list[dict]:
         row["peak_rss_mib"] = _peak_rss_mib(size, n)
         row["threads"] = torch.get_num_threads()
         rows.append(row)
+        progress.say(f"bench render: {size} px, {n} Gaussians on the CPU: {row['fwd_ms']} ms forward, "
+                     f"{row['fwd_bwd_ms']} ms forward+backward")
     if torch.cuda.is_available():
         cuda = torch.device("cuda")
         for size, n in CASES:

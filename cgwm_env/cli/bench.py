@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import importlib
+import time
 
 import torch
+
+from cgwm_env import progress
 
 
 def main(args) -> None:
     """Run the suite cgwm_env.bench.<args.suite> with the parsed options (a suite is imported only
     when it runs: the hardware suite needs the [hardware] extra)."""
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads: expected a count >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     suite = importlib.import_module(f"cgwm_env.bench.{args.suite}")
+    progress.say(f"bench {args.suite}{' (quick)' if args.quick else ''}: running, a line per case; the table follows")
+    start = time.perf_counter()
     if args.suite == "render":
         suite.run(args.out, repeats=5 if args.quick else 20)
     elif args.suite == "mpc":
@@ -24,3 +27,4 @@ def main(args) -> None:
         suite.run(args.out, quick=args.quick, objects=args.objects)
     else:
         suite.run(args.out, quick=args.quick)
+    progress.summary(f"bench {args.suite}: done in {time.perf_counter() - start:.0f} s")

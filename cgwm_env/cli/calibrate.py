@@ -6,6 +6,7 @@ import sys
 
 import imageio.v3 as iio
 
+from cgwm_env import progress
 from cgwm_env.config import config_file
 from hardware.calibration import calibrate, load_camera
 from hardware.config import load_config
@@ -39,12 +40,11 @@ def main(args) -> None:
                 brown = intrinsics.model == rs_camera._rs.distortion.brown_conrady
                 dist = list(intrinsics.coeffs) if brown else None
                 if not brown and any(intrinsics.coeffs):
-                    print(f"cgwm calibrate: note: ignoring {intrinsics.model} distortion {list(intrinsics.coeffs)}")
+                    progress.say(f"cgwm calibrate: note: ignoring {intrinsics.model} distortion {list(intrinsics.coeffs)}")
         except RealSenseError as err:
             print(f"cgwm calibrate: camera error: {err}", file=sys.stderr)
             raise SystemExit(3) from err
-    posed, fit = calibrate(image, camera, config.markers, args.out, dist)
+    posed, fit = calibrate(image, camera, config.markers, args.camera, dist)
     position = posed.position.double().numpy()
-    print(f"markers {list(fit.ids)}: reprojection RMS {fit.rmse_px:.3f} px; camera at "
-          f"({position[0]:.4f}, {position[1]:.4f}, {position[2]:.4f}) m in the world")
-    print(f"wrote {args.out}")
+    progress.summary(f"calibrate: markers {list(fit.ids)}, reprojection RMS {fit.rmse_px:.3f} px; camera at "
+                     f"({position[0]:.4f}, {position[1]:.4f}, {position[2]:.4f}) m in the world -> {args.camera}")

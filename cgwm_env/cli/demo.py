@@ -1,98 +1,125 @@
 """`cgwm demo`: the MPC demo (default) and the simulator demo (--scene sim).
 
 The MPC demo: the bundled cube world model plans, by gradient-based MPC, the LEAP Hand's motions
-that turn a cube on its palm in MuJoCo (ContactGaussian-LeapHandMuJoCo-v0, the twin plant). Prints
-a live progress line and a summary, and writes mpc_demo.gif (MuJoCo's view beside the world
-model's Gaussian render of the same state) and mpc_demo.json. The simulator demo: a cube dropped
-onto the ground and a cube pushed across it, simulated as one batch of two environments; prints a
-table and writes a plot of height and speed over time."""
+that turn a cube on its palm in MuJoCo (ContactGaussian-LeapHandMuJoCo-v1, the twin plant). Shows
+its progress and a summary, and writes mpc_demo.mp4 and mpc_demo.gif (MuJoCo's view beside the
+world model's Gaussian render of the same state, titled, with the cube's heading and the goal's
+drawn as arrows and the step, the angle to the goal and the solve time overlaid) and
+mpc_demo.json. The simulator demo: a cube dropped onto the ground and a cube pushed across it,
+simulated as one batch of two environments; prints a table and writes a plot of height and speed
+over time."""
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import gymnasium as gym
-import imageio.v2 as imageio
 import numpy as np
 import torch
 
-from cgwm_env.envs.leap.task import CONTROL_DT, MAX_EPISODE_STEPS, angle_error
+from cgwm_env import progress
+from cgwm_env.envs.leap.task import CONTROL_DT, MAX_EPISODE_STEPS, angle_error, observation_parts
 from cgwm_env.physics import math3d
 from cgwm_env.physics.model import State, box_model, load_model_settings
 from cgwm_env.physics.simulator import rollout
+from cgwm_env.render.annotate import arrows, overlay, panels, write_video
 from controllers.mpc import ReorientationMPC, load_settings
 from controllers.tasks import REACH_ANGLE, run_episode, state_from_observation
 
 FRAME_EVERY = 2  # control steps per video frame (15 fps of a 30 Hz loop)
 SIDE = 0.05  # m, the simulator demo's cubes
+IMAGE_SIZE = 320  # px of each panel of the MPC demo's video
+HEADING = 0.06  # m, the length of the heading arrows
+CUBE, GOAL = (255, 140, 0), (40, 200, 60)  # the arrows' colours: the cube's heading, the goal's
+MPC_ONLY, SIM_ONLY = ("seed", "steps", "compile"), ("seconds",)
 
 
 def main(args) -> None:
-    """`cgwm demo` from parsed arguments."""
+    """`cgwm demo` from parsed arguments; a flag the chosen scene does not use is refused."""
+    unused = SIM_ONLY if args.scene == "mpc" else MPC_ONLY
+    for name in unused:
+        if getattr(args, name) not in (None, False):
+            raise ValueError(f"--{name}: not used by --scene {args.scene}; drop it or choose the other scene")
     if args.scene == "mpc":
-        run_mpc(args.out, seed=args.seed, max_steps=args.steps, config=args.config, compile=args.compile)
+        run_mpc(args.out, seed=7 if args.seed is None else args.seed, max_steps=args.steps, config=args.config,
+                compile=args.compile)
     else:
-        run_sim(args.out, seconds=args.seconds, settings=load_model_settings(args.config) if args.config else {})
+        run_sim(args.out, seconds=1.5 if args.seconds is None else args.seconds,
+                settings=load_model_settings(args.config) if args.config else {})
 
 
 def run_mpc(out_dir: str | Path, seed: int = 7, max_steps: int | None = None, config: str | Path | None = None,
-        image_size: int = 160, compile: bool = False) -> dict:
+            image_size: int = IMAGE_SIZE, compile: bool = False) -> dict:
     """Run one episode (task seed `seed`; 7 is one that `cgwm bench mpc` counts a success, as it
-    does 90-95% of seeds 0-19), write mpc_demo.gif and mpc_demo.json into out_dir and return the
-    summary. config: an MPC settings YAML overriding MPCSettings' defaults; compile: plan
-    through torch.compile (controllers.mpc; the compiling first plan is not in the rate)."""
+    does 90-95% of seeds 0-19), write mpc_demo.mp4, mpc_demo.gif and mpc_demo.json into out_dir
+    and return the summary. config: an MPC settings YAML overriding MPCSettings' defaults; compile:
+    plan through torch.compile (controllers.mpc; the compiling first plan is not in the rate);
+    image_size: px of each of the video's two panels."""
     torch.set_num_threads(1)  # batch-1 steps are op-overhead bound: a second thread only contends
     max_steps = MAX_EPISODE_STEPS if max_steps is None else max_steps
     settings, source = load_settings(config)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    twin = gym.make("ContactGaussian-LeapHandMuJoCo-v0", render_mode="rgb_array", image_size=image_size)
-    world = gym.make("ContactGaussian-LeapHand-v0", image_size=image_size).unwrapped
+    # normalized_actions=False: the planner's joint-target changes (rad) go to the twin as they are
+    twin = gym.make("ContactGaussian-LeapHandMuJoCo-v1", render_mode="rgb_array", image_size=image_size,
+                    normalized_actions=False)
+    world = gym.make("ContactGaussian-LeapHand-v1", image_size=image_size).unwrapped
     planner = ReorientationMPC(world.model, settings, compile=compile)
-    frames, start = [], time.perf_counter()
+    frames, last, start = [], {}, time.perf_counter()
 
-    def frame(obs):
+    def frame(t: int, obs: dict) -> None:
         world.core.state = state_from_observation(obs)  # draw the twin's state with the world model's Gaussians
-        frames.append(np.concatenate((twin.render(), world.core.image(0)), axis=1))
+        parts = observation_parts(obs["observation"])
+        top = parts["object_pos"] + [0.0, 0.0, 0.03]
+        heads = [math3d.rotate(torch.as_tensor(q, dtype=torch.float32), torch.tensor([HEADING, 0.0, 0.0])).numpy()
+                 for q in (obs["achieved_goal"], obs["desired_goal"])]
+        views = [arrows(view, world.core.camera, [top, top], [top + heads[0], top + heads[1]], [CUBE, GOAL])
+                 for view in (twin.render(), world.core.image(0))]
+        angle = math.degrees(angle_error(obs["achieved_goal"], obs["desired_goal"]))
+        solve = (f"solve {planner.solve_times[-1] * 1e3:.1f} ms" if planner.solve_times and not planner.waypoints
+                 else "approach (pre-grasp)" if t else "start")
+        views[0] = overlay(views[0], [f"step {t} ({t * CONTROL_DT:.1f} s)", f"angle to goal {angle:.1f} deg", solve])
+        views[1] = overlay(views[1], ["orange: the cube's heading", "green: the goal's"], corner="bottom-left")
+        frames.append(panels(views, ["MuJoCo (the plant)", "world model (its Gaussians)"]))
 
-    def on_step(t, obs, info):
-        if planner.waypoints:
-            solve = "approach (pre-grasp)"
-        else:
-            solve = f"solve {planner.solve_times[-1] * 1e3:5.1f} ms" if planner.solve_times else "compiled the planner"
-        angle = math.degrees(angle_error(obs["object_quat"], obs["goal_quat"]))
-        print(f"\rstep {t:3d}/{max_steps}  angle to goal {angle:5.1f} deg  error {info['orientation_error']:.3f}  "
-              f"{solve:20}", end="", flush=True)
-        if t % FRAME_EVERY == 0:
-            frame(obs)
+    progress.detail(f"MPC settings: {source}")
+    if compile:
+        progress.say("the first solve compiles the planner (about a minute, seconds when cached)")
+    with progress.bar(max_steps, f"demo: MPC turning the cube in MuJoCo (seed {seed})", unit="control step") as bar:
+        def on_step(t, obs, info):
+            last["obs"] = obs
+            bar.update()
+            angle = math.degrees(info["angle_error"])
+            solve = f"solve {planner.solve_times[-1] * 1e3:.1f} ms" if planner.solve_times else "approach"
+            bar.set_postfix_str(f"{angle:.1f} deg to go, {solve}")
+            if t % FRAME_EVERY == 0:
+                frame(t, obs)
 
-    print(f"MPC reorientation in MuJoCo (seed {seed}), the cube world model planning; settings {source}"
-          + ("; the first solve compiles the planner (about a minute, seconds when cached)" if compile else ""))
-    result = run_episode(twin, planner, seed, max_steps=max_steps, on_step=on_step)
-    print()
+        def first(obs):
+            frame(0, obs)
+
+        result = run_episode(twin, planner, seed, max_steps=max_steps, on_step=on_step, on_reset=first)
+    if result.steps % FRAME_EVERY:
+        frame(result.steps, last["obs"])
     times = np.array(result.solve_times or [math.nan]) * 1e3  # none: the episode ended in the approach
+    mp4, gif = write_video(frames, out_dir / "mpc_demo", fps=1.0 / (CONTROL_DT * FRAME_EVERY))
     summary = {
         "seed": seed, "success": result.success, "steps": result.steps, "seconds_simulated": result.steps * CONTROL_DT,
         "final_error": result.final_error, "final_angle_deg": result.final_angle_deg,
         f"within_{REACH_ANGLE}_rad": result.reached, "dropped": result.dropped, "regrasps": result.regrasps,
         "solve_ms_median": float(np.median(times)), "solve_ms_p95": float(np.percentile(times, 95)),
         "mpc_hz": float(1e3 / np.median(times)), "compile_s": planner.compile_seconds,
-        "wall_s": time.perf_counter() - start,
+        "wall_s": time.perf_counter() - start, "video": [str(mp4), str(gif)], "frame_px": list(frames[0].shape[:2]),
     }
-    gif = out_dir / "mpc_demo.gif"
-    imageio.mimsave(gif, frames, duration=1000 * CONTROL_DT * FRAME_EVERY, loop=0)
     (out_dir / "mpc_demo.json").write_text(json.dumps(summary, indent=2))
-    print(f"{'success' if result.success else 'no success'} after {result.steps} steps "
-          f"({summary['seconds_simulated']:.1f} s simulated, {result.regrasps} regrasps); "
-          f"final error {result.final_angle_deg:.1f} deg; "
-          f"MPC {summary['mpc_hz']:.0f} Hz (median solve {summary['solve_ms_median']:.1f} ms, "
-          f"p95 {summary['solve_ms_p95']:.1f} ms)")
-    print(f"wrote {gif} (left: MuJoCo, right: the world model's Gaussians) and {out_dir / 'mpc_demo.json'}",
-          file=sys.stdout)
+    rate = (f"MPC {summary['mpc_hz']:.0f} Hz (median solve {summary['solve_ms_median']:.1f} ms)" if result.solve_times
+            else "no solves (the episode ended in the approach)")
+    progress.summary(f"demo: {'success' if result.success else 'no success'} after {result.steps} steps "
+                     f"({summary['seconds_simulated']:.1f} s simulated, {result.regrasps} regrasps), final error "
+                     f"{result.final_angle_deg:.1f} deg, {rate} -> {mp4}, {gif.name}, mpc_demo.json")
     twin.close()
     return summary
 
@@ -122,24 +149,31 @@ def run_sim(out_dir: str | Path, seconds: float = 1.5, push_speed: float = 0.2, 
     drop_speed = traj.velocity[0].norm(dim=-1)
     push_x = traj.position[1, :, 0]
     push_speed = traj.velocity[1].norm(dim=-1)
-    print(f"{'t (s)':>6} | {'drop: height (mm)':>17} {'speed (m/s)':>11} | {'push: x (mm)':>12} {'speed (m/s)':>11}")
+    progress.show(f"{'t (s)':>6} | {'drop: height (mm)':>17} {'speed (m/s)':>11} | {'push: x (mm)':>12} "
+                  f"{'speed (m/s)':>11}")
     for i in range(0, steps + 1, round(0.1 / model.dt)):
-        print(f"{t[i]:6.2f} | {height[i] * 1e3:17.2f} {drop_speed[i]:11.3f} | {push_x[i] * 1e3:12.2f} {push_speed[i]:11.3f}")
+        progress.show(f"{t[i]:6.2f} | {height[i] * 1e3:17.2f} {drop_speed[i]:11.3f} | {push_x[i] * 1e3:12.2f} "
+                      f"{push_speed[i]:11.3f}")
     moving = (drop_speed > 1e-3).nonzero()
     summary = {
         "dt_s": model.dt,
         "drop_release_height_mm": height[0].item() * 1e3,
         "drop_final_height_mm": height[-1].item() * 1e3,
-        "drop_settle_time_s": t[moving[-1, 0] + 1].item() if len(moving) else 0.0,
+        # None: still moving when the simulation ends
+        "drop_settle_time_s": (t[moving[-1, 0] + 1].item() if moving[-1, 0] < steps else None) if len(moving) else 0.0,
         "drop_final_tilt_deg": math.degrees(math3d.quat_angle(traj.quat[0, -1], start.quat[1]).item()),
         "push_distance_mm": push_x[-1].item() * 1e3,
         "pusher_travel_mm": (traj.pusher[1, -1, 0] - traj.pusher[1, 0, 0]).item() * 1e3,
         "push_final_speed_m_s": push_speed[-1].item(),
     }
-    print(json.dumps(summary, indent=2))
+    progress.detail(json.dumps(summary, indent=2))
     (out_dir / "sim_demo.json").write_text(json.dumps(summary, indent=2))
     _plot(out_dir / "sim_demo.png", t, height, drop_speed, push_x, push_speed, traj.pusher[1, :, 0])
-    print(f"wrote {out_dir / 'sim_demo.png'} and {out_dir / 'sim_demo.json'}")
+    settle = summary["drop_settle_time_s"]
+    drop = (f"rests at {summary['drop_final_height_mm']:.1f} mm after {settle:.2f} s" if settle is not None
+            else f"is still moving at {summary['drop_final_height_mm']:.1f} mm")
+    progress.summary(f"demo sim: the dropped cube {drop}, the pushed one slid {summary['push_distance_mm']:.1f} mm "
+                     f"-> {out_dir / 'sim_demo.png'}, sim_demo.json")
     return summary
 
 

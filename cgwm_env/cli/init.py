@@ -8,9 +8,9 @@ from cgwm_env.learn.stage1 import Settings, run_init
 
 
 def main(args: argparse.Namespace) -> int:
-    """`cgwm init`: run_init from parsed arguments."""
+    """`cgwm init`: run_init from parsed arguments (it shows its progress and ends with the held-out PSNR)."""
     given = {name: getattr(args, name) for name in ("grid", "geometry_iterations", "appearance_iterations", "batch",
                                                     "seed")}
     settings = Settings(**{name: value for name, value in given.items() if value is not None})
-    run_init(args.views, args.out, settings, args.holdout_every, args.mesh_resolution)
+    run_init(args.data, args.gaussians, settings, args.holdout_every, args.mesh_resolution)
     return 0

@@ -17,6 +17,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
+from cgwm_env.checks import read_npz
 from cgwm_env.config import is_number
 from cgwm_env.render.camera import Camera
 
@@ -140,8 +141,7 @@ def load_dataset(path) -> Dataset:
         hand_masks = torch.from_numpy(_read_masks(path, "hand_masks", T, (H, W)) > 0).float()
     states = None
     if (path / "states.npz").exists():
-        with np.load(path / "states.npz", allow_pickle=False) as npz:
-            states = {k: npz[k] for k in npz.files}
+        states = read_npz(path / "states.npz", "states.npz")
         _check_states(states, T, meta.get("fps"), str(path / "states.npz"))
     background = None
     if (path / "background.png").exists():

@@ -12,6 +12,8 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from cgwm_env.checks import check_count
+
 
 class BatchedVectorEnv(VectorEnv, abc.ABC):
     """num_envs environments of `core` stepped as one batch. The core has batch, reset(which, rng),
@@ -22,9 +24,8 @@ class BatchedVectorEnv(VectorEnv, abc.ABC):
 
     def __init__(self, core, single_observation_space: gym.spaces.Space, single_action_space: gym.spaces.Space,
                  render_mode: str | None, max_episode_steps: int):
-        if core.batch < 1 or max_episode_steps < 1:
-            raise ValueError(f"num_envs, max_episode_steps: expected positive counts, got {core.batch}, {max_episode_steps}")
         self.core, self.num_envs = core, core.batch
+        max_episode_steps = check_count(max_episode_steps, "max_episode_steps")
         self.render_mode, self.max_episode_steps = render_mode, max_episode_steps
         self.single_observation_space, self.single_action_space = single_observation_space, single_action_space
         self.observation_space = batch_space(single_observation_space, self.num_envs)

@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from cgwm_env.checks import check_choice, check_count
 from cgwm_env.envs.batched import BatchedVectorEnv, first_env
 from cgwm_env.physics import math3d
 from cgwm_env.physics.gaussians import SphereGaussians
@@ -41,19 +42,21 @@ class SceneCore:
     """B environments of one scene: state, resets, steps, observations and images."""
 
     def __init__(self, scenario: str, batch: int, model: Model | None, frame_skip: int, image_size: int):
-        if scenario not in SCENARIOS:
-            raise ValueError(f"scenario: expected one of {SCENARIOS}, got {scenario!r}")
-        if frame_skip < 1 or image_size < 1:
-            raise ValueError(f"frame_skip, image_size: expected positive counts, got {frame_skip}, {image_size}")
-        self.scenario, self.batch, self.frame_skip = scenario, batch, frame_skip
+        check_choice(scenario, "scenario", SCENARIOS)
+        self.batch, self.frame_skip = check_count(batch, "num_envs"), check_count(frame_skip, "frame_skip")
+        image_size = check_count(image_size, "image_size")
+        if model is not None and not isinstance(model, Model):
+            raise ValueError(f"model: expected a cgwm_env.physics.model.Model, e.g. WorldModel.load(folder).model(), "
+                             f"got {type(model).__name__} {model!r:.60}")
+        self.scenario = scenario
         self.model = model if model is not None else default_model(scenario)
         if scenario == "push" and self.model.pusher_points.shape[0] == 0:
             raise ValueError("model: the push scene needs a model with pusher_points")
-        self.prepared = prepare(self.model, batch)
+        self.prepared = prepare(self.model, self.batch)
         self.camera = Camera.from_fovy(math.radians(45.0), image_size, image_size,
                                        look_at((0.3, -0.3, 0.25), (0.0, 0.0, 0.03)))
         self.half_height = float((self.model.gaussians.centers[:, 2].abs() + self.model.gaussians.radii).max())
-        self.state = State.make(torch.zeros(batch, 3))
+        self.state = State.make(torch.zeros(self.batch, 3))
 
     @property
     def control_dt(self) -> float:
@@ -163,8 +166,7 @@ class SceneEnv(gym.Env):
 
     def __init__(self, scenario: str, render_mode: str | None = None, model: Model | None = None,
                  frame_skip: int = 16, image_size: int = 128):
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode: expected None or 'rgb_array', got {render_mode!r}")
+        check_choice(render_mode, "render_mode", (None, "rgb_array"))
         self.core = SceneCore(scenario, 1, model, frame_skip, image_size)
         self.render_mode = render_mode
         self.observation_space = self.core.observation_space()
@@ -191,7 +193,8 @@ class SceneVectorEnv(BatchedVectorEnv):
     def __init__(self, scenario: str, num_envs: int = 1, render_mode: str | None = None, model: Model | None = None,
                  frame_skip: int = 16, image_size: int = 128, max_episode_steps: int = 60):
         core = SceneCore(scenario, num_envs, model, frame_skip, image_size)
-        super().__init__(core, core.observation_space(), core.action_space(), render_mode, max_episode_steps)
+        super().__init__(core, core.observation_space(), core.action_space(),
+                         check_choice(render_mode, "render_mode", (None, "rgb_array")), max_episode_steps)
 
     def checked_actions(self, actions) -> torch.Tensor:
         return self.core.actions(actions, self.action_space.shape)

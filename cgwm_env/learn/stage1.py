@@ -27,10 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from cgwm_env.data.dataset import load_dataset
 from cgwm_env.physics import math3d
+from cgwm_env.progress import bar as progress_bar
+from cgwm_env.progress import say
+from cgwm_env.progress import summary as summary_line
 from cgwm_env.physics.collision import SoftSDFSettings, soft_sdf
 from cgwm_env.physics.gaussians import SphereGaussians
 from cgwm_env.render import render
@@ -229,7 +231,7 @@ def fit(dataset, settings: Settings = Settings(), views=None, progress: bool = F
     images, masks, cameras = _views(dataset, views)
     g = initialize(dataset, settings, views)
     total = settings.geometry_iterations + settings.appearance_iterations
-    with tqdm(total=total, desc="stage I", disable=not progress, leave=False, mininterval=1.0) as bar:
+    with progress_bar(total, "init: stage I, geometry then appearance", "step", enabled=progress) as bar:
         g = fit_geometry(g, masks, cameras, settings, bar)
         g = fit_appearance(g, images, masks, cameras, settings, bar)
     return g
@@ -316,6 +318,8 @@ def run_init(views_dir, out_file, settings: Settings = Settings(), holdout_every
     train = [i for i in range(n) if i not in held]
     g = fit(dataset, settings, train, progress)
     fit_seconds = time.perf_counter() - start
+    if progress:
+        say(f"init: fitted in {fit_seconds:.0f} s; scoring {len(held)} held-out views, writing the mesh")
     scores = evaluate(g, dataset, held) if held else {"psnr": float("nan"), "iou": float("nan")}
     g, frame = to_body_frame(g, dataset.meta)
     out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -324,10 +328,10 @@ def run_init(views_dir, out_file, settings: Settings = Settings(), holdout_every
     save_mesh(g, out_file.with_suffix(".obj"), mesh_resolution)
     summary = {"views": len(train), "held_out": len(held), "gaussians": len(g), "psnr": scores["psnr"],
                "iou": scores["iou"], "fit_s": fit_seconds, "seconds": time.perf_counter() - start, **frame}
-    print(f"stage I: {len(train)} views ({len(held)} held out), {len(g)} Gaussians, held-out PSNR "
-          f"{scores['psnr']:.2f} dB, mask IoU {scores['iou']:.3f}, {summary['seconds']:.1f} s "
-          f"-> {out_file} (.ply, .obj beside it)")
-    print(frame["note"])
+    summary_line(f"stage I: {len(train)} views ({len(held)} held out), {len(g)} Gaussians, held-out PSNR "
+                 f"{scores['psnr']:.2f} dB, mask IoU {scores['iou']:.3f}, {summary['seconds']:.1f} s "
+                 f"-> {out_file} (.ply, .obj beside it)")
+    say(frame["note"])
     return summary
 
 

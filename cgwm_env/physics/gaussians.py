@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cgwm_env.checks import read_npz
 from cgwm_env.physics import math3d
 
 
@@ -88,15 +89,11 @@ class SphereGaussians:
 
     @classmethod
     def load_npz(cls, path: str | Path) -> "SphereGaussians":
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                missing = [k for k in _FIELDS if k not in data.files]
-                if missing:
-                    raise ValueError(f"path: {path} lacks arrays {missing}")
-                arrays = [torch.as_tensor(data[k], dtype=torch.get_default_dtype()) for k in _FIELDS]
-        except (OSError, EOFError) as err:
-            raise ValueError(f"path: {path} is not a readable .npz file ({err})") from err
-        return cls(*arrays)
+        data = read_npz(path, "path")
+        missing = [k for k in _FIELDS if k not in data]
+        if missing:
+            raise ValueError(f"path: {path} lacks arrays {missing}")
+        return cls(*(torch.as_tensor(data[k], dtype=torch.get_default_dtype()) for k in _FIELDS))
 
     def save_ply(self, path: str | Path) -> None:
         """Write the standard 3DGS .ply (binary little-endian float32, SH degree 0) that splat

@@ -84,13 +84,14 @@ def _leap_rollout(env: LeapHandMujocoEnv, obs: dict, targets: np.ndarray, steps:
                            "qpos", "touch")}
     for t in range(steps + 1):
         if t > 0:
-            obs = env.step(targets[min(t - 1, len(targets) - 1)] - obs["joint_target"])[0]
+            obs = env.step(targets[min(t - 1, len(targets) - 1)] - parts["joint_target"])[0]
+        parts = leap_task.observation_parts(obs["observation"])
         R = d.xmat[body].reshape(3, 3)
         b1, b2 = m.geom_bodyid[d.contact.geom1[:d.ncon]], m.geom_bodyid[d.contact.geom2[:d.ncon]]
         touch = bool((((b1 == body) & np.isin(b2, links)) | ((b2 == body) & np.isin(b1, links))).any())
         for key, value in (("object_pos", d.qpos[q:q + 3]), ("object_quat", d.qpos[q + 3:q + 7]),
                            ("object_vel", d.qvel[v:v + 3]), ("object_angvel", R @ d.qvel[v + 3:v + 6]),
-                           ("joint_pos", obs["joint_pos"]), ("joint_target", obs["joint_target"]),
+                           ("joint_pos", parts["joint_pos"]), ("joint_target", parts["joint_target"]),
                            ("qpos", d.qpos), ("touch", touch)):
             out[key].append(np.array(value))
     return {k: np.stack(a) for k, a in out.items()}
@@ -109,7 +110,7 @@ def synth_leap(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0, si
     frames = check_count("frames", frames)
     size = check_size(size)
     rng = np.random.default_rng(seed)
-    env = LeapHandMujocoEnv(object_name)
+    env = LeapHandMujocoEnv(object_name, normalized_actions=False)
     model = scene_model(obj, size)  # the same scene, rendered from the fixed camera
     data = mujoco.MjData(model)
     renderer = mujoco.Renderer(model, size, size)

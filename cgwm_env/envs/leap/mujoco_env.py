@@ -1,5 +1,5 @@
 """The MuJoCo twin of the LEAP Hand reorientation task (cgwm_env.envs.leap.task): the "real" plant
-that the world model's ContactGaussian-LeapHand-v0 is compared against.
+that the world model's ContactGaussian-LeapHand-v1 is compared against.
 
 The scene is assets/leap_hand/palm_up_scene.xml with a library object (cgwm_env.data.objects) in
 place of its cube, physics at TIMESTEP with SUBSTEPS steps per control step (30 Hz). The 16
@@ -13,7 +13,10 @@ from __future__ import annotations
 import gymnasium as gym
 import mujoco
 import numpy as np
+from gymnasium.vector import SyncVectorEnv
+from gymnasium.wrappers import TimeLimit
 
+from cgwm_env.checks import check_count, check_flag
 from cgwm_env.data.objects import ObjectSpec, get_object
 from cgwm_env.envs.leap import task as leap_task
 from cgwm_env.physics import hand_mjcf
@@ -59,32 +62,31 @@ def scene_spec(obj: ObjectSpec, image_size: int = 128) -> mujoco.MjSpec:
     return spec
 
 
-class LeapHandMujocoEnv(gym.Env):
-    """The reorientation task in MuJoCo (ContactGaussian-LeapHandMuJoCo-v0).
+class LeapHandMujocoEnv(leap_task.GoalEnvMethods, gym.Env):
+    """The reorientation task in MuJoCo (ContactGaussian-LeapHandMuJoCo-v1).
 
-    kwargs: object (a name in cgwm_env.data.objects.OBJECTS), render_mode (None or "rgb_array"),
-    image_size (px, square images of palm_cam), image_obs (add "rgb" to the observation).
-    Observation, action, reward and termination are the task's (cgwm_env.envs.leap.task); info
-    holds is_success (the task's success, with its hold) and orientation_error. joint_pos is
-    clipped to the joint range (MuJoCo's soft limits overshoot it by a few mrad). `mj_model`,
-    `mj_data` and `set_state` are there for planners and tests.
+    kwargs: object (a name in cgwm_env.data.objects.OBJECTS), render_mode (None, "rgb_array" or
+    "depth_array"), image_size (px, square images of palm_cam), image_obs (add "rgb" to the
+    observation), reward_type, rotation_threshold (rad) and normalized_actions
+    (leap_task.GoalSettings). Observation, action, reward and termination are the task's
+    (cgwm_env.envs.leap.task); joint_pos is clipped to the joint range (MuJoCo's soft limits
+    overshoot it by a few mrad). `mj_model`, `mj_data` and `set_state` are there for planners and tests.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": round(1.0 / leap_task.CONTROL_DT)}
+    metadata = {"render_modes": ["rgb_array", "depth_array"], "render_fps": round(1.0 / leap_task.CONTROL_DT)}
 
     def __init__(self, object: str = "cube", render_mode: str | None = None, image_size: int = 128,
-                 image_obs: bool = False):
+                 image_obs: bool = False, reward_type: str = "dense",
+                 rotation_threshold: float = leap_task.SUCCESS_ANGLE, normalized_actions: bool = True):
         if not isinstance(object, str):
             raise ValueError(f"object: expected an object name (str), got {object!r}")
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode: expected None or 'rgb_array', got {render_mode!r}")
-        size_ok = isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool)
-        if not (size_ok and 16 <= image_size <= 2048):
+        self.render_mode = leap_task.check_render_mode(render_mode)
+        if check_count(image_size, "image_size", 16) > 2048:
             raise ValueError(f"image_size: expected an integer in [16, 2048] px, got {image_size!r}")
-        if not isinstance(image_obs, bool):
-            raise ValueError(f"image_obs: expected True or False, got {image_obs!r}")
+        self.image_obs = check_flag(image_obs, "image_obs")
+        self.goal_settings = leap_task.GoalSettings(reward_type, rotation_threshold, normalized_actions)
         self.object_spec = get_object(object)
-        self.render_mode, self.image_size, self.image_obs = render_mode, int(image_size), image_obs
+        self.image_size = int(image_size)
         self.mj_model = scene_model(self.object_spec, self.image_size)
         self.mj_data = mujoco.MjData(self.mj_model)
         m = self.mj_model
@@ -92,17 +94,16 @@ class LeapHandMujocoEnv(gym.Env):
         joint = m.joint("object")
         self._obj_q = slice(int(joint.qposadr[0]), int(joint.qposadr[0]) + 7)
         self._obj_v = slice(int(joint.dofadr[0]), int(joint.dofadr[0]) + 6)
-        self.observation_space = leap_task.observation_space(self.image_size if image_obs else None)
-        self.action_space = leap_task.action_space()
+        self._obj_body = m.body("object").id
+        self.observation_space = leap_task.observation_space(self.image_size if self.image_obs else None)
+        self.action_space = self.goal_settings.action_space()
         self._lower, self._upper = leap_task.joint_limits()
-        self._renderer = None
-        if render_mode == "rgb_array" or image_obs:
-            self._renderer = mujoco.Renderer(m, self.image_size, self.image_size)
+        self._renderer = None  # made on first use (and again after close)
         self._rest_z, self._rest_quat = self._find_rest_pose()
         self._target = leap_task.HOME_Q.copy()
         self._goal = np.array([1.0, 0.0, 0.0, 0.0], np.float32)
         self._start_pos = np.zeros(3)
-        self._streak = 0  # control steps in a row near the goal (leap_task.success_streak)
+        self._streak = 0  # control steps in a row within the threshold
 
     def _find_rest_pose(self) -> tuple[float, np.ndarray]:
         """Height (m) and quaternion (4,) of the object at rest on the palm at OBJECT_XY, yaw 0:
@@ -142,24 +143,22 @@ class LeapHandMujocoEnv(gym.Env):
         mujoco.mj_step(self.mj_model, self.mj_data, nstep=SETTLE_STEPS)
         self._start_pos = self.mj_data.qpos[self._obj_q][:3].copy()
         self._streak = 0
-        obs = self._observation()
-        return obs, self._info(obs)
+        return self._observation(), self._info()
 
     def step(self, action):
-        action = leap_task.check_action(action)
-        self._target = leap_task.next_target(self._target, action)
+        change = self.goal_settings.joint_changes(action)
+        self._target = leap_task.next_target(self._target, change)
         d = self.mj_data
         d.ctrl[:] = self._target
         bad = d.warning[mujoco.mjtWarning.mjWARN_BADQACC].number
         mujoco.mj_step(self.mj_model, d, nstep=SUBSTEPS)
         if d.warning[mujoco.mjtWarning.mjWARN_BADQACC].number != bad:
             raise RuntimeError("MuJoCo went unstable (bad accelerations) and reset its state")
-        obs = self._observation()
-        reward = float(leap_task.reward(obs["object_quat"], self._goal))
-        terminated = bool(leap_task.dropped(obs["object_pos"], self._start_pos))
-        self._streak = int(leap_task.success_streak(self._streak, leap_task.orientation_error(obs["object_quat"],
-                                                                                              self._goal)))
-        return obs, reward, terminated, False, self._info(obs)
+        quat = self._object_quat()
+        self._streak = int(leap_task.success_streak(self._streak, self.goal_settings.within(quat, self._goal)))
+        info = self._info()
+        reward = float(self.goal_settings.reward(quat, self._goal))
+        return self._observation(), reward, info["dropped"], False, info
 
     def set_state(self, joint_pos, joint_target, object_pos, object_quat) -> dict:
         """Put the hand and the object in this state at rest and return the observation: joint_pos,
@@ -192,29 +191,57 @@ class LeapHandMujocoEnv(gym.Env):
         return np.clip(a, self._lower, self._upper)
 
     def render(self):
-        return self._image() if self.render_mode == "rgb_array" else None
+        return None if self.render_mode is None else self._image(depth=self.render_mode == "depth_array")
 
     def close(self):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
 
-    def _image(self) -> np.ndarray:
+    def _image(self, depth: bool = False) -> np.ndarray:
+        """palm_cam's (S, S, 3) uint8 image, or with `depth` its (S, S) float32 depth in m."""
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(self.mj_model, self.image_size, self.image_size)
         self._renderer.update_scene(self.mj_data, camera=CAMERA)
-        return self._renderer.render().copy()
+        if not depth:
+            return self._renderer.render().copy()
+        self._renderer.enable_depth_rendering()
+        try:
+            return self._renderer.render().astype(np.float32)
+        finally:
+            self._renderer.disable_depth_rendering()
+
+    def _object_quat(self) -> np.ndarray:
+        quat = self.mj_data.qpos[self._obj_q][3:]
+        return (quat / np.linalg.norm(quat)).astype(np.float32)
 
     def _observation(self) -> dict:
+        """The goal-conditioned observation (leap_task.observation); the object's angular velocity
+        turned from MuJoCo's body frame into the world's."""
         d = self.mj_data
-        pose = d.qpos[self._obj_q]
-        obs = {"joint_pos": np.clip(d.qpos[self._hand_q], self._lower, self._upper).astype(np.float32),
-               "joint_target": self._target.copy(),
-               "object_pos": pose[:3].astype(np.float32),
-               "object_quat": (pose[3:] / np.linalg.norm(pose[3:])).astype(np.float32),
-               "goal_quat": self._goal.copy()}
-        if self.image_obs:
-            obs["rgb"] = self._image()
-        return obs
+        velocity = d.qvel[self._obj_v]
+        parts = {"joint_pos": np.clip(d.qpos[self._hand_q], self._lower, self._upper),
+                 "joint_target": self._target, "object_pos": d.qpos[self._obj_q][:3],
+                 "object_quat": self._object_quat(), "object_vel": velocity[:3],
+                 "object_omega": d.xmat[self._obj_body].reshape(3, 3) @ velocity[3:]}
+        obs = leap_task.observation({k: np.asarray(v, np.float32)[None] for k, v in parts.items()}, self._goal[None],
+                                    self._image()[None] if self.image_obs else None)
+        return {k: v[0] for k, v in obs.items()}
 
-    def _info(self, obs: dict) -> dict:
-        error = float(leap_task.orientation_error(obs["object_quat"], self._goal))
-        return {"is_success": bool(leap_task.is_success(self._streak)), "orientation_error": error}
+    def _info(self) -> dict:
+        quat = self._object_quat()
+        drop = leap_task.dropped(self.mj_data.qpos[self._obj_q][:3].astype(np.float32), self._start_pos)
+        info = self.goal_settings.info(quat, self._goal, self._streak, drop)
+        return {k: v.item() for k, v in info.items()}
+
+
+def make_vector_env(num_envs: int = 1, max_episode_steps: int = leap_task.MAX_EPISODE_STEPS, **kwargs):
+    """gym.make_vec's twin: num_envs copies (kwargs as LeapHandMujocoEnv's), each under a TimeLimit
+    of max_episode_steps, stepped one after another (gymnasium's SyncVectorEnv)."""
+    num_envs = check_count(num_envs, "num_envs")
+    max_episode_steps = check_count(max_episode_steps, "max_episode_steps")
+
+    def make() -> gym.Env:
+        return TimeLimit(LeapHandMujocoEnv(**kwargs), max_episode_steps)
+
+    return SyncVectorEnv([make] * num_envs)

@@ -1,10 +1,11 @@
-"""ContactGaussian-LeapHand-v0: on-palm reorientation with the LEAP Hand on the differentiable world model.
+"""ContactGaussian-LeapHand-v1: on-palm reorientation with the LEAP Hand on the differentiable world model.
 
-The task (spaces, start and goal, reward, success, drop) is cgwm_env.envs.leap.task's, shared with the MuJoCo
-twin. Each control step (1/30 s) applies the action (a change of the 16 joint targets, rad) and
-runs the world model's physics for CONTROL_DT / model.dt steps (simulator.control_step); images come
-from the Gaussian renderer through the scene's palm camera. One batched core serves the single
-environment (B = 1) and the natively batched vector environment.
+The task (goal-conditioned spaces, start and goal, reward, success, drop) is cgwm_env.envs.leap.task's,
+shared with the MuJoCo twin. Each control step (1/30 s) applies the action (a change of the 16
+joint targets) and runs the world model's physics for CONTROL_DT / model.dt steps
+(simulator.control_step); images and depth come from the Gaussian renderer through the scene's
+palm camera. One batched core serves the single environment (B = 1) and the natively batched
+vector environment.
 
 Planners use the world model directly: `env.unwrapped.model` (a cgwm_env.physics.model.Model), `.state`
 (a batched State) and `.simulate(state, action)`, the pure control step (no env state changes).
@@ -20,6 +21,7 @@ import mujoco
 import numpy as np
 import torch
 
+from cgwm_env.checks import check_count, check_flag
 from cgwm_env.envs.batched import BatchedVectorEnv, first_env
 from cgwm_env.envs.leap import task
 from cgwm_env.learn.world_model import WorldModel
@@ -28,12 +30,13 @@ from cgwm_env.physics.contact import ContactSettings
 from cgwm_env.physics.gaussians import SphereGaussians
 from cgwm_env.physics.hand import forward_kinematics, hand_gaussians, hand_scene, link_points
 from cgwm_env.physics.hand_mjcf import N_JOINTS, PALM_Z, SCENE_XML
-from cgwm_env.physics.model import Model, State, box_model, is_finite
+from cgwm_env.physics.model import Model, State, box_model, check_state, is_finite
 from cgwm_env.physics.simulator import control_step, prepare
 from cgwm_env.render import render
 from cgwm_env.render.camera import from_mujoco
 
 BACKGROUND = (0.93, 0.93, 0.93)
+SETTLE_STEPS = 10  # control steps (1/3 s) the object settles on the open hand at reset
 DEFAULT_WORLD_MODEL = Path(__file__).resolve().parents[2] / "assets" / "world_models" / "cube"
 
 
@@ -69,7 +72,12 @@ def palm_camera(size: int):
 class LeapCore:
     """B environments: world-model state, goals, resets, control steps, observations and images."""
 
-    def __init__(self, batch: int, model: Model | None, image_size: int, image_obs: bool, compiled: bool = False):
+    def __init__(self, batch: int, model: Model | None, image_size: int, image_obs: bool = False,
+                 compiled: bool = False, goal_settings: task.GoalSettings = task.GoalSettings()):
+        batch = check_count(batch, "num_envs")
+        if model is not None and not isinstance(model, Model):
+            raise ValueError(f"model: expected a cgwm_env.physics.model.Model with a hand, e.g. "
+                             f"WorldModel.load(folder).model(**hand_scene()), got {type(model).__name__} {model!r:.60}")
         self.model = model if model is not None else default_model()
         if self.model.hand is None:
             raise ValueError("model: expected a Model with a hand (hand=cgwm_env.physics.hand.HandModel())")
@@ -77,9 +85,9 @@ class LeapCore:
         if self.substeps < 1 or abs(self.substeps * self.model.dt - task.CONTROL_DT) > 1e-9:
             raise ValueError(f"model.dt: expected a divisor of the control step {task.CONTROL_DT:.6g} s, "
                              f"got {self.model.dt}")
-        if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 1:
-            raise ValueError(f"image_size: expected a positive integer (px), got {image_size!r}")
-        self.batch, self.image_size, self.image_obs, self.compiled = batch, int(image_size), image_obs, compiled
+        self.batch, self.image_size = batch, check_count(image_size, "image_size")
+        self.image_obs, self.compiled = check_flag(image_obs, "image_obs"), check_flag(compiled, "compile")
+        self.goal_settings = goal_settings
         self.prepared = prepare(self.model, batch)
         self.camera = palm_camera(self.image_size)
         self.hand_links, self.hand_look = hand_gaussians()
@@ -88,30 +96,43 @@ class LeapCore:
         self.state = State.make(torch.zeros(batch, 3), hand=home.clone(), hand_target=home.clone())
         self.goal = np.tile(task.yaw_quat(0.0), (batch, 1))
         self.start = np.zeros((batch, 3), np.float32)
-        self.streak = np.zeros(batch, int)  # control steps in a row near the goal (task.success_streak)
+        self.streak = np.zeros(batch, int)  # control steps in a row within the threshold
 
     def observation_space(self) -> gym.spaces.Dict:
         return task.observation_space(self.image_size if self.image_obs else None)
 
     def reset(self, which: np.ndarray, rng: np.random.Generator) -> None:
-        """New episodes where `which` (B,) is True: the open hand, the object upright at a random yaw."""
+        """New episodes where `which` (B,) is True: the open hand, the object upright at a random
+        yaw, settled on the palm for SETTLE_STEPS control steps."""
         idx = np.flatnonzero(which)
         if len(idx) == 0:
             return
         episodes = [task.sample_episode(rng) for _ in idx]
         quat = torch.as_tensor(np.stack([task.yaw_quat(yaw) for yaw, _ in episodes]))
-        position = self.resting_position(quat)
-        home = torch.as_tensor(task.HOME_Q)
-        new = dict(position=position, quat=quat, velocity=torch.zeros(len(idx), 3), omega=torch.zeros(len(idx), 3),
-                   hand=home, hand_target=home)
+        home = torch.as_tensor(task.HOME_Q).expand(len(idx), -1)
+        placed = State.make(self.resting_position(quat), quat=quat, hand=home, hand_target=home)
+        placed = State(*(field.to(self.state.position.dtype) for field in placed))
+        settled = self.settle(placed)
+        rows = torch.as_tensor(idx)
         fields = {}
-        for name, value in new.items():
+        for name, value in settled._asdict().items():
             fields[name] = getattr(self.state, name).clone()
-            fields[name][torch.as_tensor(idx)] = value.to(fields[name].dtype)
+            fields[name][rows] = value
         self.state = self.state._replace(**fields)
         self.goal[idx] = np.stack([goal for _, goal in episodes])
-        self.start[idx] = position.numpy()
+        self.start[idx] = settled.position.numpy()
         self.streak[idx] = 0
+
+    def settle(self, state: State) -> State:
+        """`state` (n environments) after SETTLE_STEPS control steps with the targets held: the
+        object sinks into its contacts and comes to rest (placed touching, it would move 1.5 mm
+        and 1.5 degrees over the first steps)."""
+        prepared = prepare(self.model, state.position.shape[0])
+        hold = torch.zeros_like(state.hand)
+        with torch.no_grad():
+            for _ in range(SETTLE_STEPS):
+                state = control_step(self.model, prepared, state, hold, self.substeps)
+        return state
 
     def upright_start(self, joints: torch.Tensor) -> State:
         """The playback's start (batch 1): the object upright at yaw 0 resting on the palm at
@@ -120,19 +141,17 @@ class LeapCore:
         return State.make(self.resting_position(quat), quat=quat, hand=joints, hand_target=joints)
 
     def resting_position(self, quat: torch.Tensor) -> torch.Tensor:
-        """Positions (n, 3) m at which the object, turned by quat (n, 4), rests on the palm at OBJECT_XY."""
+        """Positions (n, 3) m at which the object, turned by quat (n, 4), touches the palm at OBJECT_XY."""
         g = self.model.gaussians
         lowest = (math3d.rotate(quat[:, None, :], g.centers[None].detach())[..., 2] - g.radii.detach()).min(1).values
         return torch.cat((torch.as_tensor(task.OBJECT_XY).repeat(len(quat), 1), (PALM_Z - lowest)[:, None]), 1)
 
     def actions(self, action, batched: bool) -> torch.Tensor:
-        """Checked joint-target changes (B, 16) rad; a ValueError names `action` otherwise."""
-        a = np.asarray(action, dtype=np.float32)
-        want = (self.batch, N_JOINTS) if batched else (N_JOINTS,)
-        if a.shape != want:
-            raise ValueError(f"action: expected shape {want} joint-target changes (rad), got {a.shape}")
-        rows = [task.check_action(row) for row in a.reshape(-1, N_JOINTS)]
-        return torch.as_tensor(np.stack(rows)).to(self.state.position.dtype)
+        """Checked joint-target changes (B, 16) rad of an action (goal_settings'); a ValueError
+        names `action` otherwise."""
+        shape = (self.batch, N_JOINTS) if batched else (N_JOINTS,)
+        change = self.goal_settings.joint_changes(action, shape)
+        return torch.as_tensor(change.reshape(self.batch, N_JOINTS)).to(self.state.position.dtype)
 
     def simulate(self, state: State, action: torch.Tensor) -> State:
         """The pure control step: `state` after joint-target changes `action` (B, 16) rad and CONTROL_DT s."""
@@ -141,26 +160,27 @@ class LeapCore:
     def step(self, action: torch.Tensor) -> None:
         with torch.no_grad():
             self.state = self.simulate(self.state, action)
-        self.streak = task.success_streak(self.streak, task.orientation_error(self.state.quat.double().numpy(),
-                                                                              self.goal))
+        self.streak = task.success_streak(self.streak, self.goal_settings.within(self.state.quat.double().numpy(),
+                                                                                 self.goal))
 
-    def outcome(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Reward (B,), success (B,: the task's, with its hold), orientation error (B,) and dropped
-        (B,) of the current states."""
+    def outcome(self) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Reward (B,), dropped (B,) and the info dict of batched arrays (GoalSettings.info) of the
+        current states."""
         quat, pos = self.state.quat.double().numpy(), self.state.position.double().numpy()
-        return (task.reward(quat, self.goal), task.is_success(self.streak), task.orientation_error(quat, self.goal),
-                task.dropped(pos, self.start))
+        drop = task.dropped(pos, self.start)
+        return (self.goal_settings.reward(quat, self.goal), drop,
+                self.goal_settings.info(quat, self.goal, self.streak, drop))
 
     def observation(self) -> dict:
+        """The batched goal-conditioned observation (task.observation)."""
         s = self.state
-        obs = {"joint_pos": s.hand, "joint_target": s.hand_target, "object_pos": s.position, "object_quat": s.quat}
-        obs = {k: v.detach().numpy().astype(np.float32) for k, v in obs.items()}
+        parts = {"joint_pos": s.hand, "joint_target": s.hand_target, "object_pos": s.position, "object_quat": s.quat,
+                 "object_vel": s.velocity, "object_omega": s.omega}
+        parts = {k: v.detach().numpy().astype(np.float32) for k, v in parts.items()}
         low, high = task.joint_limits()
-        obs["joint_pos"] = np.clip(obs["joint_pos"], low, high)  # float32 rounding of values at a limit
-        obs["goal_quat"] = self.goal.astype(np.float32)
-        if self.image_obs:
-            obs["rgb"] = np.stack([self.image(i) for i in range(self.batch)])
-        return obs
+        parts["joint_pos"] = np.clip(parts["joint_pos"], low, high)  # float32 rounding of values at a limit
+        rgb = np.stack([self.image(i) for i in range(self.batch)]) if self.image_obs else None
+        return task.observation(parts, self.goal, rgb)
 
     def scene_gaussians(self, i: int) -> SphereGaussians:
         """The hand and the object of environment i as one set of Gaussians in the world."""
@@ -179,6 +199,15 @@ class LeapCore:
             rgb = render(self.scene_gaussians(i), self.camera, background=self.background).rgb
         return (rgb.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
+    def depth(self, i: int) -> np.ndarray:
+        """(S, S) float32 depth (m, along the palm camera's axis) of environment i; 0 where nothing is drawn."""
+        with torch.no_grad():
+            return render(self.scene_gaussians(i), self.camera).depth.numpy().astype(np.float32)
+
+    def render(self, mode: str | None, i: int) -> np.ndarray | None:
+        """Environment i drawn for render_mode `mode`: image, depth or None."""
+        return {"rgb_array": self.image, "depth_array": self.depth}[mode](i) if mode is not None else None
+
 
 class PlannerAccess:
     """What planners read of an env on the world model: its Model, batched State and pure step."""
@@ -194,26 +223,38 @@ class PlannerAccess:
         return self.core.state
 
     def simulate(self, state: State, action: torch.Tensor) -> State:
-        """The pure control step of the world model (LeapCore.simulate)."""
-        return self.core.simulate(state, action)
+        """The pure control step of the world model (LeapCore.simulate): `state` a State of this
+        env's batch with the hand's 16 joints; `action` (B, 16) joint-target changes, rad, finite."""
+        check_state(state)
+        batch = self.core.batch
+        if state.position.shape[0] != batch or state.hand.shape[1] != N_JOINTS:
+            raise ValueError(f"state: expected a batch of {batch} with the hand's {N_JOINTS} joints, got position "
+                             f"{tuple(state.position.shape)} and hand {tuple(state.hand.shape)}")
+        if not isinstance(action, torch.Tensor) or action.shape != (batch, N_JOINTS):
+            raise ValueError(f"action: expected a tensor ({batch}, {N_JOINTS}) of joint-target changes (rad), got "
+                             f"{tuple(action.shape) if isinstance(action, torch.Tensor) else type(action).__name__}")
+        if not torch.isfinite(action).all():
+            raise ValueError("action: expected finite joint-target changes (rad), got NaN or inf")
+        return self.core.simulate(state, action.to(state.position.dtype))
 
 
-class LeapHandEnv(PlannerAccess, gym.Env):
-    """One environment; see the module doc. kwargs: model (a Model with a hand, e.g. a learned world
-    model; default the bundled cube), image_size (px), image_obs (add "rgb" to the observation),
-    compile (run the physics through torch.compile: several times faster, after 20-60 s of
-    compilation on the first step)."""
+class LeapHandEnv(PlannerAccess, task.GoalEnvMethods, gym.Env):
+    """One environment; see the module doc and docs/envs.md. kwargs: model (a Model with a hand,
+    e.g. a learned world model; default the bundled cube), image_size (px), image_obs (add "rgb"
+    to the observation), compile (run the physics through torch.compile: several times faster,
+    after 20-60 s of compilation on the first step), reward_type, rotation_threshold (rad) and
+    normalized_actions (task.GoalSettings)."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": round(1.0 / task.CONTROL_DT)}
+    metadata = {"render_modes": ["rgb_array", "depth_array"], "render_fps": round(1.0 / task.CONTROL_DT)}
 
     def __init__(self, render_mode: str | None = None, model: Model | None = None, image_size: int = 128,
-                 image_obs: bool = False, compile: bool = False):
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode: expected None or 'rgb_array', got {render_mode!r}")
-        self.core = LeapCore(1, model, image_size, image_obs, compile)
-        self.render_mode = render_mode
+                 image_obs: bool = False, compile: bool = False, reward_type: str = "dense",
+                 rotation_threshold: float = task.SUCCESS_ANGLE, normalized_actions: bool = True):
+        self.render_mode = task.check_render_mode(render_mode)
+        self.goal_settings = task.GoalSettings(reward_type, rotation_threshold, normalized_actions)
+        self.core = LeapCore(1, model, image_size, image_obs, compile, self.goal_settings)
         self.observation_space = self.core.observation_space()
-        self.action_space = task.action_space()
+        self.action_space = self.goal_settings.action_space()
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -227,30 +268,40 @@ class LeapHandEnv(PlannerAccess, gym.Env):
 
     def _outcome(self) -> tuple[float, bool, dict]:
         """Reward, dropped and the info dict of the current state."""
-        reward, success, error, dropped = self.core.outcome()
-        return (float(reward[0]), bool(dropped[0]),
-                {"is_success": bool(success[0]), "orientation_error": float(error[0])})
+        reward, dropped, info = self.core.outcome()
+        return float(reward[0]), bool(dropped[0]), {k: v[0].item() for k, v in info.items()}
 
     def render(self):
-        return self.core.image(0) if self.render_mode == "rgb_array" else None
+        return self.core.render(self.render_mode, 0)
 
 
 class LeapHandVectorEnv(PlannerAccess, BatchedVectorEnv):
     """num_envs environments stepped as one batch (gym.make_vec); next-step autoreset; kwargs as
-    LeapHandEnv's."""
+    LeapHandEnv's. compute_reward(achieved, desired, info) is the single environment's."""
+
+    metadata = {**BatchedVectorEnv.metadata, "render_modes": ["rgb_array", "depth_array"]}
 
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, model: Model | None = None,
                  image_size: int = 128, image_obs: bool = False, max_episode_steps: int = task.MAX_EPISODE_STEPS,
-                 compile: bool = False):
-        core = LeapCore(num_envs, model, image_size, image_obs, compile)
-        super().__init__(core, core.observation_space(), task.action_space(), render_mode, max_episode_steps)
+                 compile: bool = False, reward_type: str = "dense", rotation_threshold: float = task.SUCCESS_ANGLE,
+                 normalized_actions: bool = True):
+        settings = task.GoalSettings(reward_type, rotation_threshold, normalized_actions)
+        core = LeapCore(num_envs, model, image_size, image_obs, compile, settings)
+        super().__init__(core, core.observation_space(), settings.action_space(), task.check_render_mode(render_mode),
+                         max_episode_steps)
+
+    def compute_reward(self, achieved_goal, desired_goal, info) -> np.ndarray:
+        """The reward of achieved and desired goal quaternions (..., 4) (task.GoalSettings.reward)."""
+        return self.core.goal_settings.reward(achieved_goal, desired_goal)
 
     def checked_actions(self, actions) -> torch.Tensor:
         return self.core.actions(actions, batched=True)
 
     def outcome(self):
-        reward, success, error, dropped = self.core.outcome()
-        return reward, dropped, {"is_success": success, "orientation_error": error}
+        return self.core.outcome()
+
+    def render(self):
+        return tuple(self.core.render(self.render_mode, i) for i in range(self.num_envs)) if self.render_mode else None
 
 
 class PredictionDiverged(ValueError):
