@@ -196,7 +196,7 @@ def parser() -> argparse.ArgumentParser:
                         "below override it (default: none, LearnSettings' defaults)")
     p.add_argument("--clips", type=count(0), nargs="+", default=None, metavar="INDEX",
                    help="train clips to use, indices (default all)")
-    p.add_argument("--iterations", type=count(0), default=None, help="Adam steps (default 150)")
+    p.add_argument("--iterations", type=count(0), default=None, help="image-space Adam steps; for a free object, the refinement after identification (default 10)")
     p.add_argument("--lr", type=number(0.0, open_low=True), default=None,
                    help="Adam's step on the unconstrained theta (default 0.04)")
     p.add_argument("--parameters", nargs="+", default=None, choices=LEARNED_PARAMETERS, metavar="NAME",

@@ -27,13 +27,20 @@ class LearnSettings:
     for the initial pose (estimate_pose; 128 left a resting duck and mug 1.7-2.3 rad off, in
     poses that fit the image worse than the true one); pose_iterations, velocity_iterations:
     refinement steps of the initial state; velocity: "estimate", "rest" or "auto" (estimate
-    unless the clip has a pusher); max_stiffness_damping: bound on kappa + delta in
-    effective-mass gain mode (stable below 2), and with plain gains and the hand on the summed
-    damping of its contact rows (_project); sdf_beta: LogSumExp sharpness of the learned
+    unless the clip has a pusher); max_stiffness_damping: with plain gains and the hand, the
+    bound on the summed damping of its contact rows (_project; effective-mass gains are kept
+    stable by identify.stable_gains); sdf_beta: LogSumExp sharpness of the learned
     model's soft signed distance, 1/m (the model's SoftSDFSettings.beta; over stage I's dense
-    Gaussians the default 2000 pads the collision surface by up to 1.5 mm: configs/learn_leap.yaml)."""
+    Gaussians the default 2000 pads the collision surface by up to 1.5 mm: configs/learn_leap.yaml).
+    Free objects (fit_world_model): track_iterations: Adam steps per frame of the pose tracker;
+    identify_iterations, identify_window: Adam steps and frames per shooting window of the
+    state-space identification; holdout: the fraction of a clip's last frames held out to choose
+    the kept parameters when there are fewer than three clips; min_gain: the fraction of the
+    initial parameters' held-out error a fitted candidate must cut to be kept (a few held-out
+    frames of a noisy track favour a wrong fit by chance); `iterations` is then the image-space
+    refinement's."""
 
-    iterations: int = 20
+    iterations: int = 10
     parameters: tuple[str, ...] = ("mu", "stiffness", "damping")
     lr: float = 0.04
     lr_geometry: float = 0.0
@@ -51,9 +58,10 @@ class LearnSettings:
     max_stiffness_damping: float = 1.9
     sdf_beta: float = SoftSDFSettings.beta
     track_iterations: int = 20
-    identify_iterations: int = 100
+    identify_iterations: int = 60
     identify_window: int = 5
     holdout: float = 0.3
+    min_gain: float = 1.0 / 3.0
     seed: int = 0
 
     def __post_init__(self):
@@ -68,6 +76,8 @@ class LearnSettings:
                 raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
         if not 0.0 < self.holdout < 1.0:
             raise ValueError(f"holdout: expected a fraction in (0, 1), got {self.holdout!r}")
+        if not 0.0 <= self.min_gain < 1.0:
+            raise ValueError(f"min_gain: expected a fraction in [0, 1), got {self.min_gain!r}")
         if not 0.0 < self.max_scale_change < 1.0:
             raise ValueError(f"max_scale_change: expected a fraction in (0, 1), got {self.max_scale_change!r}")
         if not self.lr_geometry >= 0:

@@ -167,7 +167,8 @@ def fit_world_model(gaussians: SphereGaussians, clips: list[Clip], params: Physi
        (learn.identify) on the fitted part of the data;
     3. refine: the paper's image-space learning from there (learn(), short windows, the tracked start);
     4. select: the initial, identified and refined parameters each predict the held-out data open
-       loop from the tracked start, and the one closest to the track is kept.
+       loop from the tracked start; the fitted one closest to the track is kept if it cuts the
+       initial parameters' error by `settings.min_gain`, else the initial parameters are.
     Held out: every third clip when there are three or more, else the last `settings.holdout` of
     each clip's frames. Returns the WorldModel (info: tracks, each candidate's validation error, the
     one kept) and the history (one record per identification and refinement iteration)."""
@@ -188,6 +189,9 @@ def fit_world_model(gaussians: SphereGaussians, clips: list[Clip], params: Physi
         if clip.truth is not None:
             trans, rot = pose_errors(track, clip.truth.position[0], clip.truth.quat[0])
             report.update(error_median_m=float(trans.median()), error_median_rad=float(rot.median()))
+            say(f"tracked clip {k + 1} against its states.npz: median {float(trans.median()) * 1e3:.1f} mm, "
+                f"{math.degrees(float(rot.median())):.1f} deg; first frame {float(trans[0]) * 1e3:.1f} mm, "
+                f"{math.degrees(float(rot[0])):.1f} deg")
         track_reports.append(report)
     if len(clips) >= 3:
         held = [k for k in range(len(clips)) if k % 3 == 2]
@@ -229,7 +233,8 @@ def fit_world_model(gaussians: SphereGaussians, clips: list[Clip], params: Physi
         model = clip_model(g, p, clips[0], settings.substeps, **model_kwargs)
         errors[name] = float(np.mean([_held_out_error(model, clips[k], starts[k], tracks[k], scored[k],
                                                       settings.substeps) for k in held]))
-    kept = min(errors, key=errors.get)
+    best = min((name for name in errors if name != "initial"), key=errors.get)
+    kept = best if errors[best] <= (1.0 - settings.min_gain) * errors["initial"] else "initial"
     say("held-out error: " + ", ".join(f"{n} {e:.3f}" for n, e in errors.items()) + f"; kept {kept}")
     p, g = candidates[kept]
     model = clip_model(g, p, clips[0], settings.substeps, **model_kwargs)
