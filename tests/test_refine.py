@@ -333,14 +333,17 @@ def test_learn_and_eval_commands_write_their_outputs(fall_data, tmp_path):
     gfile = tmp_path / "g.npz"
     box_model(0.05, 0.1, 0.5, per_edge=5).gaussians.save_npz(gfile)
     config = tmp_path / "learn.yaml"
-    config.write_text("candidates: 4\npose_iterations: 3\nvelocity_iterations: 2\ninitial:\n  mu: 0.3\n")
+    config.write_text("candidates: 4\ntrack_iterations: 2\nidentify_iterations: 3\ninitial:\n  mu: 0.3\n")
     model = tmp_path / "model"
     assert main(["learn", "--data", str(fall_data / "data"), "--gaussians", str(gfile), "--out", str(model),
                  "--config", str(config), "--iterations", "2"]) == 0
     log = [json.loads(line) for line in (model / "learn_log.jsonl").read_text().splitlines()]
-    assert [r["iteration"] for r in log] == [0, 1, 2] and log[0]["mu"] == pytest.approx(0.3, abs=1e-5)
+    assert [r["iteration"] for r in log if r["stage"] == "identify"] == [0, 1, 2, 3]
+    assert [r["iteration"] for r in log if r["stage"] == "refine"] == [0, 1, 2]
+    assert log[0]["mu"] == pytest.approx(0.3, abs=1e-5)
     wm = WorldModel.load(model)
-    assert wm.info["initial_states"][0]["velocity_mode"] == "estimate"
+    assert wm.info["kept"] in wm.info["validation_error"] and len(wm.info["initial_states"]) == 1
+    assert np.isfinite(wm.info["tracks"][0]["error_median_m"])
     assert (model / "psnr.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["eval", "--model", str(model), "--data", str(fall_data / "data"), "--cem-iterations", "1",
                  "--cem-samples", "4"]) == 0

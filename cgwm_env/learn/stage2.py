@@ -377,8 +377,10 @@ def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings
             wm, history = fit_world_model(gaussians, loaded, params, settings, say, log)
     wm.save(out)
     v = params_values(wm.params)
+    psnr = [h["psnr"] for h in history if h.get("stage", "refine") == "refine"]
+    if psnr:
+        plot_curves({"ours": psnr}, out / "psnr.png", f"stage II: {loaded[0].object}")
     if hand:
-        plot_curves({"ours": [h["psnr"] for h in history]}, out / "psnr.png", f"stage II: {loaded[0].object}")
         if wm.info["stopped"]:
             print(f"stage II stopped early at {wm.info['stopped']}; kept the best iteration, "
                   f"{wm.info['best_iteration']}", file=sys.stderr)
