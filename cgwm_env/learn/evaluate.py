@@ -40,6 +40,8 @@ from cgwm_env.learn.world_model import WorldModel, predict_hand_states, predict_
 from cgwm_env.physics import math3d
 from cgwm_env.physics.gaussians import SphereGaussians
 from cgwm_env.physics.model import Model, State
+from cgwm_env.render.annotate import panel_video
+from cgwm_env.render.annotate import write_video as write_titled_video
 from cgwm_env.render.metrics import e_psnr, e_rot, e_trans
 
 METHODS = ("Ours", "No_opt", "CEM+MuJoCo+R")
@@ -257,7 +259,7 @@ def evaluate(world_model: WorldModel, data, out=None, cem: CemSettings | None = 
              videos: bool = True, progress: bool = True, history: list[float] | None = None, mjcf=None) -> dict:
     """Score Ours, No_opt and (unless cem is None) CEM+MuJoCo+R on the test clips under `data`;
     write eval.json, table.md, psnr_curves.png (with `history`, ours' training PSNR per
-    iteration, dB) and side-by-side GIFs under `out`; return the results {method: {e_trans,
+    iteration, dB) and titled side-by-side videos (MP4 and GIF) under `out`; return the results {method: {e_trans,
     e_rot, e_psnr}, ...}."""
     if not isinstance(world_model, WorldModel):
         raise ValueError(f"world_model: expected a WorldModel, got {type(world_model).__name__}")
@@ -312,7 +314,7 @@ def evaluate(world_model: WorldModel, data, out=None, cem: CemSettings | None = 
             plot_curves(curves, out / "psnr_curves.png", f"{results['scenario']}: {results['object']}")
         if videos:
             for i, clip in enumerate(tests):
-                write_video(out / f"test_{i:03d}.gif", clip, {m: images[m][i] for m in images})
+                write_video(out / f"test_{i:03d}", clip, {m: images[m][i] for m in images})
     return results
 
 
@@ -405,10 +407,8 @@ def format_table(rows: list[dict], scenario: str) -> str:
 
 
 def write_video(path, clip: Clip, predictions: dict) -> None:
-    """An animated GIF at the clip's frame rate: the true frames, then each prediction (T, H, W,
-    3) side by side, in the order given."""
-    import imageio.v3 as iio
-
-    panels = [clip.images] + [predictions[m] for m in predictions]
-    frames = (torch.cat(panels, dim=2).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    iio.imwrite(path, frames, extension=".gif", duration=1000.0 / clip.fps, loop=0)
+    """The true frames, then each prediction (T, H, W, 3) in the order given, side by side under
+    their titles, as path.mp4 and path.gif at the clip's frame rate (render.annotate.write_video)."""
+    videos = {"truth": clip.images, **predictions}
+    frames = panel_video({name: (v.clamp(0, 1) * 255).round().to(torch.uint8).numpy() for name, v in videos.items()})
+    write_titled_video(frames, Path(path).with_suffix(""), clip.fps)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cgwm_env import progress as progress_lines
 from cgwm_env.learn.clips import Clip, clip_paths, leap_model_kwargs, load_clip, paste_recorded_hand
 from cgwm_env.learn.identify import IdentifySettings, identify, rotation_distance2, stable_gains, track_velocities
 from cgwm_env.learn.initial_state import estimate_initial_state, estimate_leap_state
@@ -373,7 +374,7 @@ def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings
         if hand:
             wm, history = learn(gaussians, loaded, params, settings, progress, log)
         else:
-            say = (lambda message: print(f"stage II: {message}", file=sys.stderr, flush=True)) if progress else None
+            say = (lambda message: progress_lines.say(f"stage II: {message}")) if progress else None
             wm, history = fit_world_model(gaussians, loaded, params, settings, say, log)
     wm.save(out)
     v = params_values(wm.params)
