@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from cgwm_env.render.camera import Camera
+from cgwm_env.render.camera import Camera, from_mujoco
 
 
 @dataclass(frozen=True)
@@ -282,8 +282,6 @@ class SoftwareRig:
     def __init__(self, model, data, camera_name: str, width: int, height: int, software: SoftwareCamera):
         import mujoco
 
-        from cgwm_env.render.camera import from_mujoco
-
         self._mujoco, self.model, self.data = mujoco, model, data
         self.camera_name, self.software = camera_name, software
         self.sensor = Sensor(software.model, software.seed)
@@ -299,8 +297,6 @@ class SoftwareRig:
 
     def aim(self) -> None:
         """Put the depth camera at the colour camera's side (after the colour camera moved)."""
-        from cgwm_env.render.camera import from_mujoco
-
         self._mujoco.mj_forward(self.model, self.data)
         self.color_camera = from_mujoco(self.model, self.data, self.camera_name, self.renderer.width,
                                         self.renderer.height)

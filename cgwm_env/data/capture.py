@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from cgwm_env.data.dataset import camera_to_meta, save_dataset
+from cgwm_env.data.depth import back_project
 from cgwm_env.data.segment import SegmentSettings, component_filter, refine_mask
 from cgwm_env.render.camera import Camera
 
@@ -175,8 +176,6 @@ def view_mask(image: np.ndarray, camera: Camera, board: Board, pattern: np.ndarr
     """The object's mask (H, W) bool in one view and its confidence (the IoU of GrabCut's result
     with the cues' estimate): camera posed in the board's frame, pattern: board.image(),
     depth (H, W) m on the image's grid (0: none) or None."""
-    from cgwm_env.data.depth import back_project
-
     drawn, on_board = board_view(board, camera, pattern)
     grey = cv2.GaussianBlur(image.astype(np.float32), (3, 3), 0).mean(-1)
     low = cv2.erode(drawn, np.ones((3, 3), np.uint8))
