@@ -119,6 +119,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", default=None, help="camera JSON from `cgwm calibrate` (needed to record on the "
                                                    "real hand)")
     p.add_argument("--no-camera", action="store_true", help="play without recording frames")
+    p.add_argument("--background", action="store_true",
+                   help="before playing, record the empty scene for `cgwm segment` (background.png, its depth, "
+                        "the hand's joints): with --virtual the object is hidden; on the real hand you are asked "
+                        "to take it off and put it back")
     p.add_argument("--port", default=None, help="serial port of the hand (overrides the config)")
     p.add_argument("--out", default="out/play", help="folder for playback.json and the recorded dataset")
     p.add_argument("--object", default="unknown",

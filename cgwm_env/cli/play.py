@@ -6,10 +6,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
-from dataclasses import replace
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
+from cgwm_env.data.camera_model import SoftwareCamera, calibrated, depth_camera
 from cgwm_env.envs.leap.world_model_env import predict_frames
 from cgwm_env.learn.world_model import WorldModel
 from cgwm_env.physics.hand import hand_scene
@@ -17,7 +20,8 @@ from cgwm_env.render.camera import from_mujoco
 from hardware.calibration import load_camera
 from hardware.config import load_config
 from hardware.dynamixel import HardwareError, LeapHand
-from hardware.playback import load_trajectory, play, save_playback, scene_reference, validate_trajectory, virtual_motors
+from hardware.playback import (background_still, load_trajectory, play, save_playback, scene_reference,
+                               validate_trajectory, virtual_motors)
 from hardware.realsense import RealSenseCamera, RealSenseError
 from hardware.virtual import VirtualBus, VirtualRealSense
 
@@ -26,7 +30,6 @@ def main(args) -> None:
     """`cgwm play`: validate, connect, play, record. Hardware failures print a clear message and
     exit with status 3 (torque is off by then, or the message says it could not be turned off)."""
     config = load_config(args.config)
-    cam_cfg = config.camera
     use_camera = not args.no_camera
     traj = load_trajectory(args.trajectory)
     validate_trajectory(traj.times, traj.joint_targets, config.hand.max_joint_speed, uniform=use_camera)
@@ -34,22 +37,30 @@ def main(args) -> None:
     if use_camera and not args.virtual and args.camera is None:
         raise ValueError("--camera: recording on the real hand needs the camera JSON from `cgwm calibrate` "
                          "(or pass --no-camera)")
+    if args.background and not use_camera:
+        raise ValueError("--background: recording the empty scene needs the camera (drop --no-camera)")
     try:
-        with _devices(args.virtual, hand_config, cam_cfg, use_camera, args.camera, args.object) as (
-                hand_config, rs_camera, camera, reference):
+        with _devices(args.virtual, hand_config, config, use_camera, args.camera, args.object) as rig:
             predict = None
-            if camera is not None:
-                background, hand_colors = reference
-                predict = functools.partial(_predicted_frames, camera=camera, frame_dt=float(traj.times[1] - traj.times[0]),
-                                            model_path=args.model, background=background, hand_colors=hand_colors)
-            with LeapHand(hand_config) as hand:
-                result = play(hand, traj, rs_camera, predict_frames=predict)
+            if rig.camera is not None and rig.compare:
+                background, hand_colors = rig.reference
+                predict = functools.partial(_predicted_frames, camera=rig.camera,
+                                            frame_dt=float(traj.times[1] - traj.times[0]), model_path=args.model,
+                                            background=background, hand_colors=hand_colors)
+            with LeapHand(rig.hand_config) as hand:
+                still = functools.partial(rig.background, hand) if args.background else None
+                result = play(hand, traj, rig.rs_camera, predict_frames=predict, background=still,
+                              time_scale=rig.time_scale)
+            truth = rig.truth(result.frame_numbers) if result.frame_numbers is not None else None
     except (HardwareError, RealSenseError) as err:
         print(f"cgwm play: hardware error: {err}", file=sys.stderr)
         raise SystemExit(3) from err
     meta = {"trajectory": str(args.trajectory), "virtual": bool(args.virtual),
-            "max_joint_speed": hand_config.max_joint_speed}
-    out = save_playback(result, args.out, camera, object_name=args.object, meta=meta)
+            "max_joint_speed": rig.hand_config.max_joint_speed}
+    out = save_playback(result, args.out, rig.camera, object_name=args.object, meta=meta,
+                        depth_camera=rig.depth_camera, T_color_depth=rig.T_color_depth)
+    if truth is not None:
+        np.savez(truth_file(out), **truth)
     j = result.jitter
     err = np.abs(result.measured - result.targets)
     print(f"{'steps':>6} {'seconds':>8} {'jitter mean ms':>15} {'std ms':>7} {'max ms':>7} {'clamped':>8} "
@@ -59,7 +70,19 @@ def main(args) -> None:
     if result.psnr is not None:
         print(f"PSNR of the recorded frames against the world model's: mean {result.psnr.mean():.2f} dB, "
               f"min {result.psnr.min():.2f} dB over {len(result.psnr)} frames")
-    print(f"wrote {out}" + (" (dataset and playback.json)" if result.frames is not None else " (playback.json)"))
+    if result.frame_numbers is not None:
+        repeated = int((np.diff(result.frame_numbers) == 0).sum())
+        if repeated:
+            print(f"the camera delivered no new frame at {repeated} step(s) (frame_number repeats in states.npz)")
+    print(f"wrote {out}" + (" (dataset and playback.json)" if result.frames is not None else " (playback.json)")
+          + (f"; the truth for scoring: {truth_file(out)}" if truth is not None else ""))
+
+
+def truth_file(recording) -> Path:
+    """Where `cgwm play --virtual` with the real-looking camera keeps a recording's truth: beside
+    its folder, as <folder>.truth.npz (never read by the pipeline)."""
+    recording = Path(recording)
+    return recording.with_name(recording.name + ".truth.npz")
 
 
 def _predicted_frames(joint_targets, camera, frame_dt: float, model_path, background=None,
@@ -70,36 +93,115 @@ def _predicted_frames(joint_targets, camera, frame_dt: float, model_path, backgr
     return predict_frames(joint_targets, camera, frame_dt, model, background, hand_colors)
 
 
+@dataclass
+class _Rig:
+    """What a playback records with: the hand's settings, the RealSenseCamera (or None), the
+    posed Camera written to the dataset (or None), (background image, hand colours) for the
+    predictions, the depth stream's grid and pose in the colour camera, and how to take the
+    empty scene (background(hand) -> Still) and the truth of recorded frames (truth(frame
+    numbers) -> arrays, or None where there is no truth); compare: compare the recording with
+    the world model's predicted frames (not for the real-looking software camera, whose light the
+    flat-coloured model does not have); time_scale: the virtual plant's (wall-clock seconds per
+    simulated second)."""
+
+    hand_config: object
+    rs_camera: object = None
+    camera: object = None
+    reference: tuple = (None, None)
+    depth_camera: object = None
+    T_color_depth: object = None
+    background: object = None
+    truth: object = lambda numbers: None  # noqa: E731
+    compare: bool = True
+    time_scale: float = 1.0
+
+
 @contextlib.contextmanager
-def _devices(virtual: bool, hand_config, cam_cfg, use_camera: bool, camera_json, object_name: str = "unknown"):
-    """(hand settings, RealSenseCamera or None, posed Camera or None, (background, hand colours))
-    for a virtual or a real run (scene_reference's for the virtual plant's camera, else Nones);
-    the virtual plant holds `object_name` (virtual_motors); the virtual bus and camera, or the
-    real camera, are closed on leaving."""
+def _devices(virtual: bool, hand_config, config, use_camera: bool, camera_json, object_name: str = "unknown"):
+    """A _Rig for a virtual or a real run; the virtual plant holds `object_name`
+    (virtual_motors) and is seen flat or through a SoftwareCamera (config.virtual.camera); the
+    virtual bus and camera, or the real camera, are closed on leaving."""
+    cam_cfg = config.camera
     with contextlib.ExitStack() as stack:
         if virtual:
-            bus = stack.enter_context(VirtualBus(virtual_motors(object_name, max(cam_cfg.width, cam_cfg.height))))
-            hand_config = replace(hand_config, port=bus.port)
-            camera = rs_camera = None
-            reference = (None, None)
+            settings = config.virtual
+            software = None
+            depth_size = None if cam_cfg.depth_width is None else (cam_cfg.depth_width, cam_cfg.depth_height)
+            if settings.camera == "real":
+                software = SoftwareCamera(seed=settings.seed, **({} if depth_size is None else {
+                    "depth_width": depth_size[0]}))
+                depth_size = software.depth_size
+            size = max(cam_cfg.width, cam_cfg.height, *(depth_size or ()))
+            bus = stack.enter_context(VirtualBus(virtual_motors(object_name, size, software, settings.time_scale)))
+            rig = _Rig(replace(hand_config, port=bus.port), time_scale=settings.time_scale)
             if use_camera:
                 sim = bus.motors
                 with sim.lock:
-                    camera = from_mujoco(sim.model, sim.data, "palm_cam", cam_cfg.width, cam_cfg.height)
-                    reference = scene_reference(sim.model, sim.data, "palm_cam", cam_cfg.width, cam_cfg.height)
-                source = stack.enter_context(VirtualRealSense(camera, cam_cfg.fps, cam_cfg.depth))
-                source.stream_mujoco(sim, "palm_cam")
-                rs_camera = stack.enter_context(RealSenseCamera(source.device, cam_cfg.width, cam_cfg.height,
-                                                                cam_cfg.fps, cam_cfg.depth))
+                    truth_camera = from_mujoco(sim.model, sim.data, "palm_cam", cam_cfg.width, cam_cfg.height)
+                    if software is None:
+                        rig.reference = scene_reference(sim.model, sim.data, "palm_cam", cam_cfg.width, cam_cfg.height)
+                rig.camera = truth_camera
+                kwargs = {}
+                if software is not None:
+                    rig.camera, rig.compare = calibrated(truth_camera, software), False
+                    if cam_cfg.depth:
+                        rig.depth_camera, rig.T_color_depth = depth_camera(truth_camera, software.model,
+                                                                           *software.depth_size)
+                        kwargs = {"depth_camera": rig.depth_camera, "T_color_depth": rig.T_color_depth}
+                elif cam_cfg.depth:
+                    rig.depth_camera = truth_camera
+                source = stack.enter_context(VirtualRealSense(truth_camera, cam_cfg.fps, cam_cfg.depth, **kwargs))
+                source.stream_mujoco(sim, "palm_cam", software, settings.drop_frames,
+                                     settings.clock * settings.time_scale)
+                rig.rs_camera = stack.enter_context(RealSenseCamera(source.device, cam_cfg.width, cam_cfg.height,
+                                                                    cam_cfg.fps, cam_cfg.depth,
+                                                                    depth_size=depth_size))
+                rig.background = functools.partial(_hidden_object_still, sim, rig.rs_camera)
+                if software is not None:
+                    rig.truth = functools.partial(_virtual_truth, source, truth_camera)
         else:
-            camera = rs_camera = None
-            reference = (None, None)
+            rig = _Rig(hand_config)
             if use_camera:
                 posed = load_camera(camera_json)
-                rs_camera = stack.enter_context(RealSenseCamera(None, cam_cfg.width, cam_cfg.height, cam_cfg.fps,
-                                                                cam_cfg.depth))
-                camera = rs_camera.camera(posed.T_cw)
-                if (camera.width, camera.height) != (posed.width, posed.height):
+                depth_size = None if cam_cfg.depth_width is None else (cam_cfg.depth_width, cam_cfg.depth_height)
+                rig.rs_camera = stack.enter_context(RealSenseCamera(None, cam_cfg.width, cam_cfg.height, cam_cfg.fps,
+                                                                    cam_cfg.depth, depth_size=depth_size))
+                rig.camera = rig.rs_camera.camera(posed.T_cw)
+                if (rig.camera.width, rig.camera.height) != (posed.width, posed.height):
                     raise ValueError(f"--camera: calibrated at {posed.width}x{posed.height}, streaming "
-                                     f"{camera.width}x{camera.height}; calibrate at the streaming size")
-        yield hand_config, rs_camera, camera, reference
+                                     f"{rig.camera.width}x{rig.camera.height}; calibrate at the streaming size")
+                rig.depth_camera, rig.T_color_depth = rig.rs_camera.depth_camera(), rig.rs_camera.T_color_depth
+                rig.background = functools.partial(_asked_still, rig.rs_camera)
+        yield rig
+
+
+def _hidden_object_still(sim, rs_camera, hand):
+    """The virtual plant's empty scene: its object made invisible while the camera takes a Still."""
+    geoms = sim.model.geom_bodyid == sim.model.body("object").id
+    with sim.lock:
+        alpha = sim.model.geom_rgba[geoms, 3].copy()
+        sim.model.geom_rgba[geoms, 3] = 0.0
+    try:
+        time.sleep(3.0 / rs_camera.fps * sim.time_scale)  # let frames rendered with the object pass
+        return background_still(rs_camera, hand)
+    finally:
+        with sim.lock:
+            sim.model.geom_rgba[geoms, 3] = alpha
+
+
+def _asked_still(rs_camera, hand):
+    """The real scene without the object: the user takes it away, the camera takes a Still, the
+    user puts it back."""
+    input("cgwm play: take the object off the hand (leave the hand as it is), then press Enter ")
+    still = background_still(rs_camera, hand)
+    input("cgwm play: put the object back on the hand, then press Enter to play ")
+    return still
+
+
+def _virtual_truth(source: VirtualRealSense, camera, numbers) -> dict:
+    """The virtual scene's truth at the recorded frame numbers: masks and hand masks (T, H, W),
+    the object's poses (T, 3), (T, 4), the camera's true T_cw (4, 4)."""
+    rows = [source.truth[int(n)] for n in numbers]
+    return {"masks": np.stack([r["mask"] for r in rows]), "hand_masks": np.stack([r["hand_mask"] for r in rows]),
+            "object_pos": np.stack([r["object_pos"] for r in rows]),
+            "object_quat": np.stack([r["object_quat"] for r in rows]), "T_cw": camera.T_cw.double().numpy()}

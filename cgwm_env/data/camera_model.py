@@ -17,6 +17,7 @@ the reference) have no depth, nor do random specks. Depth is quantized to `depth
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -203,6 +204,15 @@ def perturb_pose(T_cw, pose_error: tuple, rng: np.random.Generator) -> np.ndarra
     return delta @ T
 
 
+def calibrated(camera: Camera, software: SoftwareCamera) -> Camera:
+    """`camera` as a calibration of it gives it: its pose off by software.model.pose_error in a
+    direction drawn from software.seed."""
+    rng = np.random.default_rng((software.seed, 1))
+    T = perturb_pose(camera.T_cw.double().numpy(), software.model.pose_error, rng)
+    c = camera
+    return Camera(c.fx, c.fy, c.cx, c.cy, c.width, c.height, torch.tensor(T, dtype=torch.float32))
+
+
 def _occluded(disparity: np.ndarray, reach: int = 64) -> np.ndarray:
     """Pixels (h, w) bool that the left (reference) imager sees and the right one, baseline to the
     right, does not: a pixel at column j with disparity d lands at j - d in the right image, and
@@ -277,29 +287,31 @@ class SoftwareRig:
     """A SoftwareCamera at work in a compiled MuJoCo scene prepared by prepare_spec: `frame`
     renders the colour camera `camera_name` (width x height px) through the sensor, the depth
     stream from DEPTH_CAMERA (placed at the colour camera's side by `aim`), and MuJoCo's
-    segmentation for the ground truth. Call close() (or use as a context manager)."""
+    segmentation for the ground truth. lock: held while `data` is read (another thread steps
+    it), or None. Call close() (or use as a context manager)."""
 
-    def __init__(self, model, data, camera_name: str, width: int, height: int, software: SoftwareCamera):
+    def __init__(self, model, data, camera_name: str, width: int, height: int, software: SoftwareCamera,
+                 lock=None):
         import mujoco
 
         self._mujoco, self.model, self.data = mujoco, model, data
         self.camera_name, self.software = camera_name, software
+        self.lock = contextlib.nullcontext() if lock is None else lock
         self.sensor = Sensor(software.model, software.seed)
         self.renderer = mujoco.Renderer(model, height, width)
         self.depth_renderer = None
-        mujoco.mj_forward(model, data)
-        self.color_camera = from_mujoco(model, data, camera_name, width, height)
         self.depth_camera, self.T_color_depth = None, None
         if software.depth_size is not None:
             self.depth_renderer = mujoco.Renderer(model, software.depth_size[1], software.depth_size[0])
             self.depth_renderer.enable_depth_rendering()
-            self.aim()
+        self.aim()
 
     def aim(self) -> None:
-        """Put the depth camera at the colour camera's side (after the colour camera moved)."""
-        self._mujoco.mj_forward(self.model, self.data)
-        self.color_camera = from_mujoco(self.model, self.data, self.camera_name, self.renderer.width,
-                                        self.renderer.height)
+        """Read the colour camera's pose and put the depth camera at its side (after it moved)."""
+        with self.lock:
+            self._mujoco.mj_forward(self.model, self.data)
+            self.color_camera = from_mujoco(self.model, self.data, self.camera_name, self.renderer.width,
+                                            self.renderer.height)
         if self.depth_renderer is None:
             return
         width, height = self.software.depth_size
@@ -310,18 +322,17 @@ class SoftwareRig:
     def clean(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """The perfect renders of the current state: colour (H, W, 3) uint8, depth (h, w) m on the
         depth grid (or None), MuJoCo's segmentation (H, W, 2) int (object id, object type)."""
-        mujoco, r = self._mujoco, self.renderer
-        mujoco.mj_forward(self.model, self.data)
-        r.update_scene(self.data, camera=self.camera_name)
+        r = self.renderer
+        with self.lock:
+            self._mujoco.mj_forward(self.model, self.data)
+            r.update_scene(self.data, camera=self.camera_name)
+            if self.depth_renderer is not None:
+                self.depth_renderer.update_scene(self.data, camera=DEPTH_CAMERA)
         rgb = r.render().copy()
         r.enable_segmentation_rendering()
-        r.update_scene(self.data, camera=self.camera_name)
         seg = r.render().copy()
         r.disable_segmentation_rendering()
-        depth = None
-        if self.depth_renderer is not None:
-            self.depth_renderer.update_scene(self.data, camera=DEPTH_CAMERA)
-            depth = self.depth_renderer.render().copy()
+        depth = None if self.depth_renderer is None else self.depth_renderer.render().copy()
         return rgb, depth, seg
 
     def frame(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -347,11 +358,8 @@ class SoftwareRig:
         return color, depth
 
     def calibrated_camera(self) -> Camera:
-        """The colour camera as a calibration gives it: its pose off by the model's pose_error."""
-        c = self.color_camera
-        rng = np.random.default_rng((self.software.seed, 1))
-        T = perturb_pose(c.T_cw.double().numpy(), self.software.model.pose_error, rng)
-        return Camera(c.fx, c.fy, c.cx, c.cy, c.width, c.height, torch.tensor(T, dtype=torch.float32))
+        """The colour camera as a calibration gives it (calibrated)."""
+        return calibrated(self.color_camera, self.software)
 
     def close(self) -> None:
         self.renderer.close()

@@ -36,7 +36,7 @@ def _ease(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (a + s[:, None] * (b - a)).astype(np.float32)
 
 
-def _leap_motion(rng: np.random.Generator) -> tuple[str, np.ndarray]:
+def leap_motion(rng: np.random.Generator) -> tuple[str, np.ndarray]:
     """A scripted hand motion drawn with rng: its kind (LEAP_MOTIONS) and the joint targets (N, 16)
     float32 of N control steps, starting from HOME_Q (sim joint order: a finger's mcp, rot, pip,
     dip at 4 f .. 4 f + 3 for index, middle, ring; the thumb's cmc, axl, mcp, ipl at 12 .. 15).
@@ -101,7 +101,7 @@ def _leap_rollout(env: LeapHandMujocoEnv, obs: dict, targets: np.ndarray, steps:
 def synth_leap(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0, size: int = 128,
                progress=None, software: SoftwareCamera | None = None) -> Path:
     """A LEAP Hand clip of `frames` frames from the MuJoCo twin (LeapHandMujocoEnv, 30 fps): the
-    object starts at rest on the palm at a random yaw and a scripted motion (_leap_motion, drawn
+    object starts at rest on the palm at a random yaw and a scripted motion (leap_motion, drawn
     with numpy seed `seed`) touches, pushes or rolls it. The clip starts LEAP_LEAD frames before a
     finger first touches the object; motions that move it less than LEAP_MIN_MOTION within the
     clip, drop it or leave the view are drawn again. A fixed camera looks at the palm from LEAP_EYE.
@@ -137,7 +137,7 @@ def synth_leap(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0, si
         mujoco.mj_forward(model, data)
         camera = from_mujoco(model, data, cam, size, size)
         for _ in range(50):
-            kind, targets = _leap_motion(rng)
+            kind, targets = leap_motion(rng)
             obs, _ = env.reset(seed=int(rng.integers(2**31)))
             lead = int(rng.integers(LEAP_LEAD[0], LEAP_LEAD[1] + 1))
             run = _leap_rollout(env, obs, targets, len(targets) + frames + lead)
