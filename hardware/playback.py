@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import time
-import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, replace
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cgwm_env.data.camera_model import SoftwareCamera, prepare_spec
+from cgwm_env.data.camera_model import SoftwareCamera, average_still, prepare_spec
 from cgwm_env.data.dataset import camera_to_meta, save_background, save_dataset
 from cgwm_env.data.depth import BACKGROUND_DEPTH_FILE, DEPTH_FILE, save_depth
 from cgwm_env.data.objects import OBJECTS
@@ -313,14 +312,8 @@ def background_still(camera, hand, frames: int = 8, timeout: float = 2.0) -> Sti
             raise RealSenseError(f"background: no new camera frame within {timeout} s")
         else:
             time.sleep(0.005)
-    color = np.rint(np.mean([f.color for f in shots], axis=0)).astype(np.uint8)
-    depth = None
-    if shots[0].depth is not None:
-        stack = np.stack([f.depth for f in shots]).astype(np.float64)
-        stack[stack == 0] = np.nan
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # pixels no frame measured
-            depth = np.nan_to_num(np.nanmedian(stack, axis=0), nan=0.0).astype(np.float32)
+    depths = None if shots[0].depth is None else [f.depth for f in shots]
+    color, depth = average_still([f.color for f in shots], depths)
     return Still(color, depth, np.asarray(hand.read().q, dtype=np.float64))
 
 

@@ -132,6 +132,33 @@ def parser() -> argparse.ArgumentParser:
                    help="WorldModel bundle whose predicted frames the recording is compared with (PSNR per "
                         "frame; default the bundled cube model)")
 
+    p = verbs.add_parser("capture", help="capture views: a multi-view set of a real object with camera poses from a "
+                                         "ChArUco board, for cgwm init")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    p = kinds.add_parser("views", help="from a session folder: images/, intrinsics.json, optional depth.npz")
+    p.add_argument("session", help="folder with images/ (PNG or JPEG, sorted by name), intrinsics.json (width, height, "
+                                   "fx, fy, cx, cy; pixel centres at +0.5) and optionally depth.npz (one map per image)")
+    p.add_argument("--out", default="out/views", help="multi-view set to write (default out/views)")
+    p.add_argument("--size", type=int, default=128, help="side of each cropped view, px (default 128)")
+    p.add_argument("--object", default="object", help="object name written to meta.json")
+    p.add_argument("--squares", type=int, nargs=2, default=(8, 6), metavar=("COLUMNS", "ROWS"),
+                   help="the ChArUco board's squares (default 8 6)")
+    p.add_argument("--square", type=float, default=0.03, help="side of a board square as printed, m (default 0.03)")
+    p.add_argument("--marker", type=float, default=0.022, help="side of a marker as printed, m (default 0.022)")
+    p.add_argument("--dictionary", default="DICT_4X4_50", help="the board's cv2.aruco dictionary (default DICT_4X4_50)")
+
+    p = verbs.add_parser("segment", help="object and hand masks of recorded clips, from background.png, depth and "
+                                         "the hand's joints")
+    p.add_argument("folders", nargs="+", metavar="DIR",
+                   help="dataset folders with background.png (from `cgwm play --background`); masks/, hand_masks/ "
+                        "and meta.json are rewritten")
+    p.add_argument("--min-confidence", type=float, default=0.8,
+                   help="frames whose confidence (IoU of GrabCut's mask with the colour/depth cues') is below this "
+                        "are named unsure (default 0.8)")
+    p.add_argument("--no-refine-camera", action="store_true",
+                   help="keep the calibrated camera as it is (default: shift the hand's drawn silhouette to meet "
+                        "the images, mending a small calibration error)")
+
     p = verbs.add_parser("bench", help="speed and accuracy benchmarks; print a table and write JSON")
     p.add_argument("suite", choices=BENCH_SUITES)
     p.add_argument("--out", default=None, help="JSON file to write")

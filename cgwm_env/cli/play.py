@@ -181,12 +181,14 @@ def _hidden_object_still(sim, rs_camera, hand):
     with sim.lock:
         alpha = sim.model.geom_rgba[geoms, 3].copy()
         sim.model.geom_rgba[geoms, 3] = 0.0
+    settle = 3.0 / rs_camera.fps * sim.time_scale  # s: frames rendered before a change are still on their way
     try:
-        time.sleep(3.0 / rs_camera.fps * sim.time_scale)  # let frames rendered with the object pass
+        time.sleep(settle)
         return background_still(rs_camera, hand)
     finally:
         with sim.lock:
             sim.model.geom_rgba[geoms, 3] = alpha
+        time.sleep(settle)
 
 
 def _asked_still(rs_camera, hand):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -213,6 +214,21 @@ def calibrated(camera: Camera, software: SoftwareCamera) -> Camera:
     return Camera(c.fx, c.fy, c.cx, c.cy, c.width, c.height, torch.tensor(T, dtype=torch.float32))
 
 
+def average_still(colors: list, depths: list | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """One picture of a still scene from several frames: the mean of the colour frames (H, W, 3)
+    uint8 and the median of the measured depths (h, w) m, 0 where no frame measured one (or None
+    without depths)."""
+    color = np.rint(np.mean(colors, axis=0)).astype(np.uint8)
+    if depths is None:
+        return color, None
+    stack = np.stack(depths).astype(np.float64)
+    stack[stack == 0] = np.nan
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # pixels that no frame measured
+        depth = np.nan_to_num(np.nanmedian(stack, axis=0), nan=0.0).astype(np.float32)
+    return color, depth
+
+
 def _occluded(disparity: np.ndarray, reach: int = 64) -> np.ndarray:
     """Pixels (h, w) bool that the left (reference) imager sees and the right one, baseline to the
     right, does not: a pixel at column j with disparity d lands at j - d in the right image, and
@@ -348,14 +364,7 @@ class SoftwareRig:
         """A user's picture of a still scene: the mean of `frames` colour frames and the median of
         the measured depths (0 where no frame measured one)."""
         shots = [self.frame() for _ in range(frames)]
-        color = np.rint(np.mean([s[0] for s in shots], axis=0)).astype(np.uint8)
-        depth = None
-        if shots[0][1] is not None:
-            stack = np.stack([s[1] for s in shots]).astype(np.float64)
-            stack[stack == 0] = np.nan
-            with np.errstate(all="ignore"):
-                depth = np.nan_to_num(np.nanmedian(stack, axis=0), nan=0.0).astype(np.float32)
-        return color, depth
+        return average_still([s[0] for s in shots], None if shots[0][1] is None else [s[1] for s in shots])
 
     def calibrated_camera(self) -> Camera:
         """The colour camera as a calibration gives it (calibrated)."""

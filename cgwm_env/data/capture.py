@@ -18,16 +18,18 @@ with an unsure mask are left out and named.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import imageio.v3 as iio
 import numpy as np
 import torch
 
 from cgwm_env.data.dataset import camera_to_meta, save_dataset
-from cgwm_env.data.depth import back_project
+from cgwm_env.data.depth import DEPTH_FILE, align_depth, back_project, load_depth
 from cgwm_env.data.segment import SegmentSettings, component_filter, refine_mask
 from cgwm_env.render.camera import Camera
 
@@ -335,3 +337,39 @@ def _crop(image: np.ndarray, box: tuple, size: int, interpolation) -> np.ndarray
     padded = np.pad(image, ((pad, pad), (pad, pad)) + ((0, 0),) * (image.ndim - 2), mode="edge")
     window = padded[r0 + pad:r0 + pad + side, c0 + pad:c0 + pad + side]
     return cv2.resize(window, (size, size), interpolation=interpolation)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def load_session(folder) -> tuple[list, Camera, list | None]:
+    """A capture session's folder (docs/datasets.md, "Capture sessions"): its images (sorted by
+    name from images/, each (H, W, 3) uint8), the camera of intrinsics.json (width, height, fx,
+    fy, cx, cy in the format's convention; pose the identity), and the depth maps of depth.npz on
+    the images' grid (one per image) or None."""
+    folder = Path(folder)
+    try:
+        intrinsics = json.loads((folder / "intrinsics.json").read_text())
+        camera = Camera(*(float(intrinsics[k]) for k in ("fx", "fy", "cx", "cy")), int(intrinsics["width"]),
+                        int(intrinsics["height"]), torch.eye(4))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{folder}/intrinsics.json: expected width, height, fx, fy, cx, cy ({err})") from err
+    files = sorted(f for f in (folder / "images").glob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{folder}/images: no PNG or JPEG images")
+    images = []
+    for f in files:
+        image = iio.imread(f)
+        image = np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image[..., :3]
+        if image.shape[:2] != (camera.height, camera.width) or image.dtype != np.uint8:
+            raise ValueError(f"{f}: expected a {camera.width}x{camera.height} 8-bit image as intrinsics.json says, "
+                             f"got {image.shape} {image.dtype}")
+        images.append(image)
+    depths = None
+    if (folder / DEPTH_FILE).is_file():
+        depth = load_depth(folder / DEPTH_FILE)
+        if depth.depth.ndim != 3 or len(depth.depth) != len(images):
+            raise ValueError(f"{folder / DEPTH_FILE}: expected one depth map per image ({len(images)}), "
+                             f"got {depth.depth.shape}")
+        depths = [align_depth(d, depth.camera, camera, depth.T_color_depth) for d in depth.depth]
+    return images, camera, depths
