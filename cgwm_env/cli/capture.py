@@ -35,4 +35,4 @@ def main(args) -> None:
         print(f"{k:>5} {corners} {'-' if conf is None else f'{conf:.3f}':>10}  {status}")
     centre = np.round(result.object_pose[:3, 3] * 1000, 1).tolist()
     print(f"wrote {Path(result.path)}: {len(result.kept)} of {len(images)} views; the object's centre on the board "
-          f"at {centre} mm; next: cgwm init {result.path}")
+          f"at {centre} mm; next: cgwm init --views {result.path} --out gaussians.npz")

@@ -2,9 +2,10 @@
 depth camera gives it, and the hand's recorded joint angles (`cgwm segment`).
 
 Per frame:
-1. The hand's silhouette is drawn from its joint angles with its known kinematics
-   (cgwm_env.physics.hand): each collision geom is convex, so its silhouette is the convex hull of
-   its projected surface points; the hand's depth comes from its Gaussians (hand_gaussians).
+1. The hand's silhouette and depth are drawn from its joint angles with its known kinematics
+   (cgwm_env.physics.hand): each pixel's ray is cast at the collision geoms (boxes and capsules)
+   placed by forward kinematics (HandView), moved by a sub-pixel image shift that mends a small
+   calibration error (hand_shift).
 2. Colour: the frame's exposure and white balance are matched to background.png (per-channel
    gains, the median ratio over the pixels the background still shows), then a pixel differs
    when it is not the background scaled by a shadow's factor. Depth, where there is depth: a
