@@ -189,17 +189,22 @@ class MujocoMotors:
         steps = int((now - self._t) / wall)
         if steps <= 0:
             return
-        if steps * dt > self.max_lag:
-            steps = int(self.max_lag / dt)
-            self._t = now - steps * wall
         ctrl = dx.ticks_to_sim(self.goal) if self._goal_changed else None
         self._goal_changed = False
-        with self.lock:
+        with self.lock:  # data and the time it is at change together
+            if steps * dt > self.max_lag:
+                steps = int(self.max_lag / dt)
+                self._t = now - steps * wall
             if ctrl is not None:
                 self.data.ctrl[self._act] = ctrl
             self._mujoco.mj_step(self.model, self.data, nstep=steps)
-        self._t += steps * wall
+            self._t += steps * wall
         self._present = None
+
+    @property
+    def state_time(self) -> float:
+        """The time.monotonic() (s) that `data` is at; read it holding `lock`."""
+        return self._t
 
     def present(self, motor: int) -> tuple[int, int, int]:
         if self._present is None:
@@ -660,6 +665,7 @@ class VirtualRealSense:
                     if software is None:
                         with sim.lock:
                             renderer.update_scene(sim.data, camera_name)
+                            stamp = _exposure_stamp(sim)
                         rgb = renderer.render()
                         depth = None
                         if with_depth:
@@ -670,6 +676,7 @@ class VirtualRealSense:
                     else:
                         with sim.lock:
                             pose = (sim.data.xpos[obj].copy(), sim.data.xquat[obj].copy())
+                            stamp = _exposure_stamp(sim)
                         clean, depth, seg = rig.clean()
                         rgb = rig.sensor.color(clean)
                         depth = rig.sensor.depth(depth, float(rig.depth_camera.fx)) if with_depth else None
@@ -681,7 +688,7 @@ class VirtualRealSense:
                     if self._frame_number + 1 in drop:
                         self._frame_number += 1  # taken but never delivered
                     else:
-                        number = self.push(rgb, depth)
+                        number = self.push(rgb, depth, stamp)
                         if truth is not None:
                             self.truth[number] = truth
                     next_time += period
@@ -707,6 +714,12 @@ class VirtualRealSense:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _exposure_stamp(sim: MujocoMotors) -> float:
+    """The wall-clock time (ms) that sim's scene is at, as a camera stamps a frame's exposure
+    (call it holding sim.lock)."""
+    return (time.time() - (time.monotonic() - sim.state_time)) * 1000.0
 
 
 def _rs_intrinsics(rs, camera):

@@ -313,12 +313,12 @@ def hand_scene() -> dict:
     return {"hand": HandModel(), "ground_height": None}
 
 
-def hand_surface(spacing: float = 0.007) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Points about `spacing` m apart on the surfaces of the hand's collision geoms (boxes and
-    capsules; each geom is convex): the geom index (N,) into the MJCF's geoms, the link index (N,)
-    into LINK_NAMES, the points (N, 3) m in their link frames and the geoms' MJCF colours (N, 3).
-    Place them with link_points(forward_kinematics(q), link, points)."""
-    geoms, links, points, colors = [], [], [], []
+def hand_gaussians(spacing: float = 0.007) -> tuple[torch.Tensor, SphereGaussians]:
+    """Gaussians for drawing the hand: scale 0.35 spacing (radius 0.7 spacing: neighbours overlap
+    into a closed surface, which smaller ones leave open in the antialiased renderer), about
+    `spacing` m apart on the surfaces of its collision geoms, coloured as the MJCF colours them. Returns the link index (N,)
+    of each and the Gaussians in their link frames; place them with link_points(forward_kinematics(q), ...)."""
+    links, centers, colors = [], [], []
     model = mjcf()
     for g in range(model.ngeom):
         size, kind = model.geom_size[g], model.geom_type[g]
@@ -330,23 +330,12 @@ def hand_surface(spacing: float = 0.007) -> tuple[torch.Tensor, torch.Tensor, to
             local[:, 2] += np.sign(local[:, 2]) * size[1]
         else:
             continue
-        geoms.append(np.full(len(local), g))
         links.append(np.full(len(local), model.geom_bodyid[g] - 1))
-        points.append(_to_link(g, local))
+        centers.append(_to_link(g, local))
         colors.append(np.repeat(model.geom_rgba[g:g + 1, :3], len(local), 0))
-    return (torch.as_tensor(np.concatenate(geoms)), torch.as_tensor(np.concatenate(links)),
-            torch.tensor(np.concatenate(points), dtype=torch.float32),
-            torch.tensor(np.concatenate(colors), dtype=torch.float32))
-
-
-def hand_gaussians(spacing: float = 0.007) -> tuple[torch.Tensor, SphereGaussians]:
-    """Gaussians for drawing the hand: scale 0.35 spacing (radius 0.7 spacing: neighbours overlap
-    into a closed surface, which smaller ones leave open in the antialiased renderer), about
-    `spacing` m apart on the surfaces of its collision geoms (hand_surface), coloured as the MJCF
-    colours them. Returns the link index (N,) of each and the Gaussians in their link frames;
-    place them with link_points(forward_kinematics(q), ...)."""
-    _, links, points, colors = hand_surface(spacing)
-    return links, SphereGaussians.from_spheres(points, 0.7 * spacing, colors)
+    gaussians = SphereGaussians.from_spheres(torch.tensor(np.concatenate(centers), dtype=torch.float32),
+                                             0.7 * spacing, torch.tensor(np.concatenate(colors), dtype=torch.float32))
+    return torch.as_tensor(np.concatenate(links)), gaussians
 
 
 def _box_surface(half: np.ndarray, spacing: float) -> np.ndarray:
