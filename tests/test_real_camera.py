@@ -20,6 +20,7 @@ from cgwm_env.data.depth import align_depth, dataset_depth, load_depth, save_dep
 from cgwm_env.data.segment import off_clock_frames
 from cgwm_env.data.synth_capture import synth_capture
 from cgwm_env.envs.leap.clips import synth_leap
+from cgwm_env.learn.clips import load_clip
 from cgwm_env.render.camera import Camera
 from hardware.playback import save_trajectory
 
@@ -119,6 +120,9 @@ def test_cgwm_segment_meets_the_issue_targets(leap_clip, tmp_path, capsys):
     assert np.median(iou(masks, truth["masks"])) >= 0.95
     assert np.median(iou(hand, truth["hand_masks"])) >= 0.9
     assert str(folder) in capsys.readouterr().out
+    assert len(load_clip(folder)) == len(data)  # stage II takes it now, and refused it before:
+    with pytest.raises(ValueError, match="cgwm segment"):
+        load_clip(source)
 
 
 def test_cgwm_segment_names_a_frame_it_cannot_segment(leap_clip, tmp_path, capsys):
