@@ -14,15 +14,17 @@ from cgwm_env.data.segment import SegmentSettings, segment_dataset, write_segmen
 def main(args) -> None:
     """Segment each folder and write masks/, hand_masks/ and meta.json's segmentation record;
     print one line per folder and name every unsure or off-clock frame."""
+    if not 0 <= args.min_confidence <= 1:
+        raise ValueError(f"--min-confidence: expected a number in [0, 1], got {args.min_confidence}")
     settings = SegmentSettings(min_confidence=args.min_confidence, refine_camera=not args.no_refine_camera)
     folders = [Path(f) for f in args.folders]
     for folder in folders:  # check them all before the long work
         if not (folder / "meta.json").is_file():
-            raise ValueError(f"folders: {folder} is not a dataset folder (no meta.json)")
+            raise ValueError(f"DIR: {folder} is not a dataset folder (no meta.json)")
         if not os.access(folder / "meta.json", os.W_OK) or not os.access(folder / "masks", os.W_OK):
-            raise ValueError(f"folders: {folder}: meta.json and masks/ must be writable")
+            raise ValueError(f"DIR: {folder}: meta.json and masks/ must be writable")
         if not (folder / "background.png").is_file():
-            raise ValueError(f"folders: {folder} has no background.png (the scene without the object; "
+            raise ValueError(f"DIR: {folder} has no background.png (the scene without the object; "
                              "`cgwm play --background` records it)")
     print(f"{'folder':<32} {'frames':>6} {'confidence median':>17} {'min':>5} {'unsure':>6} {'shift px':>10}")
     for folder in folders:
