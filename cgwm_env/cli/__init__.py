@@ -29,7 +29,8 @@ BENCH_SUITES = ("physics", "render", "init", "env", "hardware", "mpc", "accuracy
 # Names the library's messages use for what a verb's flag sets, where they differ from the flag's.
 LIBRARY_NAMES = {"init": {"views_dir": "--data", "out_file": "--gaussians"},
                  "learn": {"gaussians_file": "--gaussians"},
-                 "eval": {"samples": "--cem-samples", "iterations": "--cem-iterations"}, "plan": {"path": "--model"}}
+                 "eval": {"samples": "--cem-samples", "iterations": "--cem-iterations"}, "plan": {"path": "--model"},
+                 "capture": {"images": "--session"}}
 
 
 def _fail(text: str):
@@ -278,6 +279,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", type=existing_file, default=None, metavar="FILE.json",
                    help="real hand: camera JSON from calibrate --camera, needed to record (default: none)")
     p.add_argument("--no-camera", action="store_true", help="play without recording frames (default: record)")
+    p.add_argument("--background", action="store_true",
+                   help="before playing, record the empty scene for segment (background.png, its depth, the "
+                        "hand's joints): with --virtual the object is hidden; on the real hand you are asked to "
+                        "take it off and put it back (default off)")
     p.add_argument("--port", default=None, help="real hand: serial port (default: the config's)")
     p.add_argument("--out", type=out_dir, default="out/play", metavar="DIR",
                    help="folder for playback.json and the recorded dataset (default out/play)")
@@ -288,6 +293,37 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=existing_dir, default=None, metavar="DIR",
                    help="world-model bundle whose predicted frames the recording is compared with, PSNR per "
                         "frame (default: the bundled cube)")
+
+    p = verb("capture", "capture views: a multi-view set of a real object with camera poses from a ChArUco "
+                        "board, for init")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    text = "a multi-view set from a session folder of photos of the object on a ChArUco board"
+    p = kinds.add_parser("views", parents=[common], help=text, description=text)
+    p.add_argument("--session", type=existing_dir, required=True, metavar="DIR",
+                   help="folder with images/ (PNG or JPEG, sorted by name), intrinsics.json (width, height, fx, fy, "
+                        "cx, cy; pixel centres at +0.5) and optionally depth.npz (one map per image); required")
+    p.add_argument("--out", type=out_dir, default="out/views", metavar="DIR",
+                   help="multi-view set folder to write, what init --data reads (default out/views)")
+    p.add_argument("--size", type=count(16), default=128, help="side of each cropped view, px (default 128)")
+    p.add_argument("--object", default="object", help="object name written to meta.json (default object)")
+    p.add_argument("--squares", type=count(3), nargs=2, default=(8, 6), metavar=("COLUMNS", "ROWS"),
+                   help="the ChArUco board's squares (default 8 6)")
+    p.add_argument("--square", type=number(0.0, open_low=True), default=0.03,
+                   help="side of a board square as printed, m (default 0.03)")
+    p.add_argument("--marker", type=number(0.0, open_low=True), default=0.022,
+                   help="side of a marker as printed, m, less than --square (default 0.022)")
+    p.add_argument("--dictionary", default="DICT_4X4_50", help="the board's cv2.aruco dictionary (default DICT_4X4_50)")
+
+    p = verb("segment", "object and hand masks of recorded clips, from background.png, depth and the hand's joints")
+    p.add_argument("--data", type=existing_dir, nargs="+", required=True, metavar="DIR",
+                   help="dataset folders with background.png (play --background records it); their masks/, "
+                        "hand_masks/ and meta.json are rewritten; required")
+    p.add_argument("--min-confidence", type=number(0.0), default=0.8,
+                   help="frames whose confidence (IoU of GrabCut's mask with the colour/depth cues'), in [0, 1], is "
+                        "below this are named unsure (default 0.8)")
+    p.add_argument("--no-refine-camera", action="store_true",
+                   help="keep the calibrated camera as it is (default: shift the hand's drawn silhouette to meet "
+                        "the images, mending a small calibration error)")
 
     p = verb("bench", "speed and accuracy benchmarks, one subcommand per suite; print a table and write JSON")
     suites = p.add_subparsers(dest="suite", required=True, metavar="SUITE")
@@ -367,8 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         verb.main(args)
     except ValueError as err:  # bad input: say what is wrong, without a traceback
         verb_parser = _subparser(cli, args.verb)
-        if args.verb == "bench":
-            verb_parser = _subparser(verb_parser, args.suite)
+        for sub in ("suite", "kind"):  # bench SUITE, capture KIND
+            if hasattr(args, sub):
+                verb_parser = _subparser(verb_parser, getattr(args, sub))
         print(f"cgwm {args.verb}: error: {_flag_message(err, args.verb, verb_parser)}", file=sys.stderr)
         return 2
     return 0
