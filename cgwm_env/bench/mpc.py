@@ -7,7 +7,7 @@ and the hand-made cube, cube_handmade), `trials` episodes of ContactGaussian-Lea
 --config's overrides). Reports success (error < 0.04 for 20 consecutive
 steps within 500), the mean final angle error in degrees, the rate of ending within 0.1 rad,
 drops, and the planner's median and 95th-percentile solve time with the rate it allows (over
-the planned steps: the approach to the pre-grasp, settings.approach, is not planned). Objects
+the planned steps: the pre-grasp, the move into the cage around the object, is not planned). Objects
 without a world model are listed as skipped. Solve times are wall time on a machine shared with
 other work (one torch thread unless --threads says otherwise); compare figures from one run.
 With --compile the planner runs through torch.compile; its first plan, which compiles, is
