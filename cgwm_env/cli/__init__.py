@@ -82,6 +82,13 @@ def parser() -> argparse.ArgumentParser:
                    help="local kornia LoFTR weights: use the LoFTR feature loss instead of D-SSIM")
     p.add_argument("--seed", type=int, default=None, help="seed of the initial-pose candidates")
 
+    p = verbs.add_parser("learn-leap", help="a LEAP Hand world model of a library object, learned from its MuJoCo "
+                                            "twin with the same settings for every object")
+    p.add_argument("object", help="library object (cgwm_env.data.objects.OBJECTS)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for the views, Gaussians and clips; DIR/model is the world-model bundle (a step "
+                        "whose output is there already is not run again)")
+
     p = verbs.add_parser("eval", help="open-loop test errors beside No_opt and CEM+MuJoCo+R")
     p.add_argument("--model", required=True, metavar="MODEL", help="world-model folder (cgwm learn)")
     p.add_argument("--data", required=True, metavar="DIR", help="folder of test_* clips (and train_* for CEM)")
@@ -141,7 +148,8 @@ def parser() -> argparse.ArgumentParser:
                    help="mpc: processes running episodes at once (default 1; one per free core)")
     p.add_argument("--objects", nargs="+", default=None, metavar="NAME",
                    help="accuracy: library objects (default cube duck lblock bottle mug; quick: cube); "
-                        "mpc: objects or world-model bundles (e.g. cube_handmade; default all)")
+                        "mpc: objects, bundled world models (e.g. cube_handmade) or world-model folders "
+                        "(e.g. DIR/model of cgwm learn-leap; default every bundled one)")
     p.add_argument("--config", default=None, help="mpc: MPC settings YAML overriding MPCSettings' defaults")
     return cgwm
 
@@ -153,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     # display needed, unless MUJOCO_GL says otherwise).
     os.environ.setdefault("MUJOCO_GL", "egl")
     keep_freed_memory()
-    verb = importlib.import_module(f"cgwm_env.cli.{args.verb}")
+    verb = importlib.import_module(f"cgwm_env.cli.{args.verb.replace('-', '_')}")
     try:
         verb.main(args)
     except ValueError as err:  # bad input: say what is wrong, without a traceback
