@@ -93,10 +93,11 @@ def clear_radius(foot: Footprint, clearance: float = CLEARANCE) -> float:
     return foot.radius + _pad_radius() + clearance
 
 
-def cage(gaussians: SphereGaussians, position, quat, clearance: float = CLEARANCE) -> Cage:
+def cage(gaussians: SphereGaussians, position, quat, clearance: float = CLEARANCE, any_yaw: bool = False) -> Cage:
     """The Cage around the object of `gaussians` (collision spheres) resting at position (3,) m,
     quat (4,) on the palm: each pad at its slot (SLOTS) at the height of the centre, its finger's
-    last two links `clearance` m from the object. Raises ValueError naming the object's size and
+    last two links `clearance` m from the object; any_yaw: no pad nearer the axis than the clear
+    radius (clear_radius: clear of the object however it has turned about its axis since). Raises ValueError naming the object's size and
     the hand's limit when the pads cannot reach such a cage."""
     if not (math.isfinite(clearance) and clearance > 0):
         raise ValueError(f"clearance: expected a positive distance (m), got {clearance!r}")
@@ -111,7 +112,7 @@ def cage(gaussians: SphereGaussians, position, quat, clearance: float = CLEARANC
         angles = torch.where(failed, slots + turn, angles)
         heights = torch.where(failed, min(height + rise, max(height, foot.top - _pad_radius())), heights)
         joints, radii, gap, miss = _fit_radii(centres, sphere_radii, foot.axis, angles, heights, clear_at_any_yaw,
-                                              clearance)
+                                              clearance, clear_at_any_yaw if any_yaw else 0.0)
         failed = (miss > REACH_TOLERANCE) | (gap < 0.5 * clearance)
         if not failed.any():
             break
@@ -132,12 +133,13 @@ def cage(gaussians: SphereGaussians, position, quat, clearance: float = CLEARANC
     return Cage((*descent, joints), radii, clear_at_any_yaw, foot)
 
 
-def _fit_radii(centres, sphere_radii, axis, angles, heights, clear_at_any_yaw, clearance):
+def _fit_radii(centres, sphere_radii, axis, angles, heights, clear_at_any_yaw, clearance, least_radius):
     """The cage's joints (16,), each pad's radius (4,) m on its slot (angles (4,) rad at heights
     (4,) m), each finger's
     clearance (4,) m and each pad's distance from its slot (4,) m: the pads start at
     clear_at_any_yaw and each radius is corrected (secant steps, at most MAX_CAGE_STEP) until its
-    finger is `clearance` from the object, within CAGE_TOLERANCE or CAGE_ROUNDS."""
+    finger is `clearance` from the object, within CAGE_TOLERANCE or CAGE_ROUNDS, none nearer the
+    axis than least_radius m."""
     radii = torch.full((4,), clear_at_any_yaw, dtype=torch.float64)
     joints, miss = solve_pads(slot_points(axis, radii, heights, angles))
     gap = finger_clearance(joints, centres, sphere_radii)
@@ -146,7 +148,7 @@ def _fit_radii(centres, sphere_radii, axis, angles, heights, clear_at_any_yaw, c
         if float((gap - clearance).abs().max()) < CAGE_TOLERANCE:
             break
         new_radii = (radii + ((clearance - gap) / slope).clamp(-MAX_CAGE_STEP, MAX_CAGE_STEP)).clamp(
-            max=clear_at_any_yaw + MAX_EXTRA_RADIUS)
+            least_radius, clear_at_any_yaw + MAX_EXTRA_RADIUS)
         step = new_radii - radii
         radii = new_radii
         joints, miss = solve_pads(slot_points(axis, radii, heights, angles), joints)

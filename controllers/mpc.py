@@ -19,8 +19,8 @@ Before the first plan the hand moves into a cage of the four fingertip pads arou
 computed from the model's Gaussians at the object's pose (controllers.grasp); near the goal the
 orientation weight grows (settle_error, settle_weight); each command keeps a joint's target within
 max_lead of its measured position; when the error stalls the planner lets go (the pads out to where
-they clear the object at any yaw) and regrasps: a new cage around the object as it then stands
-(regrasp_*, release_*). MPCSettings() is the planner `cgwm demo`
+they clear the object at any yaw) and regrasps: it moves into the cage about the object's start
+axis with the pads at that radius (regrasp_*, release_*). MPCSettings() is the planner `cgwm demo`
 runs; docs/design.md says why each part is there and what was measured without it.
 """
 
@@ -149,10 +149,10 @@ class ReorientationMPC:
     model: the world model (a cgwm_env Model with a hand); settings: MPCSettings; action_bound:
     the largest change of a joint target per control step, rad. Call plan(state, goal) once per
     control step; reset() between episodes. solve_times holds each plan's wall time, s (not the
-    pre-grasp's steps); cage, the controllers.grasp.Cage around the object (with settings.pregrasp;
-    computed at the episode's first plan and after each release), cage_times the wall time of each
-    computation, s; waypoints, the cage's waypoints still ahead; regrasps, the regrasps begun since
-    reset(). compile: run the rollout and cost through torch.compile (module doc);
+    pre-grasp's steps); cage, the controllers.grasp.Cage around the object (with settings.pregrasp,
+    computed at the episode's first plan) and recage, the one moved into after each release
+    (computed at the first release); cage_times the wall time of each call, s; waypoints, the
+    cage's waypoints still ahead; regrasps, the regrasps begun since reset(). compile: run the rollout and cost through torch.compile (module doc);
     the first plan's wall time, which compiles, goes to compile_seconds instead of solve_times.
     """
 
@@ -189,28 +189,36 @@ class ReorientationMPC:
         self.cage: Cage | None = None
         self.waypoints: list[torch.Tensor] = []
         self._clear_radius: torch.Tensor | None = None  # m, set with the cage at the episode's first plan
+        self.recage: Cage | None = None
         self.regrasps = 0
         self._release_from = None  # the orientation held while releasing, (4,); None when not releasing
         self._release_count, self._best_error, self._stalled_for = 0, math.inf, 0
 
     def _cage_around(self, state: State) -> None:
-        """With settings.pregrasp, the cage around the object as it stands in `state`
-        (controllers.grasp.cage; after a release, the episode's last cage where the pads cannot
-        reach a new one) and its waypoints ahead; in any case the radius the release pushes the
-        pads out to (grasp.clear_radius). The time it took goes to cage_times."""
+        """At the episode's first plan: with settings.pregrasp, the cage around the object as it
+        stands in `state` (controllers.grasp.cage) and its waypoints ahead; in any case the radius
+        the release pushes the pads out to (grasp.clear_radius). After a release: the last two
+        waypoints of the cage about the object's start axis with the pads at that radius (grasp.cage any_yaw:
+        clear of the object however it has turned; the first cage where the pads cannot reach
+        that). The time it took goes to cage_times."""
         start = time.perf_counter()
         s = self.settings
-        if s.pregrasp:
-            try:
-                self.cage = cage(self.model.gaussians, state.position[0], state.quat[0], s.cage_clearance)
-            except ValueError:
-                if self.cage is None:  # the episode's first cage: the object does not fit the hand
-                    raise
-                # after a release, where the object has slid out of the pads' reach: the episode's last cage
-            self.waypoints, clear = [w.to(self.plan_dtype) for w in self.cage.waypoints], self.cage.clear_radius
-        else:
-            clear = clear_radius(footprint(self.model.gaussians, state.position[0], state.quat[0]), s.cage_clearance)
-        self._clear_radius = torch.tensor(clear, dtype=self.plan_dtype)
+        if self._clear_radius is None:
+            self._start_pose = state.position[0].clone(), state.quat[0].clone()
+            if s.pregrasp:
+                self.cage = cage(self.model.gaussians, *self._start_pose, s.cage_clearance)
+                self.waypoints, clear = [w.to(self.plan_dtype) for w in self.cage.waypoints], self.cage.clear_radius
+            else:
+                clear = clear_radius(footprint(self.model.gaussians, *self._start_pose), s.cage_clearance)
+            self._clear_radius = torch.tensor(clear, dtype=self.plan_dtype)
+        elif s.pregrasp:
+            if self.recage is None:
+                try:
+                    self.recage = cage(self.model.gaussians, *self._start_pose, s.cage_clearance, any_yaw=True)
+                except ValueError:  # the pads cannot reach that far round this object: the first cage
+                    self.recage = self.cage
+            # beside the object, the thumb open, then the cage: no lift over the object it is turning
+            self.waypoints = [w.to(self.plan_dtype) for w in self.recage.waypoints[-2:]]
         self.cage_times.append(time.perf_counter() - start)
 
     def _restart_plan(self) -> None:

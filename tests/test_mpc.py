@@ -217,28 +217,27 @@ def test_pregrasp_moves_the_targets_through_the_cage_at_the_bound_before_plannin
     assert planner.cage is None and not planner.waypoints
 
 
-def test_a_cage_out_of_reach_after_a_release_falls_back_to_the_last_one(world, monkeypatch):
-    """The episode's first cage the pads cannot reach refuses the object; after a release, where
-    the object may have slid out of reach, the hand goes back to the episode's last cage."""
+def test_a_regrasp_cage_out_of_reach_falls_back_to_the_first_one(world, monkeypatch):
+    """An object whose first cage the pads cannot reach is refused; where they cannot reach the
+    regrasp's cage (the pads at the clear radius), the hand goes back to the first cage."""
     import controllers.mpc
 
     planner = ReorientationMPC(world.model, dataclasses.replace(BARE, pregrasp=True))
     planner.plan(world.state, task.yaw_quat(1.0))
-    first = planner.cage
+    first, reachable = planner.cage, controllers.mpc.cage
 
-    def out_of_reach(*args):
-        raise ValueError("object: does not fit the LEAP Hand's grasp")
+    def out_of_reach(*args, any_yaw=False):
+        if any_yaw:
+            raise ValueError("object: does not fit the LEAP Hand's grasp")
+        return reachable(*args)
 
     monkeypatch.setattr(controllers.mpc, "cage", out_of_reach)
-    planner._cage_around(world.state)
-    assert planner.cage is first and len(planner.waypoints) == len(first.waypoints)
+    planner._cage_around(world.state)  # as after a release
+    assert planner.recage is first and len(planner.waypoints) == 2  # beside the object, then the cage
     planner.reset()
+    monkeypatch.setattr(controllers.mpc, "cage", lambda *args: out_of_reach(*args, any_yaw=True))
     with pytest.raises(ValueError, match="does not fit"):
         planner.plan(world.state, task.yaw_quat(1.0))
-    with pytest.raises(ValueError, match="pregrasp"):
-        MPCSettings(pregrasp=1)
-    with pytest.raises(ValueError, match="cage_clearance"):
-        MPCSettings(cage_clearance=0.0)
 
 
 @pytest.mark.parametrize("seed", [3, 12])  # start yaws -75 and -45 degrees (a corner towards a finger)
@@ -262,8 +261,8 @@ def test_pregrasp_cages_the_learned_cube_in_mujoco_without_moving_it(world, seed
 def test_a_stall_releases_the_pads_without_turning_the_cube_back_then_cages_again():
     """In the world model: after the pre-grasp and regrasp_after planned steps with no progress
     counted (regrasp_progress 1), the planner releases (at most release_steps planned steps, the
-    orientation held: the cube is not turned back), then moves through a new cage's waypoints,
-    computed around the cube as it then stands."""
+    orientation held: the cube is not turned back), then moves through the waypoints of the cage
+    about the cube's start axis with the pads clear of it at any yaw."""
     env = gym.make("ContactGaussian-LeapHand-v0").unwrapped
     obs, _ = env.reset(seed=12)
     goal, hold = obs["goal_quat"], obs["object_pos"].copy()
@@ -286,8 +285,11 @@ def test_a_stall_releases_the_pads_without_turning_the_cube_back_then_cages_agai
     # the release keeps the stroke's turn (it may go on a little: 8 degrees here, towards the goal)
     assert (yaws[end] - yaws[start - 1]) * math.copysign(1.0, turned) > -math.radians(3)
     assert not task.dropped(obs["object_pos"], hold)
-    assert planner.waypoints and cages[-1] is not cages[caged] and len(planner.cage_times) == 2
-    assert not torch.equal(cages[-1].waypoints[-1], cages[caged].waypoints[-1])  # around the cube as it stands
+    assert planner.waypoints and len(planner.cage_times) == 2 and cages[-1] is cages[caged]
+    recage = planner.recage
+    assert len(planner.waypoints) <= 2 and torch.equal(planner.waypoints[-1], recage.waypoints[-1].float())
+    assert recage is not cages[caged] and (recage.radii >= recage.clear_radius - 1e-9).all()
+    assert (cages[caged].radii < recage.clear_radius).any()  # the first cage fits the cube as it stood
 
 
 def test_world_model_plan_is_a_playable_trajectory(world):
@@ -377,6 +379,21 @@ def test_bench_names_a_bad_worker_count_or_object_before_running():
         run(workers=0)
     with pytest.raises(ValueError, match="objects: 'teapot'"):
         run(objects=["cube", "teapot"])
+
+
+def test_bench_objects_take_a_users_bundle_folder(tmp_path):
+    """--objects takes a world-model folder a user made (here a copy of the bundled cube): planned
+    for the library object its info names; a folder that is no bundle is named."""
+    import shutil
+
+    from cgwm_env.bench.mpc import WORLD_MODELS, chosen_bundles
+
+    mine = tmp_path / "model"
+    shutil.copytree(WORLD_MODELS / "cube", mine)
+    assert chosen_bundles([str(mine), "cube_handmade"]) == [("cube", mine), ("cube", WORLD_MODELS / "cube_handmade")]
+    assert chosen_bundles(["cube"]) == [("cube", WORLD_MODELS / "cube"), ("cube", WORLD_MODELS / "cube_handmade")]
+    with pytest.raises(ValueError, match="objects: .*empty.* is neither"):
+        chosen_bundles([str(tmp_path / "empty")])
 
 
 def test_bench_cli_reads_its_settings_from_config(tmp_path, capsys):
