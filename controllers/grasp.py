@@ -9,10 +9,11 @@ ahead, the ring finger ahead on the +y side, the thumb behind: where each finger
 palm) at the height of the centre of mass. Damped least squares on the pads' Jacobians (forward
 kinematics by pytorch-kinematics, physics.hand) puts the pads' centres on their slots, first at
 the radius clear at any yaw; each slot's radius is then moved until the finger's last two links
-are CLEARANCE from the object as it stands, and solved again. The hand reaches its cage through two
-joint-target waypoints: the cage with the thumb's two distal joints open, then the cage. An object
-whose cage the pads cannot reach raises a ValueError that names its size and the largest cage the
-pads reach.
+are CLEARANCE from the object as it stands, and solved again (any_yaw: never nearer the axis than
+the radius clear at any yaw). The hand reaches its cage through DESCENT_WAYPOINTS joint-target
+waypoints, the pads APPROACH_OFFSET further out than in the cage going from over the object down
+beside it with the thumb's two distal joints open, then the cage. An object whose cage the pads
+cannot reach raises a ValueError that names its size and the largest cage the pads reach.
 """
 from __future__ import annotations
 
@@ -97,8 +98,9 @@ def cage(gaussians: SphereGaussians, position, quat, clearance: float = CLEARANC
     """The Cage around the object of `gaussians` (collision spheres) resting at position (3,) m,
     quat (4,) on the palm: each pad at its slot (SLOTS) at the height of the centre, its finger's
     last two links `clearance` m from the object; any_yaw: no pad nearer the axis than the clear
-    radius (clear_radius: clear of the object however it has turned about its axis since). Raises ValueError naming the object's size and
-    the hand's limit when the pads cannot reach such a cage."""
+    radius (clear_radius: clear of the object however it has turned about its axis since).
+    Raises ValueError naming the object's size and the hand's limit when the pads cannot reach
+    such a cage."""
     if not (math.isfinite(clearance) and clearance > 0):
         raise ValueError(f"clearance: expected a positive distance (m), got {clearance!r}")
     centres, sphere_radii = _world_spheres(gaussians, position, quat)
@@ -135,11 +137,10 @@ def cage(gaussians: SphereGaussians, position, quat, clearance: float = CLEARANC
 
 def _fit_radii(centres, sphere_radii, axis, angles, heights, clear_at_any_yaw, clearance, least_radius):
     """The cage's joints (16,), each pad's radius (4,) m on its slot (angles (4,) rad at heights
-    (4,) m), each finger's
-    clearance (4,) m and each pad's distance from its slot (4,) m: the pads start at
-    clear_at_any_yaw and each radius is corrected (secant steps, at most MAX_CAGE_STEP) until its
-    finger is `clearance` from the object, within CAGE_TOLERANCE or CAGE_ROUNDS, none nearer the
-    axis than least_radius m."""
+    (4,) m), each finger's clearance (4,) m and each pad's distance from its slot (4,) m: the pads
+    start at clear_at_any_yaw and each radius is corrected (secant steps, at most MAX_CAGE_STEP)
+    until its finger is `clearance` from the object, within CAGE_TOLERANCE or CAGE_ROUNDS, none
+    nearer the axis than least_radius m."""
     radii = torch.full((4,), clear_at_any_yaw, dtype=torch.float64)
     joints, miss = solve_pads(slot_points(axis, radii, heights, angles))
     gap = finger_clearance(joints, centres, sphere_radii)
