@@ -7,7 +7,7 @@ and the hand-made cube, cube_handmade), `trials` episodes of ContactGaussian-Lea
 --config's overrides). Reports success (error < 0.04 for 20 consecutive
 steps within 500), the mean final angle error in degrees, the rate of ending within 0.1 rad,
 drops, and the planner's median and 95th-percentile solve time with the rate it allows (over
-the planned steps: the approach to the pre-grasp, settings.approach, is not planned). Objects
+the planned steps: the pre-grasp, the move into the cage around the object, is not planned). Objects
 without a world model are listed as skipped. Solve times are wall time on a machine shared with
 other work (one torch thread unless --threads says otherwise); compare figures from one run.
 With --compile the planner runs through torch.compile; its first plan, which compiles, is
@@ -50,25 +50,41 @@ def world_model_bundles() -> list[tuple[str, Path | None]]:
     return found
 
 
+def chosen_bundles(objects) -> list[tuple[str, Path | None]]:
+    """(object, bundle folder) for each of `objects`: a library object (its bundles, as
+    world_model_bundles), a bundle's name in WORLD_MODELS, or the path of a bundle folder a user
+    made (e.g. `cgwm learn-leap`'s OUT_DIR/model), whose info names a library object."""
+    bundled = world_model_bundles()
+    known = {name for name, _ in bundled} | {b.name for _, b in bundled if b is not None}
+    chosen = []
+    for item in objects:
+        if item in known:
+            chosen += [(n, b) for n, b in bundled if item in (n, b and b.name) and (n, b) not in chosen]
+            continue
+        folder = Path(item)
+        if not (folder / "world_model.json").is_file():
+            raise ValueError(f"objects: {item!r} is neither a library object, a bundle in {WORLD_MODELS} nor a "
+                             f"world-model folder; expected some of {sorted(known)} or a folder with world_model.json")
+        name = WorldModel.load(folder).info.get("object")
+        if name not in OBJECTS:
+            raise ValueError(f"objects: the world model {item!r} is of {name!r}, not a library object; the MuJoCo "
+                             f"twin needs one of {sorted(OBJECTS)}")
+        chosen.append((name, folder))
+    return chosen
+
+
 def run(out: str | None = None, quick: bool = False, trials: int | None = None, config: str | None = None,
         threads: int | None = None, compile: bool = False, workers: int = 1, objects=None) -> dict:
     """Run the benchmark, print a table, write JSON to `out` (default out/bench_mpc.json); returns
     the figures. quick: 3 trials of at most 300 steps; trials: episodes per object (default 20);
     threads: torch CPU threads per planner (default 1: batch-1 planning is op-overhead bound, and a
     second thread on a busy machine made solves 20 times slower); compile: plan through
-    torch.compile; workers: processes running episodes at once; objects: the objects or bundle
-    names to run (default every bundle)."""
+    torch.compile; workers: processes running episodes at once; objects: the objects, bundle
+    names or bundle folders to run (chosen_bundles; default every bundled world model)."""
     for name, value in (("trials", trials), ("workers", workers)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name}: expected a count >= 1, got {value!r}")
-    bundles = world_model_bundles()
-    if objects is not None:
-        known = {name for name, _ in bundles} | {b.name for _, b in bundles if b is not None}
-        unknown = sorted(set(objects) - known)
-        if unknown:
-            raise ValueError(f"objects: {unknown[0]!r} is neither a library object nor a bundle in {WORLD_MODELS}; "
-                             f"expected some of {sorted(known)}")
-        bundles = [(n, b) for n, b in bundles if n in objects or (b is not None and b.name in objects)]
+    bundles = world_model_bundles() if objects is None else chosen_bundles(objects)
     threads = threads or 1
     torch.set_num_threads(threads)
     trials = trials or (3 if quick else 20)
@@ -77,11 +93,13 @@ def run(out: str | None = None, quick: bool = False, trials: int | None = None, 
     rows = []
     for name, bundle in bundles:
         if bundle is None:
-            rows.append({"object": name, "skipped": f"no world model in {WORLD_MODELS / name}"})
+            rows.append({"object": name, "skipped": f"no world model in {WORLD_MODELS / name} (cgwm learn-leap --object "
+                                                    f"{name} --out DIR learns one; --object DIR/model plans with it)"})
             continue
         start = time.perf_counter()
         results, compile_s = _episodes(bundle, name, settings, compile, threads, range(trials), max_steps, workers)
-        row = {"object": name, "world_model": bundle.name, **summarize(results), "compile_s": compile_s,
+        label = bundle.name if bundle.parent == WORLD_MODELS else str(bundle)
+        row = {"object": name, "world_model": label, **summarize(results), "compile_s": compile_s,
                "wall_s": time.perf_counter() - start, "workers": workers,
                "episodes_detail": [{k: v for k, v in vars(r).items() if k != "solve_times"} for r in results]}
         rows.append(row)

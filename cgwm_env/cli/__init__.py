@@ -228,6 +228,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=count(0), default=20, help="Adam steps per frame (default 20)")
     p.add_argument("--seed", type=count(0), default=0, help="seed of the first frame's sampled orientations (default 0)")
 
+    p = verb("learn-leap", "a LEAP Hand world model of a library object, learned from its MuJoCo twin with the same "
+                           "settings for every object")
+    p.add_argument("--object", required=True, help="library object (cgwm_env.data.objects.OBJECTS); required")
+    p.add_argument("--out", type=out_dir, required=True, metavar="DIR",
+                   help="folder for the views, Gaussians and clips; DIR/model is the world-model bundle (a step "
+                        "whose output is there already is not run again); required")
+
     p = verb("eval", "open-loop test errors beside No_opt and CEM+MuJoCo+R")
     p.add_argument("--model", type=existing_dir, required=True, metavar="DIR",
                    help="world-model folder (learn --out); required")
@@ -350,7 +357,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=count(1), default=1,
                    help="processes running episodes at once, one per free core (default 1)")
     s.add_argument("--object", "--objects", dest="objects", nargs="+", default=None, metavar="NAME",
-                   help="library objects or world-model bundles, e.g. cube_handmade (default: every bundle)")
+                   help="library objects, bundled world models (e.g. cube_handmade) or world-model folders (e.g. "
+                        "DIR/model of learn-leap) (default: every bundled one)")
     s.add_argument("--config", type=existing_file, default=None, metavar="YAML",
                    help="MPC settings YAML overriding MPCSettings' defaults (default: none)")
     s = suite("accuracy", "stage II against No_opt and CEM+MuJoCo+R on MuJoCo clips")
@@ -398,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     # display needed, unless MUJOCO_GL says otherwise).
     os.environ.setdefault("MUJOCO_GL", "egl")
     keep_freed_memory()
-    verb = importlib.import_module(f"cgwm_env.cli.{args.verb}")
+    verb = importlib.import_module(f"cgwm_env.cli.{args.verb.replace('-', '_')}")
     try:
         verb.main(args)
     except ValueError as err:  # bad input: say what is wrong, without a traceback
