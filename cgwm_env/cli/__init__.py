@@ -5,11 +5,13 @@ module cgwm_env.cli.<verb> (its main(args)), imported then."""
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import sys
 
 from cgwm_env import keep_freed_memory
+from cgwm_env.config import use_threads
 
 SYNTH_SCENARIOS = ("fall", "flatdrop", "push", "multiview", "leap")  # cgwm_env.data.synth.SCENARIOS and leap
 LEARNED_PARAMETERS = ("mass", "inertia", "mu", "stiffness", "damping")  # cgwm_env.learn.settings.PARAMETERS
@@ -19,9 +21,14 @@ BENCH_SUITES = ("physics", "render", "init", "env", "hardware", "mpc", "accuracy
 def parser() -> argparse.ArgumentParser:
     """The command line of every verb."""
     cgwm = argparse.ArgumentParser(prog="cgwm", description="ContactGaussian world model")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default 1, or OMP_NUM_THREADS where set: one thread does not fall "
+                             "behind when another process is busy; docs/design.md)")
     verbs = cgwm.add_subparsers(dest="verb", required=True)
+    add_verb = functools.partial(verbs.add_parser, parents=[common])  # every verb takes the common options
 
-    p = verbs.add_parser("demo", help="MPC demo: the cube world model turns a cube on the LEAP Hand's palm in "
+    p = add_verb("demo", help="MPC demo: the cube world model turns a cube on the LEAP Hand's palm in "
                                       "MuJoCo; video and summary (--scene sim: the simulator demo)")
     p.add_argument("--scene", choices=["mpc", "sim"], default="mpc",
                    help="mpc: MPC reorientation (default); sim: a cube dropped and a cube pushed, table and plot")
@@ -37,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
                    help="mpc: plan through torch.compile (about 4x faster solves; the first compiles for about a "
                         "minute)")
 
-    p = verbs.add_parser("synth", help="record MuJoCo datasets: fall, push, multiview or leap (the LEAP Hand)")
+    p = add_verb("synth", help="record MuJoCo datasets: fall, push, multiview or leap (the LEAP Hand)")
     p.add_argument("--scenario", required=True, choices=SYNTH_SCENARIOS,
                    help="what to record (leap: LEAP Hand clips in the MuJoCo twin)")
     p.add_argument("--object", required=True, help="object name (see cgwm_env.data.objects.OBJECTS)")
@@ -48,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--light", choices=("ambient", "directional"), default="ambient",
                    help="ambient (flat colours, default) or a directional light shading the faces (not for leap)")
 
-    p = verbs.add_parser("init", help="stage I: spherical Gaussians from a multiview dataset")
+    p = add_verb("init", help="stage I: spherical Gaussians from a multiview dataset")
     p.add_argument("--views", required=True, metavar="DIR", help="multi-view dataset folder (docs/datasets.md)")
     p.add_argument("--out", required=True, metavar="FILE",
                    help="Gaussians .npz to write; the .ply and the soft-SDF mesh .obj go beside it")
@@ -61,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mesh-resolution", type=int, default=96, help="marching-cubes cells along the longest side")
     p.add_argument("--seed", type=int, default=None, help="seed of the view batches and densification (default 0)")
 
-    p = verbs.add_parser("learn", help="stage II: physical parameters and geometry from video")
+    p = add_verb("learn", help="stage II: physical parameters and geometry from video")
     p.add_argument("--data", required=True, metavar="DIR", help="folder of train_* clips (or one clip)")
     p.add_argument("--gaussians", required=True, metavar="FILE", help="stage I Gaussians (.npz or .ply)")
     p.add_argument("--out", required=True, metavar="MODEL", help="world-model folder to write")
@@ -84,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
                    help="local kornia LoFTR weights: use the LoFTR feature loss instead of D-SSIM")
     p.add_argument("--seed", type=int, default=None, help="seed of the initial-pose candidates")
 
-    p = verbs.add_parser("track", help="the object's pose in every frame of clips, by render-and-compare")
+    p = add_verb("track", help="the object's pose in every frame of clips, by render-and-compare")
     p.add_argument("--data", required=True, metavar="DIR", help="a clip folder, or a folder of train_*/test_* clips")
     p.add_argument("--gaussians", required=True, metavar="FILE", help="stage I Gaussians (.npz or .ply)")
     p.add_argument("--out", default="out/track", metavar="DIR",
@@ -94,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=20, help="Adam steps per frame (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first frame's sampled orientations (default 0)")
 
-    p = verbs.add_parser("eval", help="open-loop test errors beside No_opt and CEM+MuJoCo+R")
+    p = add_verb("eval", help="open-loop test errors beside No_opt and CEM+MuJoCo+R")
     p.add_argument("--model", required=True, metavar="MODEL", help="world-model folder (cgwm learn)")
     p.add_argument("--data", required=True, metavar="DIR", help="folder of test_* clips (and train_* for CEM)")
     p.add_argument("--out", default=None, metavar="DIR", help="where to write results (default MODEL/eval)")
@@ -108,14 +115,14 @@ def parser() -> argparse.ArgumentParser:
                    help="the object for CEM+MuJoCo+R: an MJCF .xml with it as a free body, or a mesh .obj/.stl "
                         "(default: the library object the clips name, else stage I's mesh)")
 
-    p = verbs.add_parser("plan", help="an MPC plan turning the object, made on a world model; a trajectory for play")
+    p = add_verb("plan", help="an MPC plan turning the object, made on a world model; a trajectory for play")
     p.add_argument("--model", default=None, help="world-model bundle to plan on (default: the bundled cube)")
     p.add_argument("--steps", type=int, default=300, help="control steps to plan, 1/30 s each (default 300)")
     p.add_argument("--turn", type=float, default=90.0, help="turn about +z, degrees (default 90)")
     p.add_argument("--config", default=None, help="MPC settings YAML overriding MPCSettings' defaults")
     p.add_argument("--out", default="out/plan.npz", help="trajectory file to write, for cgwm play")
 
-    p = verbs.add_parser("calibrate", help="camera pose from ArUco markers; writes a camera JSON")
+    p = add_verb("calibrate", help="camera pose from ArUco markers; writes a camera JSON")
     p.add_argument("--config", default=None,
                    help="hardware settings YAML with the calibration markers and camera size (default: the "
                         "packaged configs/hardware.yaml)")
@@ -125,7 +132,7 @@ def parser() -> argparse.ArgumentParser:
                    help="camera JSON giving the image's width, height, fx, fy, cx, cy (needed with --image)")
     p.add_argument("--out", default="out/camera.json", help="camera JSON to write (default out/camera.json)")
 
-    p = verbs.add_parser("play", help="open-loop playback of a joint trajectory on the LEAP Hand")
+    p = add_verb("play", help="open-loop playback of a joint trajectory on the LEAP Hand")
     p.add_argument("trajectory", help=".npz with times (T,) s and joint_targets (T, 16) rad in sim order")
     p.add_argument("--virtual", action="store_true",
                    help="no robot: a virtual bus backed by MuJoCo's LEAP hand and a software RealSense rendering "
@@ -143,12 +150,10 @@ def parser() -> argparse.ArgumentParser:
                    help="WorldModel bundle whose predicted frames the recording is compared with (PSNR per "
                         "frame; default the bundled cube model)")
 
-    p = verbs.add_parser("bench", help="speed and accuracy benchmarks; print a table and write JSON")
+    p = add_verb("bench", help="speed and accuracy benchmarks; print a table and write JSON")
     p.add_argument("suite", choices=BENCH_SUITES)
     p.add_argument("--out", default=None, help="JSON file to write")
     p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run, noisier figures)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice); 1 gives steadier figures on a busy machine")
     p.add_argument("--trials", type=int, default=None, help="mpc: episodes per object (default 20, quick 3)")
     p.add_argument("--compile", action="store_true",
                    help="mpc: plan through torch.compile (the first solve, which compiles, is reported apart)")
@@ -170,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     verb = importlib.import_module(f"cgwm_env.cli.{args.verb}")
     try:
+        use_threads(args.threads, "--threads")
         verb.main(args)
     except ValueError as err:  # bad input: say what is wrong, without a traceback
         print(f"cgwm {args.verb}: error: {err}", file=sys.stderr)

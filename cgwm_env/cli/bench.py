@@ -10,15 +10,11 @@ import torch
 def main(args) -> None:
     """Run the suite cgwm_env.bench.<args.suite> with the parsed options (a suite is imported only
     when it runs: the hardware suite needs the [hardware] extra)."""
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads: expected a count >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
     suite = importlib.import_module(f"cgwm_env.bench.{args.suite}")
     if args.suite == "render":
         suite.run(args.out, repeats=5 if args.quick else 20)
     elif args.suite == "mpc":
-        suite.run(args.out, quick=args.quick, trials=args.trials, threads=args.threads, compile=args.compile,
+        suite.run(args.out, quick=args.quick, trials=args.trials, threads=torch.get_num_threads(), compile=args.compile,
                   workers=args.workers, objects=args.objects, config=args.config)
     elif args.suite == "accuracy":
         suite.run(args.out, quick=args.quick, objects=args.objects)

@@ -45,7 +45,6 @@ def run_mpc(out_dir: str | Path, seed: int = 7, max_steps: int | None = None, co
     does 90-95% of seeds 0-19), write mpc_demo.gif and mpc_demo.json into out_dir and return the
     summary. config: an MPC settings YAML overriding MPCSettings' defaults; compile: plan
     through torch.compile (controllers.mpc; the compiling first plan is not in the rate)."""
-    torch.set_num_threads(1)  # batch-1 steps are op-overhead bound: a second thread only contends
     max_steps = MAX_EPISODE_STEPS if max_steps is None else max_steps
     settings, source = load_settings(config)
     out_dir = Path(out_dir)

@@ -20,6 +20,7 @@ import mujoco
 import numpy as np
 import torch
 
+from cgwm_env.config import use_threads
 from cgwm_env.envs.batched import BatchedVectorEnv, first_env
 from cgwm_env.envs.leap import task
 from cgwm_env.learn.world_model import WorldModel
@@ -69,7 +70,9 @@ def palm_camera(size: int):
 class LeapCore:
     """B environments: world-model state, goals, resets, control steps, observations and images."""
 
-    def __init__(self, batch: int, model: Model | None, image_size: int, image_obs: bool, compiled: bool = False):
+    def __init__(self, batch: int, model: Model | None, image_size: int, image_obs: bool, compiled: bool = False,
+                 threads: int | None = None):
+        use_threads(threads)
         self.model = model if model is not None else default_model()
         if self.model.hand is None:
             raise ValueError("model: expected a Model with a hand (hand=cgwm_env.physics.hand.HandModel())")
@@ -202,15 +205,16 @@ class LeapHandEnv(PlannerAccess, gym.Env):
     """One environment; see the module doc. kwargs: model (a Model with a hand, e.g. a learned world
     model; default the bundled cube), image_size (px), image_obs (add "rgb" to the observation),
     compile (run the physics through torch.compile: several times faster, after 20-60 s of
-    compilation on the first step)."""
+    compilation on the first step), threads (torch's CPU threads for the process, set on creation;
+    default 1 unless OMP_NUM_THREADS is set: cgwm_env.config.use_threads)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": round(1.0 / task.CONTROL_DT)}
 
     def __init__(self, render_mode: str | None = None, model: Model | None = None, image_size: int = 128,
-                 image_obs: bool = False, compile: bool = False):
+                 image_obs: bool = False, compile: bool = False, threads: int | None = None):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode: expected None or 'rgb_array', got {render_mode!r}")
-        self.core = LeapCore(1, model, image_size, image_obs, compile)
+        self.core = LeapCore(1, model, image_size, image_obs, compile, threads)
         self.render_mode = render_mode
         self.observation_space = self.core.observation_space()
         self.action_space = task.action_space()
@@ -241,8 +245,8 @@ class LeapHandVectorEnv(PlannerAccess, BatchedVectorEnv):
 
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, model: Model | None = None,
                  image_size: int = 128, image_obs: bool = False, max_episode_steps: int = task.MAX_EPISODE_STEPS,
-                 compile: bool = False):
-        core = LeapCore(num_envs, model, image_size, image_obs, compile)
+                 compile: bool = False, threads: int | None = None):
+        core = LeapCore(num_envs, model, image_size, image_obs, compile, threads)
         super().__init__(core, core.observation_space(), task.action_space(), render_mode, max_episode_steps)
 
     def checked_actions(self, actions) -> torch.Tensor:
