@@ -48,7 +48,7 @@ def test_trajectories_match_the_stored_ones():
     moved = np.abs(reference["vec_position"][-1] - reference["vec_position"][0]).max()
     assert moved > 1e-4  # the object is pushed: the contacts act
     for key in reference.files:
-        np.testing.assert_allclose(now[key], reference[key], rtol=0, atol=2e-5, err_msg=key)
+        np.testing.assert_allclose(now[key], reference[key], rtol=0, atol=2e-6, err_msg=key)  # ulp-level drift measured: 2e-7 (omega)
 
 
 if __name__ == "__main__":

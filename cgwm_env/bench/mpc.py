@@ -7,7 +7,8 @@ and the hand-made cube, cube_handmade), `trials` episodes of ContactGaussian-Lea
 --config's overrides). Reports success (error < 0.04 for 20 consecutive
 steps within 500), the mean final angle error in degrees, the rate of ending within 0.1 rad,
 drops, and the planner's median and 95th-percentile solve time with the rate it allows (over
-the planned steps: the approach to the pre-grasp, settings.approach, is not planned). Objects
+the planned steps: the approach to the pre-grasp, settings.approach, is not planned) and that
+rate over the MuJoCo twin's control steps per second measured in the same run ("vs twin"). Objects
 without a world model are listed as skipped. Solve times are wall time on a machine shared with
 other work (one torch thread unless --threads says otherwise); compare figures from one run.
 With --compile the planner runs through torch.compile; its first plan, which compiles, is
@@ -28,6 +29,7 @@ from pathlib import Path
 import gymnasium as gym
 import torch
 
+from cgwm_env.bench.env import TWIN, env_rate, thumb_curl
 from cgwm_env.data.objects import OBJECTS
 from cgwm_env.envs.leap.task import MAX_EPISODE_STEPS
 from cgwm_env.envs.leap.world_model_env import DEFAULT_WORLD_MODEL
@@ -85,20 +87,27 @@ def run(out: str | None = None, quick: bool = False, trials: int | None = None, 
                "wall_s": time.perf_counter() - start, "workers": workers,
                "episodes_detail": [{k: v for k, v in vars(r).items() if k != "solve_times"} for r in results]}
         rows.append(row)
+    twin_rate = env_rate(gym.make(TWIN), thumb_curl(), 5, 100)  # the MuJoCo twin's control steps/s, this run
+    for r in rows:
+        if "skipped" not in r:
+            r["mpc_hz_vs_twin_steps"] = r["mpc_hz"] / twin_rate
     print(f"\n{'model':12} {'trials':>6} {'success':>8} {'final deg':>9} {'<0.1 rad':>8} {'dropped':>7} {'regrasps':>8} "
-          f"{'solve ms p50':>12} {'p95':>7} {'MPC Hz':>7}")
+          f"{'solve ms p50':>12} {'p95':>7} {'MPC Hz':>7} {'vs twin':>7}")
     for r in rows:
         if "skipped" in r:
             print(f"{r['object']:12} skipped: {r['skipped']}")
             continue
         print(f"{r['world_model']:12} {r['episodes']:>6} {r['success_rate']:>8.0%} {r['mean_final_error_deg']:>9.1f} "
               f"{r['reach_0.1rad_rate']:>8.0%} {r['dropped']:>7} {r['mean_regrasps']:>8.1f} {r['solve_ms_median']:>12.1f} "
-              f"{r['solve_ms_p95']:>7.1f} {r['mpc_hz']:>7.1f}")
+              f"{r['solve_ms_p95']:>7.1f} {r['mpc_hz']:>7.1f} {r['mpc_hz_vs_twin_steps']:>7.4f}")
         if r["compile_s"] is not None:
             slowest = f" (the slowest of {workers} workers)" if workers > 1 else ""
             print(f"{'':12} planner compiled by torch.compile; its first plan (the compilation) took "
                   f"{r['compile_s']:.1f} s{slowest}")
+    print(f"vs twin: MPC solves per second over the MuJoCo twin's control steps per second ({twin_rate:.0f}), "
+          "measured in this run")
     result = {"task": "on-palm reorientation, MuJoCo twin, world model planning", "trials": trials,
+              "twin_steps_per_s": twin_rate,
               "max_steps": max_steps, "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__},
               "config": source, "compiled": compile, "workers": workers, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(), "rows": rows}

@@ -377,10 +377,9 @@ def hand_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tensor,
     # Where the hand's surface is flat (the palm's face), its normal is the contact's.
     fixed = table[..., 3:6]
     normals = torch.where((fixed != 0).any(-1, keepdim=True), -fixed, normals)
-    # The Jacobian at the contact point: the centre's plus each joint's turn of the offset, axis x offset.
-    (ox, oy, oz), (ax, ay, az) = (levers + state.position[:, None, :] - query)[..., None].unbind(2), k.axes[:, None].unbind(-1)
-    turn = torch.stack((ay * oz - az * oy, az * ox - ax * oz, ax * oy - ay * ox), dim=2)  # (B, C, 3, 16)
-    jacobians = jacobians + turn * moves[:, :, None, :]
+    # The Jacobian at the contact point: the centre's plus each joint's turn of the offset from the
+    # moved centre, axis x offset, = axis x (contact - moved centre + centre - origin).
+    jacobians = k.jacobians_of(levers + state.position[:, None, :] - query + table[..., :3], moves)
     frames = contact_frames(-normals).permute(0, 2, 3, 1)  # (B, 3, 3, C); the object moves away along -n
     return ContactRows(dist - radii[pick], levers.transpose(1, 2), _edges(frames, prepared.cone),
                        torch.zeros_like(state.velocity), jacobians.permute(0, 2, 3, 1))
