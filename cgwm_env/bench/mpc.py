@@ -15,7 +15,10 @@ With --compile the planner runs through torch.compile; its first plan, which com
 reported apart (compile_s, the planner's compile_seconds) and left out of the solve-time figures.
 With --workers N the episodes run in N processes, each with its own planner and twin (one torch
 thread each unless --threads says otherwise): the same episodes and outcomes, N times fewer
-minutes on N free cores; each solve time is still one planner's on one core.
+minutes on N free cores; each solve time is still one planner's on one core. With --ray ADDRESS
+(the [ray] extra) those N workers are Ray actors on the cluster at ADDRESS ("local": a Ray
+instance started here), one CPU each, with the same episodes and outcomes; every node needs this
+package installed.
 """
 
 from __future__ import annotations
@@ -53,13 +56,15 @@ def world_model_bundles() -> list[tuple[str, Path | None]]:
 
 
 def run(out: str | None = None, quick: bool = False, trials: int | None = None, config: str | None = None,
-        threads: int | None = None, compile: bool = False, workers: int = 1, objects=None) -> dict:
+        threads: int | None = None, compile: bool = False, workers: int = 1, objects=None,
+        ray_address: str | None = None) -> dict:
     """Run the benchmark, print a table, write JSON to `out` (default out/bench_mpc.json); returns
     the figures. quick: 3 trials of at most 300 steps; trials: episodes per object (default 20);
     threads: torch CPU threads per planner (default 1: batch-1 planning is op-overhead bound, and a
     second thread on a busy machine made solves 20 times slower); compile: plan through
     torch.compile; workers: processes running episodes at once; objects: the objects or bundle
-    names to run (default every bundle)."""
+    names to run (default every bundle); ray_address: run the workers as Ray actors on this
+    cluster ("local": start one here) instead of local processes."""
     for name, value in (("trials", trials), ("workers", workers)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name}: expected a count >= 1, got {value!r}")
@@ -82,7 +87,8 @@ def run(out: str | None = None, quick: bool = False, trials: int | None = None, 
             rows.append({"object": name, "skipped": f"no world model in {WORLD_MODELS / name}"})
             continue
         start = time.perf_counter()
-        results, compile_s = _episodes(bundle, name, settings, compile, threads, range(trials), max_steps, workers)
+        results, compile_s = _episodes(bundle, name, settings, compile, threads, range(trials), max_steps, workers,
+                                       ray_address)
         row = {"object": name, "world_model": bundle.name, **summarize(results), "compile_s": compile_s,
                "wall_s": time.perf_counter() - start, "workers": workers,
                "episodes_detail": [{k: v for k, v in vars(r).items() if k != "solve_times"} for r in results]}
@@ -109,7 +115,7 @@ def run(out: str | None = None, quick: bool = False, trials: int | None = None, 
     result = {"task": "on-palm reorientation, MuJoCo twin, world model planning", "trials": trials,
               "twin_steps_per_s": twin_rate,
               "max_steps": max_steps, "settings": {k: getattr(settings, k) for k in settings.__dataclass_fields__},
-              "config": source, "compiled": compile, "workers": workers, "torch": torch.__version__,
+              "config": source, "compiled": compile, "workers": workers, "ray": ray_address, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(), "rows": rows}
     out = Path(out or "out/bench_mpc.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -138,18 +144,21 @@ def _episode(task: tuple[int, int]):
 
 
 def _episodes(bundle: Path, name: str, settings, compile: bool, threads: int, seeds, max_steps: int,
-              workers: int):
+              workers: int, ray_address: str | None = None):
     """Episodes of `seeds` with the bundle planning, in this process or in `workers` processes (a
-    planner and a twin each), printing each as it ends. Returns the EpisodeResults in seed order and
-    the slowest planner's compile_seconds (None unless compile)."""
+    planner and a twin each; Ray actors on the cluster at ray_address where given), printing each
+    as it ends. Returns the EpisodeResults in seed order and the slowest planner's compile_seconds
+    (None unless compile)."""
     global _WORKER
     seeds = list(seeds)
     args = [(seed, max_steps) for seed in seeds]
     start = (bundle, name, settings, compile, threads)
-    if workers == 1:
+    pool = None
+    if ray_address is not None:
+        done = _ray_episodes(ray_address, start, args, workers)
+    elif workers == 1:
         _start_worker(*start)
         done = map(_episode, args)
-        pool = None
     else:  # spawn: fresh interpreters (forking a process that holds torch's and MuJoCo's threads is unsafe)
         pool = multiprocessing.get_context("spawn").Pool(min(workers, len(seeds)), _start_worker, start)
         done = pool.imap_unordered(_episode, args)
@@ -166,7 +175,37 @@ def _episodes(bundle: Path, name: str, settings, compile: bool, threads: int, se
         if pool is not None:
             pool.terminate()
             pool.join()
-        else:
+        elif ray_address is None:
             _WORKER[1].close()
             _WORKER = None
     return [results[seed] for seed in seeds], compile_s
+
+
+def _ray_episodes(address: str, start: tuple, args: list, workers: int):
+    """Yield _episode's results of `args` as they end, run by `workers` Ray actors (one CPU each,
+    each set up by _start_worker(*start)) on the cluster at `address` ("local": a Ray instance
+    started in this process, shut down after)."""
+    try:
+        import ray  # the [ray] extra: only this path needs it
+        from ray.util import ActorPool
+    except ImportError as err:
+        raise ValueError("--ray: needs Ray, the [ray] extra (pip install 'cgwm[ray]')") from err
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=None if address == "local" else address, include_dashboard=False,
+                 num_cpus=workers if address == "local" else None, log_to_driver=False)
+
+    @ray.remote(num_cpus=1)
+    class Worker:
+        def __init__(self, *start):
+            _start_worker(*start)
+
+        def episode(self, task):
+            return _episode(task)
+
+    try:
+        actors = [Worker.remote(*start) for _ in range(min(workers, len(args)))]
+        yield from ActorPool(actors).map_unordered(lambda actor, task: actor.episode.remote(task), args)
+    finally:
+        if started:
+            ray.shutdown()

@@ -159,6 +159,9 @@ def parser() -> argparse.ArgumentParser:
                    help="mpc: plan through torch.compile (the first solve, which compiles, is reported apart)")
     p.add_argument("--workers", type=int, default=1,
                    help="mpc: processes running episodes at once (default 1; one per free core)")
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="mpc: run the --workers as Ray actors on the cluster at ADDRESS ('local': start one here); "
+                        "needs the [ray] extra")
     p.add_argument("--objects", nargs="+", default=None, metavar="NAME",
                    help="accuracy: library objects (default cube duck lblock bottle mug; quick: cube); "
                         "mpc: objects or world-model bundles (e.g. cube_handmade; default all)")

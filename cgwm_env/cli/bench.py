@@ -15,7 +15,7 @@ def main(args) -> None:
         suite.run(args.out, repeats=5 if args.quick else 20)
     elif args.suite == "mpc":
         suite.run(args.out, quick=args.quick, trials=args.trials, threads=torch.get_num_threads(), compile=args.compile,
-                  workers=args.workers, objects=args.objects, config=args.config)
+                  workers=args.workers, objects=args.objects, config=args.config, ray_address=args.ray)
     elif args.suite == "accuracy":
         suite.run(args.out, quick=args.quick, objects=args.objects)
     else:
