@@ -99,7 +99,7 @@ def use_threads(threads: int | None = None, name: str = "threads") -> int:
     count given earlier, or the user's own torch.set_num_threads since, stays). One thread is the
     default because the simulator's steps are many small ops: a second thread buys little on a quiet
     machine and, with any other process busy on a core, makes every op wait for the slower thread
-    (measured: the LEAP env 16x slower at batch 1, 6x at 256 envs; docs/design.md). `cgwm`
+    (measured: the LEAP env up to 15x slower at batch 1, 6x at 256 envs; docs/design.md). `cgwm`
     applies it at start (--threads), the world-model environments on creation (threads=). A
     ValueError names `name`.
     """

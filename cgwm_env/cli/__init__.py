@@ -29,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
     add_verb = functools.partial(verbs.add_parser, parents=[common])  # every verb takes the common options
 
     p = add_verb("demo", help="MPC demo: the cube world model turns a cube on the LEAP Hand's palm in "
-                                      "MuJoCo; video and summary (--scene sim: the simulator demo)")
+                              "MuJoCo; video and summary (--scene sim: the simulator demo)")
     p.add_argument("--scene", choices=["mpc", "sim"], default="mpc",
                    help="mpc: MPC reorientation (default); sim: a cube dropped and a cube pushed, table and plot")
     p.add_argument("--out", default="out/demo", help="folder for the video or plot and summary (default out/demo)")
