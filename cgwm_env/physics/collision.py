@@ -45,28 +45,23 @@ def soft_sdf(points: torch.Tensor, centers: torch.Tensor, radii: torch.Tensor, s
     """
     if centers.shape[-2] == 0:
         raise ValueError("centers: expected at least one sphere, got an empty set")
-    batch = torch.broadcast_shapes(points.shape[:-2], centers.shape[:-2])
-    offsets = (points.expand(*batch, *points.shape[-2:]).movedim(-1, 0)[..., :, None]
-               - centers.expand(*batch, *centers.shape[-2:]).movedim(-1, 0)[..., None, :])  # (3, ..., P, N)
+    offsets = [points[..., :, None, i] - centers[..., None, :, i] for i in range(3)]  # 3 x (..., P, N)
     return _soft_min_distance(offsets, radii[..., None, :], settings)
 
 
-def _soft_min_distance(offsets: torch.Tensor, radii: torch.Tensor, settings: SoftSDFSettings):
-    """phi (..., P) and normals (..., P, 3) from the offsets (3, ..., P, N), x, y and z first, of
-    the points from N sphere centres of radii (..., P or 1, N). (Components first: several times
-    faster on the CPU than a trailing axis of 3; the exponentials are taken once for both the
-    LogSumExp and its gradient's softmax weights.)"""
-    dist = torch.sqrt((offsets * offsets).sum(0) + _EPS_LEN**2)
+def _soft_min_distance(offsets: list[torch.Tensor], radii: torch.Tensor, settings: SoftSDFSettings):
+    """phi (..., P) and normals (..., P, 3) from the x, y and z offsets (..., P, N) each of the
+    points from N sphere centres of radii (..., P or 1, N). (One tensor per component: several
+    times faster on the CPU than a trailing axis of 3.)"""
+    dx, dy, dz = offsets
+    dist = torch.sqrt(dx * dx + dy * dy + dz * dz + _EPS_LEN**2)
+    gap = dist - radii
     beta = settings.beta
-    logits = (radii - dist) * beta  # -beta (|p - c_i| - r_i)
-    top = logits.amax(-1, keepdim=True).detach()
-    exps = torch.exp(logits - top)
-    total = exps.sum(-1, keepdim=True)
-    phi_soft = -(top + torch.log(total))[..., 0] / beta
+    phi_soft = -torch.logsumexp(-beta * gap, dim=-1) / beta
     # grad phi_soft = sum_i softmax_i (p - c_i) / |p - c_i|; phi's gradient has the same direction
     # wherever the clamp is increasing, which holds for phi_soft > -delta.
-    weights = exps / (total * dist)
-    grad = (offsets * weights).sum(-1).movedim(0, -1)
+    weights = torch.softmax(-beta * gap, dim=-1) / dist
+    grad = torch.stack([(weights * d).sum(-1) for d in offsets], dim=-1)
     normals = grad / torch.sqrt((grad * grad).sum(-1, keepdim=True) + _EPS_LEN**2)
     s = torch.sigmoid(settings.gamma * phi_soft)
     phi = s * phi_soft - (1 - s) * settings.delta
@@ -134,7 +129,8 @@ def soft_sdf_grid(points: torch.Tensor, centers: torch.Tensor, radii: torch.Tens
     cells = grid.cell_of(points)
     near = grid.index.index_select(0, cells.flatten()).view(*cells.shape, -1)  # (..., P, k)
     spheres = torch.cat((centers, radii[:, None]), 1).T.index_select(1, near.flatten()).view(4, *near.shape)
-    return _soft_min_distance(points.movedim(-1, 0)[..., None] - spheres[:3], spheres[3], settings)
+    offsets = [points[..., i, None] - spheres[i] for i in range(3)]
+    return _soft_min_distance(offsets, spheres[3], settings)
 
 
 def surface_points(points: torch.Tensor, phi: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
