@@ -149,7 +149,7 @@ def test_every_option_states_its_default_and_the_grammar_holds():
         flag = action.option_strings[0]
         if flag == "--out":  # --out is always a folder, except bench's old name for --json
             assert action.metavar == "DIR", f"cgwm {verb} --out"
-    flags = {(verb.split()[0], a.option_strings[0]) for verb, a in options}
+    flags = {(verb.split()[0], a.option_strings[0]) for verb, a in options if verb}  # "": the command's own
     assert {("init", "--data"), ("learn", "--data"), ("eval", "--data")} <= flags  # one flag for a dataset
     assert ("plan", "--trajectory") in flags and ("play", "--trajectory") in flags
     assert ("calibrate", "--camera") in flags and ("play", "--camera") in flags

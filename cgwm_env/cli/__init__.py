@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from cgwm_env import keep_freed_memory, progress
+from cgwm_env.config import use_threads
 
 SYNTH_SCENARIOS = ("fall", "flatdrop", "push", "multiview", "leap")  # cgwm_env.data.synth.SCENARIOS and leap
 LEARNED_PARAMETERS = ("mass", "inertia", "mu", "stiffness", "damping")  # cgwm_env.learn.settings.PARAMETERS
@@ -125,6 +126,9 @@ def parser() -> argparse.ArgumentParser:
                         help="no progress bars or step lines; the closing summary and errors only")
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="more detail (settings, timings of each step)")
+    common.add_argument("--threads", type=count(1), default=argparse.SUPPRESS,
+                        help="torch CPU threads (default 1, or OMP_NUM_THREADS where set: one thread does not fall "
+                             "behind when another process is busy; docs/design.md)")
     cgwm = argparse.ArgumentParser(prog="cgwm", parents=[common],
                                    description="ContactGaussian world model: learn a physics-grounded world model "
                                                "from video and plan LEAP Hand motions with it (docs/cli.md).",
@@ -341,8 +345,6 @@ def parser() -> argparse.ArgumentParser:
                        metavar="FILE.json",
                        help=f"results to write (--out is its old name) (default out/bench_{name}.json)")
         s.add_argument("--quick", action="store_true", help="fewer repeats: a smoke run, noisier figures (default off)")
-        s.add_argument("--threads", type=count(1), default=None,
-                       help="torch CPU threads; 1 gives steadier figures on a busy machine (default: torch's choice)")
         return s
 
     suite("physics", "simulator steps per second against MuJoCo")
@@ -356,6 +358,9 @@ def parser() -> argparse.ArgumentParser:
                    help="plan through torch.compile; the first solve, which compiles, is reported apart (default off)")
     s.add_argument("--workers", type=count(1), default=1,
                    help="processes running episodes at once, one per free core (default 1)")
+    s.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="run the --workers as Ray actors on the cluster at ADDRESS ('local': start one here); needs "
+                        "the [ray] extra (default: local processes)")
     s.add_argument("--object", "--objects", dest="objects", nargs="+", default=None, metavar="NAME",
                    help="library objects, bundled world models (e.g. cube_handmade) or world-model folders (e.g. "
                         "DIR/model of learn-leap) (default: every bundled one)")
@@ -408,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     verb = importlib.import_module(f"cgwm_env.cli.{args.verb.replace('-', '_')}")
     try:
+        use_threads(getattr(args, "threads", None), "--threads")
         verb.main(args)
     except ValueError as err:  # bad input: say what is wrong, without a traceback
         verb_parser = _subparser(cli, args.verb)
