@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml scripts/system-packages.sh
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, by exact version: a looser spec would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test,hardware]'
+	$(BIN)/pip install --quiet -e '.[test,hardware,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,4 +1,5 @@
-"""Settings files: the YAML reader every settings loader goes through, and the shipped overrides.
+"""Settings files: the YAML reader every settings loader goes through, and the shipped overrides;
+and the process's torch CPU thread policy (use_threads).
 
 The defaults live in code (each settings dataclass); a YAML file overrides some of them. The
 repository's configs/ folder is packaged with the code as cgwm_env/configs, so config_file()
@@ -8,11 +9,14 @@ finds it from any folder and from a wheel.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULT_THREADS = 1  # torch intra-op CPU threads unless the user says otherwise (use_threads)
+_threads_set = False  # whether use_threads has set the count in this process
 
 
 def config_file(name: str) -> Path:
@@ -85,3 +89,29 @@ def _default(field: dataclasses.Field):
 
 def _tuples(value):
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def use_threads(threads: int | None = None, name: str = "threads") -> int:
+    """Set torch's intra-op CPU threads for this process; returns the count in force.
+
+    threads: a count >= 1, or None for the thread policy: the first time, DEFAULT_THREADS (1)
+    unless the user set OMP_NUM_THREADS (torch reads it at start); after that, nothing changes (a
+    count given earlier, or the user's own torch.set_num_threads since, stays). One thread is the
+    default because the simulator's steps are many small ops: a second thread buys little on a quiet
+    machine and, with any other process busy on a core, makes every op wait for the slower thread
+    (measured: the LEAP env up to 15x slower at batch 1, 6x at 256 envs; docs/design.md). `cgwm`
+    applies it at start (--threads), the world-model environments on creation (threads=). A
+    ValueError names `name`.
+    """
+    import torch  # here, not at the top: `cgwm --help` imports this module and should answer at once
+
+    global _threads_set
+    if threads is None:
+        if _threads_set or os.environ.get("OMP_NUM_THREADS", "").strip():
+            return torch.get_num_threads()
+        threads = DEFAULT_THREADS
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"{name}: expected a thread count >= 1, got {threads!r}")
+    torch.set_num_threads(threads)
+    _threads_set = True
+    return threads

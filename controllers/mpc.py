@@ -15,10 +15,12 @@ contacts, no dry joint friction) with the hand's kinematics linearized once per 
 (simulator.HandKinematics). compile=True runs the rollout and cost through torch.compile (the same
 plan up to rounding, about 4x faster solves at batch 1; the first plan compiles).
 
-Before the first plan the hand moves through settings.approach (a cage of the four fingertips
-around the object); near the goal the orientation weight grows (settle_error, settle_weight); each
-command keeps a joint's target within max_lead of its measured position; when the error stalls the
-planner lets go and regrasps (regrasp_after, release_*). MPCSettings() is the planner `cgwm demo`
+Before the first plan the hand moves into a cage of the four fingertip pads around the object,
+computed from the model's Gaussians at the object's pose (controllers.grasp); near the goal the
+orientation weight grows (settle_error, settle_weight); each command keeps a joint's target within
+max_lead of its measured position; when the error stalls the planner lets go (the pads out to where
+they clear the object at any yaw) and regrasps: it moves into the cage about the object's start
+axis with the pads at that radius (regrasp_*, release_*). MPCSettings() is the planner `cgwm demo`
 runs; docs/design.md says why each part is there and what was measured without it.
 """
 
@@ -37,15 +39,9 @@ from cgwm_env.physics.hand import PAD_POINTS
 from cgwm_env.physics.hand_mjcf import LINK_NAMES
 from cgwm_env.physics.model import Model, State, check_state
 from cgwm_env.physics.simulator import HandKinematics, hand_kinematics, prepare, step_prepared
+from controllers.grasp import FINGERTIPS, Cage, cage, clear_radius, footprint
 
-FINGERTIPS = ("if_ds", "mf_ds", "rf_ds", "th_ds")  # the links whose pads the proximity term draws to the object
-RELEASE_MARGIN = 0.01  # m: the release term's target lies this far past release_radius, so the pads pass it
-# Joint-target waypoints (rad, sim order) the hand moves through at the action bound before the first
-# plan (74 control steps, 2.5 s), found by inverse kinematics of the pads' centres: index, middle and
-# ring curled around the cube's start, their pads about 5 cm from its vertical axis (clear of the cube
-# at any yaw), the thumb turned in; then the thumb curled onto the fourth side.
-APPROACH = ((0.83, 0.0, 1.671, 1.209, 0.433, 0.0, 1.509, 1.62, 1.04, 0.0, 1.62, 1.109, 1.166, 2.023, 0.0, 0.0),
-            (0.83, 0.0, 1.671, 1.209, 0.433, 0.0, 1.509, 1.62, 1.04, 0.0, 1.62, 1.109, 1.166, 2.023, 1.146, 1.603))
+RELEASE_MARGIN = 0.01  # m: the release term's target lies this far past the cage's clear radius, so the pads pass it
 
 
 @dataclass(frozen=True)
@@ -58,10 +54,11 @@ class MPCSettings:
     max_contacts: hand query spheres in the planning model's contact solve; the cost's weights
     (module doc), each per step of the horizon: w_fingertip (1/m^2, on the four pads' squared
     distances to the object's centre), w_action (1/rad^2), w_position (1/m^2), w_orientation
-    (per unit of error); approach: joint-target waypoints (each 16 rad, within the joint range)
-    moved through before the first plan;
+    (per unit of error); pregrasp: move into the cage (controllers.grasp) before the first plan
+    and after each release (False: plan from wherever the hand is); cage_clearance: m between each
+    fingertip and the object's swept volume in the cage;
     regrasp_after: planned steps without the orientation error falling by regrasp_progress before
-    a regrasp (0: never); release_radius (m), release_steps, w_release (1/m^2): the release before
+    a regrasp (0: never); release_steps, w_release (1/m^2): the release before
     a regrasp (module doc); settle_error, settle_weight: while the orientation error is below
     settle_error (and the pads are not releasing), w_orientation is multiplied by settle_weight
     (module doc); max_lead: the farthest, rad, a planned step leaves a joint's target from its
@@ -81,10 +78,10 @@ class MPCSettings:
     w_action: float = 0.1
     w_position: float = 600.0
     w_orientation: float = 1.0
-    approach: tuple[tuple[float, ...], ...] = APPROACH
+    pregrasp: bool = True
+    cage_clearance: float = 0.005
     regrasp_after: int = 40
     regrasp_progress: float = 0.01
-    release_radius: float = 0.05
     release_steps: int = 20
     w_release: float = 100.0
     settle_error: float = 0.1
@@ -99,7 +96,7 @@ class MPCSettings:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
         for name in ("step_size", "plan_dt", "stiffness_limit", "damping_scale", "damping_limit", "regrasp_progress",
-                     "release_radius"):
+                     "cage_clearance"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}: expected a positive number, got {value!r}")
@@ -110,9 +107,8 @@ class MPCSettings:
                 raise ValueError(f"{name}: expected a number >= 0, got {value!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas: expected two numbers in [0, 1), got {self.betas!r}")
-        if not all(len(w) == 16 and all(math.isfinite(x) for x in w) for w in self.approach):
-            raise ValueError(f"approach: expected waypoints of 16 finite joint targets (rad) each, "
-                             f"got {self.approach!r}")
+        if not isinstance(self.pregrasp, bool):
+            raise ValueError(f"pregrasp: expected true or false, got {self.pregrasp!r}")
 
 
 
@@ -153,8 +149,10 @@ class ReorientationMPC:
     model: the world model (a cgwm_env Model with a hand); settings: MPCSettings; action_bound:
     the largest change of a joint target per control step, rad. Call plan(state, goal) once per
     control step; reset() between episodes. solve_times holds each plan's wall time, s (not the
-    approach's steps); waypoints, the approach's waypoints still ahead; regrasps, the regrasps
-    begun since reset(). compile: run the rollout and cost through torch.compile (module doc);
+    pre-grasp's steps); cage, the controllers.grasp.Cage around the object (with settings.pregrasp,
+    computed at the episode's first plan) and recage, the one moved into after each release
+    (computed at the first release); cage_times the wall time of each call, s; waypoints, the
+    cage's waypoints still ahead; regrasps, the regrasps begun since reset(). compile: run the rollout and cost through torch.compile (module doc);
     the first plan's wall time, which compiles, goes to compile_seconds instead of solve_times.
     """
 
@@ -164,9 +162,6 @@ class ReorientationMPC:
             raise ValueError(f"action_bound: expected a positive number of radians, got {action_bound!r}")
         self.settings, self.action_bound = settings, float(action_bound)
         self.model, self.substeps = planning_model(model, settings, control_dt)
-        lower, upper = self.model.hand.lower.tolist(), self.model.hand.upper.tolist()
-        if not all(lo - 1e-6 <= x <= hi + 1e-6 for w in settings.approach for x, lo, hi in zip(w, lower, upper)):
-            raise ValueError("approach: expected waypoints within the hand's joint range (hand.LOWER, hand.UPPER)")
         self.prepared = prepare(self.model, 1)
         self.plan_dtype = self.model.params.log_mass.dtype
         hand = self.model.hand
@@ -179,6 +174,7 @@ class ReorientationMPC:
         self._pad_mean = torch.stack([(on_pad & (pad_of == i)).float() for i in range(len(FINGERTIPS))])
         self._pad_mean = (self._pad_mean / self._pad_mean.sum(1, keepdim=True)).to(self.plan_dtype)
         self.solve_times: list[float] = []
+        self.cage_times: list[float] = []
         self.compiled = bool(compile)
         self.compile_seconds: float | None = None
         self._rollout_cost = torch.compile(self._cost, dynamic=False) if self.compiled else self._cost
@@ -190,13 +186,40 @@ class ReorientationMPC:
         self.plan_actions = torch.zeros(shape, dtype=dtype)
         self._m, self._v, self._count = torch.zeros(shape, dtype=dtype), torch.zeros((), dtype=dtype), 0
         self.last_cost = math.nan
-        self.waypoints = self._approach()
+        self.cage: Cage | None = None
+        self.waypoints: list[torch.Tensor] = []
+        self._clear_radius: torch.Tensor | None = None  # m, set with the cage at the episode's first plan
+        self.recage: Cage | None = None
         self.regrasps = 0
         self._release_from = None  # the orientation held while releasing, (4,); None when not releasing
         self._release_count, self._best_error, self._stalled_for = 0, math.inf, 0
 
-    def _approach(self) -> list[torch.Tensor]:
-        return [torch.as_tensor(w, dtype=self.plan_dtype) for w in self.settings.approach]
+    def _cage_around(self, state: State) -> None:
+        """At the episode's first plan: with settings.pregrasp, the cage around the object as it
+        stands in `state` (controllers.grasp.cage) and its waypoints ahead; in any case the radius
+        the release pushes the pads out to (grasp.clear_radius). After a release: the last two
+        waypoints of the cage about the object's start axis with the pads at that radius (grasp.cage any_yaw:
+        clear of the object however it has turned; the first cage where the pads cannot reach
+        that). The time it took goes to cage_times."""
+        start = time.perf_counter()
+        s = self.settings
+        if self._clear_radius is None:
+            self._start_pose = state.position[0].clone(), state.quat[0].clone()
+            if s.pregrasp:
+                self.cage = cage(self.model.gaussians, *self._start_pose, s.cage_clearance)
+                self.waypoints, clear = [w.to(self.plan_dtype) for w in self.cage.waypoints], self.cage.clear_radius
+            else:
+                clear = clear_radius(footprint(self.model.gaussians, *self._start_pose), s.cage_clearance)
+            self._clear_radius = torch.tensor(clear, dtype=self.plan_dtype)
+        elif s.pregrasp:
+            if self.recage is None:
+                try:
+                    self.recage = cage(self.model.gaussians, *self._start_pose, s.cage_clearance, any_yaw=True)
+                except ValueError:  # the pads cannot reach that far round this object: the first cage
+                    self.recage = self.cage
+            # beside the object, the thumb open, then the cage: no lift over the object it is turning
+            self.waypoints = [w.to(self.plan_dtype) for w in self.recage.waypoints[-2:]]
+        self.cage_times.append(time.perf_counter() - start)
 
     def _restart_plan(self) -> None:
         self.plan_actions.zero_()
@@ -205,13 +228,16 @@ class ReorientationMPC:
     def plan(self, state: State, goal, hold_position=None) -> torch.Tensor:
         """The next joint-target change (16,) rad, within +-action_bound, for the world-model state
         `state` (batch 1), the goal orientation `goal` (4,) unit quaternion (w, x, y, z) and the
-        object position to hold, hold_position (3,) m (default: the state's). While approach
-        waypoints remain, the step towards the next one instead; while releasing for a regrasp, a
-        step of the release (module doc). A NaN state or an impossible goal raises ValueError
-        before anything is planned."""
+        object position to hold, hold_position (3,) m (default: the state's). The episode's first
+        call computes the cage around the object (controllers.grasp.cage: a ValueError if the
+        object does not fit the hand); while its waypoints remain, the step towards the next one
+        instead; while releasing for a regrasp, a step of the release (module doc). A NaN state or
+        an impossible goal raises ValueError before anything is planned."""
         start = time.perf_counter()
         state, goal, hold = self._checked(state, goal, hold_position)
         s = self.settings
+        if self._clear_radius is None:
+            self._cage_around(state)
         while self.waypoints:
             step = self.waypoints[0] - state.hand_target[0]
             if step.abs().max() > 1e-4:
@@ -227,9 +253,10 @@ class ReorientationMPC:
             self._release_from, self._release_count = state.quat[0].clone(), 0
             self._restart_plan()
         if self._release_from is not None:
-            clearance = float((tips0[:, :2] - state.position[0, :2]).norm(dim=-1).min())
-            if clearance >= s.release_radius or self._release_count >= s.release_steps:
-                self._release_from, self.waypoints = None, self._approach()
+            out = float((tips0[:, :2] - state.position[0, :2]).norm(dim=-1).min() - self._clear_radius)
+            if out >= 0 or self._release_count >= s.release_steps:
+                self._release_from = None
+                self._cage_around(state)
                 self._restart_plan()
                 return self.plan(state, goal, hold_position)
             self._release_count += 1
@@ -242,7 +269,7 @@ class ReorientationMPC:
         for _ in range(s.iterations):
             actions.requires_grad_(True)
             cost = self._rollout_cost(state, kinematics, tips0, tips_jac, goal, hold, actions[None], release_flag,
-                                      w_orientation)[0]
+                                      self._clear_radius, w_orientation)[0]
             (grad,) = torch.autograd.grad(cost, actions)
             with torch.no_grad():
                 grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
@@ -281,11 +308,12 @@ class ReorientationMPC:
         return True
 
     def _cost(self, state: State, kinematics: HandKinematics, tips0, tips_jac, goal, hold, actions,
-              releasing: torch.Tensor, w_orientation: torch.Tensor) -> torch.Tensor:
+              releasing: torch.Tensor, clear_radius: torch.Tensor, w_orientation: torch.Tensor) -> torch.Tensor:
         """The costs (B,) (module doc) of the plans `actions` (B, H, 16) rad from `state` (batch B);
         tips0 (4, 3) m and tips_jac (4, 3, 16): the pads' centres and their Jacobians at kinematics.joints.
         While releasing (a bool tensor), the pads' term pushes them out to RELEASE_MARGIN past
-        release_radius from the object's vertical axis instead of drawing them to its centre.
+        clear_radius m (the cage's: clear of the object at any yaw) from the object's vertical axis
+        instead of drawing them to its centre.
         w_orientation: the orientation term's weight (a tensor: settling changes it, not the graph)."""
         s = self.settings
         total = s.w_action * actions.square().sum((1, 2))
@@ -296,7 +324,7 @@ class ReorientationMPC:
             tips = tips0 + torch.einsum("ixj,bj->bix", tips_jac, state.hand - kinematics.joints)  # (B, 4, 3)
             dot = (state.quat * goal).sum(-1)
             offsets = tips - state.position[:, None]  # (B, 4, 3) m
-            shortfall = s.release_radius + RELEASE_MARGIN - offsets[..., :2].norm(dim=-1)
+            shortfall = clear_radius + RELEASE_MARGIN - offsets[..., :2].norm(dim=-1)
             reach = torch.where(releasing, s.w_release * torch.relu(shortfall).square().sum(-1),
                                 s.w_fingertip * offsets.square().sum((1, 2)))
             total = total + (reach

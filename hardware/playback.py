@@ -29,7 +29,9 @@ import numpy as np
 import torch
 
 from cgwm_env.checks import read_npz
-from cgwm_env.data.dataset import camera_to_meta, save_dataset
+from cgwm_env.data.camera_model import SoftwareCamera, average_still, prepare_spec
+from cgwm_env.data.dataset import camera_to_meta, save_background, save_dataset
+from cgwm_env.data.depth import BACKGROUND_DEPTH_FILE, DEPTH_FILE, save_depth
 from cgwm_env.data.objects import get_object
 from cgwm_env.envs.leap import task as leap_task
 from cgwm_env.envs.leap.mujoco_env import scene_spec
@@ -37,6 +39,7 @@ from cgwm_env.physics import hand as hand_model
 from cgwm_env.physics import hand_mjcf
 from cgwm_env.render.camera import Camera
 from cgwm_env.render.metrics import psnr
+from hardware.realsense import RealSenseError
 from hardware.virtual import MujocoMotors
 
 log = logging.getLogger(__name__)
@@ -121,12 +124,25 @@ def save_trajectory(path, times, joint_targets) -> Path:
 
 
 @dataclass(frozen=True)
+class Still:
+    """The empty scene as the camera sees it before a playback: color (H, W, 3) uint8, depth
+    (h, w) m on the depth grid (0: none) or None, joint_pos (16,) rad: where the hand was."""
+
+    color: np.ndarray
+    depth: np.ndarray | None
+    joint_pos: np.ndarray
+
+
+@dataclass(frozen=True)
 class PlaybackResult:
     """What happened, per step k: times (T,) planned s; sent_times (T,) s since the start;
     targets (T, 16) planned rad; commands (T, 16) rad as sent (after the safety clamp);
-    measured (T, 16) rad and frames (T, H, W, 3) uint8 (or None) one step after target k was sent;
-    jitter: send-time error statistics (ms); clamped_steps: steps the safety clamp changed;
-    psnr (T,) dB of frames against predicted frames, or None."""
+    measured (T, 16) rad, read at measured_times (T,) s one step after target k was sent, and
+    then the newest camera frame: frames (T, H, W, 3) uint8 (or None), depths (T, h, w) m (or
+    None), taken at frame_times (T,) s (the camera's timestamps on the playback's clock) with
+    the camera's frame_numbers (T,); jitter: send-time error statistics (ms); clamped_steps:
+    steps the safety clamp changed; psnr (T,) dB of frames against predicted frames, or None;
+    background: the empty scene recorded before the playback (a Still), or None."""
 
     times: np.ndarray
     sent_times: np.ndarray
@@ -137,6 +153,11 @@ class PlaybackResult:
     jitter: dict
     clamped_steps: int
     psnr: np.ndarray | None = None
+    measured_times: np.ndarray | None = None
+    frame_times: np.ndarray | None = None
+    frame_numbers: np.ndarray | None = None
+    depths: np.ndarray | None = None
+    background: Still | None = None
 
 
 def jitter_stats(planned: np.ndarray, actual: np.ndarray) -> dict:
@@ -176,15 +197,19 @@ def _check_predicted(predicted, T: int, size) -> np.ndarray:
 
 
 def play(hand, trajectory: Trajectory, camera=None, predict_frames=None,
-         approach_speed: float = 0.5, on_step=None) -> PlaybackResult:
+         approach_speed: float = 0.5, background=None, time_scale: float = 1.0, on_step=None) -> PlaybackResult:
     """Play `trajectory` open loop on a connected `hardware.dynamixel.LeapHand`.
 
     camera: a `hardware.realsense.RealSenseCamera` (frames recorded) or None. predict_frames:
     optional callable joint_targets (T, 16) -> (T, H, W, 3) uint8, the world model's frames for
     the plan; called before anything moves, and the result's psnr compares them with the camera's.
-    approach_speed: rad/s for the move from the present pose to the first target. on_step:
-    optional callable(k) after target k was sent and the step before it observed (a progress
-    bar's update); it runs inside the timed loop, so it must take microseconds.
+    approach_speed: rad/s for the move from the present pose to the first target. background:
+    optional callable () -> Still, called once the hand holds the first target, before the
+    playback: the empty scene (the object taken away and put back, or hidden in a simulation).
+    time_scale: wall-clock seconds per second of the plan, for a virtual plant that runs slower
+    than real time (hardware.virtual.MujocoMotors' time_scale); the result's times are the plan's.
+    on_step: optional callable(k) after target k was sent and the step before it observed (a
+    progress bar's update); it runs inside the timed loop, so it must take microseconds.
     """
     traj = validate_trajectory(trajectory.times, trajectory.joint_targets, hand.config.max_joint_speed)
     T = len(traj.times)
@@ -196,28 +221,40 @@ def play(hand, trajectory: Trajectory, camera=None, predict_frames=None,
     if not approach_speed > 0:
         raise ValueError(f"approach_speed: expected a positive speed (rad/s), got {approach_speed!r}")
     _approach(hand, traj.joint_targets[0], approach_speed)
+    still = background() if background is not None else None
 
-    rel = traj.times - traj.times[0]
+    if not time_scale > 0:
+        raise ValueError(f"time_scale: expected a positive factor, got {time_scale!r}")
+    rel = (traj.times - traj.times[0]) * time_scale
     ends = np.append(rel[1:], rel[-1] + (rel[-1] - rel[-2]))  # when each target's step ends
     sent_times, commands, measured = np.empty(T), np.empty((T, hand_mjcf.N_JOINTS)), np.empty((T, hand_mjcf.N_JOINTS))
-    frames = [] if camera is not None else None
+    seen = _Seen(T)
     start = time.monotonic() + 0.01
+    wall_start = time.time() + (start - time.monotonic())  # the camera's timestamps are wall-clock ms
     for k in range(T):
         _sleep_until(start + rel[k])
         sent_times[k] = time.monotonic() - start
         commands[k] = hand.command(traj.joint_targets[k])
         if k:  # after the command, so that commands keep their times
-            _observe(hand, camera, measured, frames, k - 1)
+            seen.observe(hand, camera, measured, k - 1, start, wall_start)
         if on_step is not None:
             on_step(k)
     _sleep_until(start + ends[-1])
-    _observe(hand, camera, measured, frames, T - 1)
-    jitter = jitter_stats(rel, sent_times)
+    seen.observe(hand, camera, measured, T - 1, start, wall_start)
+    sent_times /= time_scale
+    seen.measured_times /= time_scale
+    seen.frame_times /= time_scale
+    jitter = jitter_stats(rel / time_scale, sent_times)
     clamped = int((np.abs(commands - traj.joint_targets) > 1e-6).any(axis=1).sum())
     log.info("played %d steps over %.3f s: jitter mean %.3f ms, std %.3f ms, max |.| %.3f ms; %d steps clamped",
              T, ends[-1], jitter["mean_ms"], jitter["std_ms"], jitter["max_abs_ms"], clamped)
-    frames = np.stack(frames) if frames is not None else None
-    result = PlaybackResult(traj.times, sent_times, traj.joint_targets, commands, measured, frames, jitter, clamped)
+    frames = np.stack(seen.frames) if camera is not None else None
+    depths = np.stack(seen.depths) if camera is not None and seen.depths[0] is not None else None
+    result = PlaybackResult(traj.times, sent_times, traj.joint_targets, commands, measured, frames, jitter, clamped,
+                            measured_times=seen.measured_times,
+                            frame_times=seen.frame_times if camera is not None else None,
+                            frame_numbers=seen.frame_numbers if camera is not None else None,
+                            depths=depths, background=still)
     if predicted is not None:
         result = replace(result, psnr=frame_psnr(frames, predicted))
     return result
@@ -237,18 +274,55 @@ def _approach(hand, target: np.ndarray, speed: float) -> None:
         hand.command(target)
 
 
-def _observe(hand, camera, measured, frames, k: int) -> None:
-    measured[k] = hand.read().q
-    if frames is not None:
-        frames.append(camera.read().color)
+class _Seen:
+    """What play records at each step: the joints and when they were read, and the newest camera
+    frame with its timestamp (on the playback's clock, s) and frame number."""
+
+    def __init__(self, T: int):
+        self.measured_times, self.frame_times = np.empty(T), np.empty(T)
+        self.frame_numbers = np.zeros(T, np.int64)
+        self.frames, self.depths = [], []
+
+    def observe(self, hand, camera, measured, k: int, start: float, wall_start: float) -> None:
+        measured[k] = hand.read().q
+        self.measured_times[k] = time.monotonic() - start
+        if camera is not None:
+            frame = camera.read()
+            self.frames.append(frame.color)
+            self.depths.append(frame.depth)
+            self.frame_times[k] = frame.timestamp / 1000.0 - wall_start
+            self.frame_numbers[k] = frame.frame_number
+
+
+def background_still(camera, hand, frames: int = 8, timeout: float = 2.0) -> Still:
+    """A Still of the scene now: the mean of `frames` new colour frames, the median of their
+    measured depths (0 where none measured), and the hand's joints."""
+    shots, last, deadline = [], None, time.monotonic() + timeout
+    while len(shots) < frames:
+        frame = camera.read()
+        if frame.frame_number != last:
+            shots.append(frame)
+            last = frame.frame_number
+        elif time.monotonic() > deadline:
+            raise RealSenseError(f"background: no new camera frame within {timeout} s")
+        else:
+            time.sleep(0.005)
+    depths = None if shots[0].depth is None else [f.depth for f in shots]
+    color, depth = average_still([f.color for f in shots], depths)
+    return Still(color, depth, np.asarray(hand.read().q, dtype=np.float64))
 
 
 def save_playback(result: PlaybackResult, path, camera: Camera | None, object_name: str = "unknown",
-                  meta: dict | None = None) -> Path:
+                  meta: dict | None = None, depth_camera: Camera | None = None, T_color_depth=None) -> Path:
     """Write playback.json (jitter, clamps, tracking error, PSNR) into folder `path` and, with
-    frames, the recording as a dataset there (docs/datasets.md): frames, empty masks, states.npz
-    with times (planned), joint_target (planned), joint_command (sent), joint_pos (measured) and
-    sent_time (s since the start).
+    frames, the recording as a dataset there (docs/datasets.md, "Recordings"): frames, empty
+    masks, states.npz, depth.npz (with depths: on depth_camera's grid, T_color_depth from the
+    streams' extrinsics), background.png and background_depth.npz (with a background).
+    states.npz: times (the plan's, from 0), joint_pos (the measured joints interpolated to each
+    frame's capture time), joint_target (row k: the target held from frame k to frame k + 1,
+    which is the plan's k + 1, the last held), and as recorded: joint_measured and
+    measured_time, joint_command, sent_time, frame_time (the capture times on the playback's
+    clock, s) and frame_number (the camera's; a repeated one is a frame the camera dropped).
     camera: the Camera the frames were taken with (intrinsics and calibrated pose)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -258,15 +332,34 @@ def save_playback(result: PlaybackResult, path, camera: Camera | None, object_na
                                       "max": float(np.abs(result.measured - result.targets).max())},
                "psnr_db": None if result.psnr is None else [float(x) for x in result.psnr], **(meta or {})}
     (path / "playback.json").write_text(json.dumps(summary, indent=1))
-    if result.frames is not None:
-        if camera is None:
-            raise ValueError("camera: recorded frames need the Camera they were taken with")
-        fps = 1.0 / float(np.diff(result.times).mean())
-        states = {"times": result.times - result.times[0], "joint_target": result.targets,
-                  "joint_command": result.commands, "joint_pos": result.measured, "sent_time": result.sent_times}
-        save_dataset(path, {"scenario": "hand_playback", "object": object_name, "fps": fps,
-                            "cameras": [camera_to_meta(camera)], "masks_empty": True, **(meta or {})},
-                     result.frames, np.zeros(result.frames.shape[:3], bool), states)
+    if result.frames is None:
+        return path
+    if camera is None:
+        raise ValueError("camera: recorded frames need the Camera they were taken with")
+    fps = 1.0 / float(np.diff(result.times).mean())
+    T = len(result.times)
+    at_frames = np.stack([np.interp(result.frame_times, result.measured_times, result.measured[:, j])
+                          for j in range(hand_mjcf.N_JOINTS)], axis=1)
+    states = {"times": result.times - result.times[0], "joint_pos": at_frames,
+              "joint_target": result.targets[np.minimum(np.arange(T) + 1, T - 1)],
+              "joint_measured": result.measured, "measured_time": result.measured_times,
+              "joint_command": result.commands, "sent_time": result.sent_times,
+              "frame_time": result.frame_times, "frame_number": result.frame_numbers}
+    record = {"scenario": "hand_playback", "object": object_name, "fps": fps, "cameras": [camera_to_meta(camera)],
+              "masks_empty": True, **(meta or {})}
+    if result.depths is not None:
+        record["depth"] = DEPTH_FILE
+    if result.background is not None:
+        record["background_joint_pos"] = [float(x) for x in result.background.joint_pos]
+    save_dataset(path, record, result.frames, np.zeros(result.frames.shape[:3], bool), states)
+    if result.depths is not None:
+        if depth_camera is None:
+            raise ValueError("depth_camera: recorded depth needs the depth stream's Camera")
+        save_depth(path / DEPTH_FILE, result.depths, depth_camera, T_color_depth)
+    if result.background is not None:
+        save_background(path, result.background.color)
+        if result.background.depth is not None:
+            save_depth(path / BACKGROUND_DEPTH_FILE, result.background.depth, depth_camera, T_color_depth)
     return path
 
 
@@ -307,22 +400,28 @@ def scene_reference(model, data, camera_name: str, width: int, height: int) -> t
     return empty, colors
 
 
-def virtual_motors(object_name: str | None, image_size: int):
+def virtual_motors(object_name: str | None, image_size: int, software: SoftwareCamera | None = None,
+                   time_scale: float = 1.0):
     """The virtual plant's MuJoCo hand (hardware.virtual.MujocoMotors): the palm-up scene with the
     library object `object_name` (cgwm_env.data.objects; a ValueError names `object` for another
     name) upright on the palm at the task's start, as the MuJoCo twin and `cgwm synth --scenario
     leap` show it (flat lighting), or the scene's own red cube where object_name is None.
-    image_size: px, the renderer's buffer."""
-    import tempfile
+    image_size: px, the renderer's buffer. software: dress the scene for that software camera
+    (cgwm_env.data.camera_model.prepare_spec); time_scale: MujocoMotors' (wall-clock seconds per
+    simulated second)."""
+    if object_name is not None:
+        obj = get_object(object_name)
+        spec = scene_spec(obj, image_size)
+        lowest = obj.sample_surface(4000, seed=0)[:, 2].min()
+        spec.body("object").pos = (*leap_task.OBJECT_XY, hand_mjcf.PALM_Z + 0.001 - lowest)
+    elif software is None:
+        return MujocoMotors(time_scale=time_scale)
+    else:
+        import mujoco
 
-    if object_name is None:
-        return MujocoMotors()
-    obj = get_object(object_name)
-    spec = scene_spec(obj, image_size)
-    lowest = obj.sample_surface(4000, seed=0)[:, 2].min()
-    spec.body("object").pos = (*leap_task.OBJECT_XY, hand_mjcf.PALM_Z + 0.001 - lowest)
-    spec.compile()
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "scene.xml"
-        path.write_text(spec.to_xml())
-        return MujocoMotors(path)
+        spec = mujoco.MjSpec.from_file(str(hand_mjcf.SCENE_XML))
+        spec.visual.global_.offwidth = max(spec.visual.global_.offwidth, image_size)
+        spec.visual.global_.offheight = max(spec.visual.global_.offheight, image_size)
+    if software is not None:
+        prepare_spec(spec, software, table_geoms=("floor",))
+    return MujocoMotors(spec.compile(), time_scale=time_scale)

@@ -5,7 +5,8 @@ the colour and depth sensors are opened at the requested size and rate, each str
 one-frame queue, and `read` returns the newest frames. `intrinsics_to_camera` turns the colour
 stream's intrinsics into a `cgwm_env.render.camera.Camera` (RealSense puts pixel centres at integers,
 ours at +0.5: cx = ppx + 0.5). `record` writes a clip straight into the dataset format
-(docs/datasets.md); depth, when streamed, goes beside it in depth.npz (metres, depth camera's grid).
+(docs/datasets.md); depth, when streamed, goes beside it in depth.npz (metres, on the depth
+camera's grid, with its intrinsics and its pose in the colour camera from the streams' extrinsics).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from cgwm_env.data.dataset import camera_to_meta, save_dataset
+from cgwm_env.data.depth import DEPTH_FILE, save_depth
 from cgwm_env.render.camera import Camera
 
 
@@ -64,11 +66,12 @@ def intrinsics_to_camera(intrinsics, T_cw=None) -> Camera:
 class RealSenseCamera:
     """Colour (and depth) streams of a RealSense. device: a pyrealsense2 device (a software device
     included) or None for the connected camera (`serial` picks one); width, height (px) and fps
-    select the colour profile; depth=True adds the depth sensor's z16 stream at the same size and
-    rate. Use as a context manager, or call close()."""
+    select the colour profile; depth=True adds the depth sensor's z16 stream at the same rate and
+    at depth_size (width, height) px (default the colour's size). Use as a context manager, or
+    call close()."""
 
     def __init__(self, device=None, width: int = 640, height: int = 480, fps: int = 30, depth: bool = False,
-                 serial: str | None = None):
+                 serial: str | None = None, depth_size: tuple | None = None):
         import pyrealsense2 as rs
 
         self._rs = rs
@@ -77,10 +80,12 @@ class RealSenseCamera:
         self._sensors = []
         self._queues = {}
         self._latest = {}  # stream -> the newest frame read so far
-        wanted = [(rs.stream.color, rs.format.rgb8)] + ([(rs.stream.depth, rs.format.z16)] if depth else [])
+        wanted = [(rs.stream.color, rs.format.rgb8, (width, height))]
+        if depth:
+            wanted.append((rs.stream.depth, rs.format.z16, tuple(depth_size or (width, height))))
         try:
-            for stream, fmt in wanted:
-                sensor, profile = self._find_profile(stream, fmt)
+            for stream, fmt, size in wanted:
+                sensor, profile = self._find_profile(stream, fmt, size)
                 queue = rs.frame_queue(1, keep_frames=True)  # holds the newest frame only
                 sensor.open(profile)
                 self._sensors.append(sensor)
@@ -91,8 +96,14 @@ class RealSenseCamera:
             raise
         self.intrinsics = self._queues[rs.stream.color][1].get_intrinsics()
         self.depth_intrinsics = self._queues[rs.stream.depth][1].get_intrinsics() if depth else None
+        self.T_color_depth = None  # (4, 4) depth-camera coordinates to colour-camera coordinates
+        if depth:
+            e = self._queues[rs.stream.depth][1].get_extrinsics_to(self._queues[rs.stream.color][1])
+            self.T_color_depth = np.eye(4)
+            self.T_color_depth[:3, :3] = np.asarray(e.rotation, dtype=np.float64).reshape(3, 3).T  # column-major
+            self.T_color_depth[:3, 3] = e.translation
 
-    def _find_profile(self, stream, fmt):
+    def _find_profile(self, stream, fmt, size):
         offered = []
         for sensor in self.device.query_sensors():
             for profile in sensor.get_stream_profiles():
@@ -100,14 +111,18 @@ class RealSenseCamera:
                     continue
                 video = profile.as_video_stream_profile()
                 offered.append(f"{video.width()}x{video.height()}@{profile.fps()}")
-                if (video.width(), video.height(), profile.fps()) == (self.width, self.height, self.fps):
+                if (video.width(), video.height(), profile.fps()) == (*size, self.fps):
                     return sensor, profile
         raise RealSenseError(f"width/height/fps: the camera has no {stream.name} {fmt.name} stream at "
-                             f"{self.width}x{self.height}@{self.fps}; it offers {sorted(set(offered)) or 'none'}")
+                             f"{size[0]}x{size[1]}@{self.fps}; it offers {sorted(set(offered)) or 'none'}")
 
     def camera(self, T_cw=None) -> Camera:
         """The colour stream as our Camera, posed by T_cw (4, 4) world-to-camera (from calibration)."""
         return intrinsics_to_camera(self.intrinsics, T_cw)
+
+    def depth_camera(self) -> Camera | None:
+        """The depth stream's grid as our Camera (its own intrinsics; pose the identity), or None."""
+        return None if self.depth_intrinsics is None else intrinsics_to_camera(self.depth_intrinsics)
 
     def read(self, timeout: float = 1.0) -> Frames:
         """The newest colour (and depth) frames (the same as the last call's if no newer arrived);
@@ -154,8 +169,8 @@ def record(camera: RealSenseCamera, path, num_frames: int, T_cw=None, scenario: 
            object_name: str = "unknown") -> Path:
     """Record num_frames consecutive colour frames (waiting for each new one) into a dataset
     folder at `path` (docs/datasets.md): frames, empty masks (not segmented; meta `masks_empty`),
-    states.npz with `times` from the frames' timestamps, and depth.npz (`depth` (T, h, w) m,
-    `fx fy cx cy` of the depth stream) when depth is streamed. T_cw: the camera's calibrated pose.
+    states.npz with `times` from the frames' timestamps, and depth.npz (cgwm_env.data.depth: the
+    depth stream's maps, intrinsics and T_color_depth) when depth is streamed. T_cw: the camera's calibrated pose.
     A dropped frame (a gap in frame numbers) raises RealSenseError."""
     if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
         raise ValueError(f"num_frames: expected a positive integer, got {num_frames!r}")
@@ -176,11 +191,10 @@ def record(camera: RealSenseCamera, path, num_frames: int, T_cw=None, scenario: 
             "cameras": [camera_to_meta(camera.camera(T_cw))], "masks_empty": True,
             "source": {"device": camera.device.get_info(camera._rs.camera_info.name)}}
     if camera.depth_intrinsics is not None:
-        meta["depth"] = "depth.npz"
+        meta["depth"] = DEPTH_FILE
     path = save_dataset(path, meta, images, np.zeros(images.shape[:3], bool), {"times": times})
     if camera.depth_intrinsics is not None:
-        d = camera.depth_intrinsics
-        np.savez(path / "depth.npz", depth=np.stack(depths), fx=d.fx, fy=d.fy, cx=d.ppx + 0.5, cy=d.ppy + 0.5)
+        save_depth(path / DEPTH_FILE, np.stack(depths), camera.depth_camera(), camera.T_color_depth)
     return path
 
 

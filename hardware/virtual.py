@@ -12,8 +12,10 @@ bit or a wrong CRC; replies that come late; a sync write a motor misses; a hardw
 motor of another model; a port that disappears.
 
 `VirtualRealSense` is an `rs.software_device` with a colour (and z16 depth) stream; `push` injects
-frames, and `stream_mujoco` feeds it MuJoCo renders of a camera of the scene from a thread, so
-`hardware.realsense.RealSenseCamera` reads it as it would read a D456.
+frames, and `stream_mujoco` feeds it MuJoCo renders of a camera of the scene from a thread, flat
+or through a software camera that looks like a real one (cgwm_env.data.camera_model), dropping
+frames or running off its nominal rate on request, so `hardware.realsense.RealSenseCamera`
+reads it as it would read a D456.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cgwm_env.data.camera_model import SoftwareRig
 from cgwm_env.physics import hand_mjcf
 from hardware import dynamixel as dx
 from hardware.dynamixel import crc16
@@ -132,17 +135,24 @@ class MujocoMotors:
     """The LEAP hand of a MuJoCo scene as the bus's motors. Goal ticks become the position
     actuators' ctrl (through the driver's motor mapping), torque off zeroes an actuator's gains,
     and the simulation is stepped to the wall clock whenever the bus looks at it. `lock` guards
-    `data` (renderers take it to read the scene). Current reads actuator torque / torque_constant."""
+    `data` (renderers take it to read the scene). Current reads actuator torque / torque_constant.
+    xml: the scene's MJCF file, or a compiled mujoco.MjModel of it. time_scale: wall-clock seconds
+    per simulated second (above 1 the plant runs slower than real time, so that a slow renderer
+    keeps up with it; the player and the camera then run as many times slower)."""
 
-    def __init__(self, xml: str | Path = hand_mjcf.SCENE_XML, torque_constant: float = 0.5, max_lag: float = 0.1):
+    def __init__(self, xml=hand_mjcf.SCENE_XML, torque_constant: float = 0.5, max_lag: float = 0.1,
+                 time_scale: float = 1.0):
         import mujoco
 
         self._mujoco = mujoco
-        self.model = mujoco.MjModel.from_xml_path(str(xml))
+        self.model = xml if isinstance(xml, mujoco.MjModel) else mujoco.MjModel.from_xml_path(str(xml))
         self.data = mujoco.MjData(self.model)
         self.lock = threading.Lock()
         self.torque_constant = torque_constant  # N m / A, a stand-in for the XC330's
         self.max_lag = max_lag  # s: a longer pause is skipped, not simulated
+        if not time_scale > 0:
+            raise ValueError(f"time_scale: expected a positive factor, got {time_scale!r}")
+        self.time_scale = time_scale
         names = hand_mjcf.JOINT_NAMES
         self._qpos = np.array([self.model.jnt_qposadr[self.model.joint(n).id] for n in names])
         self._qvel = np.array([self.model.jnt_dofadr[self.model.joint(n).id] for n in names])
@@ -175,20 +185,26 @@ class MujocoMotors:
 
     def advance(self, now: float) -> None:
         dt = self.model.opt.timestep
-        steps = int((now - self._t) / dt)
+        wall = dt * self.time_scale  # wall-clock seconds per physics step
+        steps = int((now - self._t) / wall)
         if steps <= 0:
             return
-        if steps * dt > self.max_lag:
-            steps = int(self.max_lag / dt)
-            self._t = now - steps * dt
         ctrl = dx.ticks_to_sim(self.goal) if self._goal_changed else None
         self._goal_changed = False
-        with self.lock:
+        with self.lock:  # data and the time it is at change together
+            if steps * dt > self.max_lag:
+                steps = int(self.max_lag / dt)
+                self._t = now - steps * wall
             if ctrl is not None:
                 self.data.ctrl[self._act] = ctrl
             self._mujoco.mj_step(self.model, self.data, nstep=steps)
-        self._t += steps * dt
+            self._t += steps * wall
         self._present = None
+
+    @property
+    def state_time(self) -> float:
+        """The time.monotonic() (s) that `data` is at; read it holding `lock`."""
+        return self._t
 
     def present(self, motor: int) -> tuple[int, int, int]:
         if self._present is None:
@@ -547,96 +563,137 @@ class VirtualBus:
 
 class VirtualRealSense:
     """A software RealSense (rs.software_device) with a colour stream (rgb8) and, if depth, a z16
-    depth stream of the same size and intrinsics; frames come from `push` or from `stream_mujoco`.
+    depth stream; frames come from `push` or from `stream_mujoco`.
 
-    camera: a `cgwm_env.render.camera.Camera` (single) giving size and intrinsics; RealSense puts pixel
-    centres at integers, so ppx = cx - 0.5, ppy = cy - 0.5. depth_units: m per z16 unit.
+    camera: a `cgwm_env.render.camera.Camera` (single) giving the colour stream's size and
+    intrinsics; RealSense puts pixel centres at integers, so ppx = cx - 0.5, ppy = cy - 0.5.
+    depth_camera: the depth stream's size and intrinsics (default the colour's: depth aligned
+    to colour), T_color_depth (4, 4) depth-camera coordinates to colour-camera coordinates
+    (default the identity), registered as the streams' extrinsics. depth_units: m per z16 unit.
     """
 
-    def __init__(self, camera, fps: int = 30, depth: bool = False, depth_units: float = 0.001):
+    def __init__(self, camera, fps: int = 30, depth: bool = False, depth_units: float = 0.001, depth_camera=None,
+                 T_color_depth=None):
         import pyrealsense2 as rs
 
         self._rs = rs
         self.width, self.height, self.fps, self.depth_units = camera.width, camera.height, fps, depth_units
-        intrinsics = rs.intrinsics()
-        intrinsics.width, intrinsics.height = camera.width, camera.height
-        intrinsics.fx, intrinsics.fy = float(camera.fx), float(camera.fy)
-        intrinsics.ppx, intrinsics.ppy = float(camera.cx) - 0.5, float(camera.cy) - 0.5
-        intrinsics.model, intrinsics.coeffs = rs.distortion.none, [0.0] * 5
+        self.depth_camera = camera if depth_camera is None else depth_camera
         self.device = rs.software_device()
         self.device.register_info(rs.camera_info.name, "cgwm virtual D456")
         self.device.register_info(rs.camera_info.serial_number, "virtual")
         self._streams = {}
-        specs = [("RGB Camera", rs.stream.color, rs.format.rgb8, 3)]
+        specs = [("RGB Camera", rs.stream.color, rs.format.rgb8, 3, camera)]
         if depth:
-            specs.append(("Stereo Module", rs.stream.depth, rs.format.z16, 2))
-        for uid, (name, stream, fmt, bpp) in enumerate(specs):
+            specs.append(("Stereo Module", rs.stream.depth, rs.format.z16, 2, self.depth_camera))
+        for uid, (name, stream, fmt, bpp, cam) in enumerate(specs):
             sensor = self.device.add_sensor(name)
             if stream == rs.stream.depth:
                 sensor.add_read_only_option(rs.option.depth_units, depth_units)
             spec = rs.video_stream()
             spec.type, spec.index, spec.uid, spec.fmt, spec.bpp = stream, 0, uid, fmt, bpp
-            spec.width, spec.height, spec.fps, spec.intrinsics = camera.width, camera.height, fps, intrinsics
+            spec.width, spec.height, spec.fps, spec.intrinsics = cam.width, cam.height, fps, _rs_intrinsics(rs, cam)
             profile = sensor.add_video_stream(spec).as_video_stream_profile()
-            self._streams[stream] = (sensor, profile, bpp)
+            self._streams[stream] = (sensor, profile, bpp, cam)
+        if depth:
+            T = np.eye(4) if T_color_depth is None else np.asarray(T_color_depth, dtype=np.float64)
+            extrinsics = rs.extrinsics()
+            extrinsics.rotation = [float(x) for x in T[:3, :3].T.ravel()]  # librealsense: column-major
+            extrinsics.translation = [float(x) for x in T[:3, 3]]
+            self._streams[rs.stream.depth][1].register_extrinsics_to(self._streams[rs.stream.color][1], extrinsics)
         self._frame_number = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None  # what stopped the streaming thread, if anything
+        self.truth: dict = {}  # frame number -> what the scene was (stream_mujoco with a software camera)
 
-    def push(self, rgb: np.ndarray, depth: np.ndarray | None = None, timestamp: float | None = None) -> None:
-        """Inject one frame: rgb (H, W, 3) uint8 and, with a depth stream, depth (H, W) m (float;
-        stored as z16 in depth_units, 0 = no depth); timestamp: ms (default: the wall clock)."""
+    def push(self, rgb: np.ndarray, depth: np.ndarray | None = None, timestamp: float | None = None) -> int:
+        """Inject one frame: rgb (H, W, 3) uint8 and, with a depth stream, depth (h, w) m on the
+        depth grid (float; stored as z16 in depth_units, 0 = no depth); timestamp: ms (default:
+        the wall clock). Returns its frame number."""
         rs = self._rs
         rgb = np.ascontiguousarray(rgb)
         if rgb.shape != (self.height, self.width, 3) or rgb.dtype != np.uint8:
             raise ValueError(f"rgb: expected ({self.height}, {self.width}, 3) uint8, got {rgb.shape} {rgb.dtype}")
         frames = [(rs.stream.color, rgb)]
         if rs.stream.depth in self._streams:
+            shape = (self.depth_camera.height, self.depth_camera.width)
             depth = np.asarray(depth, dtype=np.float64) if depth is not None else None
-            if depth is None or depth.shape != (self.height, self.width) or not np.isfinite(depth).all():
-                raise ValueError(f"depth: expected finite ({self.height}, {self.width}) depths (m) "
-                                 "for the depth stream")
+            if depth is None or depth.shape != shape or not np.isfinite(depth).all():
+                raise ValueError(f"depth: expected finite {shape} depths (m) for the depth stream")
             z16 = np.clip(np.rint(depth / self.depth_units), 0, 65535).astype(np.uint16)
             frames.append((rs.stream.depth, z16))
         self._frame_number += 1
         stamp = time.time() * 1000.0 if timestamp is None else float(timestamp)
         for stream, pixels in frames:
-            sensor, profile, bpp = self._streams[stream]
+            sensor, profile, bpp, cam = self._streams[stream]
             frame = rs.software_video_frame()
-            frame.pixels, frame.stride, frame.bpp = pixels, self.width * bpp, bpp
+            frame.pixels, frame.stride, frame.bpp = pixels, cam.width * bpp, bpp
             frame.timestamp, frame.domain = stamp, rs.timestamp_domain.system_time
             frame.frame_number, frame.profile = self._frame_number, profile
             if stream == rs.stream.depth:
                 frame.depth_units = self.depth_units
             sensor.on_video_frame(frame)
+        return self._frame_number
 
-    def stream_mujoco(self, sim: MujocoMotors, camera_name: str = "palm_cam") -> None:
-        """Feed renders of `camera_name` in `sim` at fps from a thread (MuJoCo's renderer, made in
-        that thread) until close()."""
+    def stream_mujoco(self, sim: MujocoMotors, camera_name: str = "palm_cam", software=None, drop=(),
+                      clock: float = 1.0) -> None:
+        """Feed renders of `camera_name` in `sim` from a thread (MuJoCo's renderer, made in that
+        thread) until close(), one every clock / fps s. software: a
+        cgwm_env.data.camera_model.SoftwareCamera whose scene dressing sim's model has
+        (prepare_spec); its frames go through the sensor, and `truth` keeps, per frame number,
+        the object's and the hand's masks and the object's pose. drop: frame numbers not
+        delivered (a camera dropping frames: the reader sees the last frame again)."""
         if self._thread is not None:
             raise RuntimeError("stream_mujoco: already streaming")
         with_depth = self._rs.stream.depth in self._streams
+        drop = set(drop)
 
         def run():
             import mujoco
 
             try:
-                renderer = mujoco.Renderer(sim.model, self.height, self.width)
-                period, next_time = 1.0 / self.fps, time.monotonic()
+                if software is None:
+                    renderer = mujoco.Renderer(sim.model, self.height, self.width)
+                else:
+                    rig = SoftwareRig(sim.model, sim.data, camera_name, self.width, self.height, software, sim.lock)
+                    obj = sim.model.body("object").id
+                    geoms = sim.model.geom_bodyid
+                    is_object, is_hand = geoms == obj, (geoms != obj) & (geoms != 0)
+                period, next_time = clock / self.fps, time.monotonic()
                 while not self._stop.is_set():
-                    with sim.lock:
-                        renderer.update_scene(sim.data, camera_name)
-                    rgb = renderer.render()
-                    depth = None
-                    if with_depth:
-                        renderer.enable_depth_rendering()
-                        depth = renderer.render()
-                        renderer.disable_depth_rendering()
-                    self.push(rgb, depth)
+                    if software is None:
+                        with sim.lock:
+                            renderer.update_scene(sim.data, camera_name)
+                            stamp = _exposure_stamp(sim)
+                        rgb = renderer.render()
+                        depth = None
+                        if with_depth:
+                            renderer.enable_depth_rendering()
+                            depth = renderer.render()
+                            renderer.disable_depth_rendering()
+                        truth = None
+                    else:
+                        with sim.lock:
+                            pose = (sim.data.xpos[obj].copy(), sim.data.xquat[obj].copy())
+                            stamp = _exposure_stamp(sim)
+                        clean, depth, seg = rig.clean()
+                        rgb = rig.sensor.color(clean)
+                        depth = rig.sensor.depth(depth, float(rig.depth_camera.fx)) if with_depth else None
+                        is_geom = seg[..., 1] == mujoco.mjtObj.mjOBJ_GEOM
+                        ids = np.where(is_geom, seg[..., 0], -1)
+                        truth = {"mask": is_geom & is_object[np.maximum(ids, 0)] & (ids >= 0),
+                                 "hand_mask": is_geom & is_hand[np.maximum(ids, 0)] & (ids >= 0),
+                                 "object_pos": pose[0], "object_quat": pose[1]}
+                    if self._frame_number + 1 in drop:
+                        self._frame_number += 1  # taken but never delivered
+                    else:
+                        number = self.push(rgb, depth, stamp)
+                        if truth is not None:
+                            self.truth[number] = truth
                     next_time += period
                     self._stop.wait(max(0.0, next_time - time.monotonic()))
-                renderer.close()
+                (renderer if software is None else rig).close()
             except BaseException as err:  # reported by close(); the reader sees frames stop
                 self.error = err
 
@@ -657,3 +714,19 @@ class VirtualRealSense:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _exposure_stamp(sim: MujocoMotors) -> float:
+    """The wall-clock time (ms) that sim's scene is at, as a camera stamps a frame's exposure
+    (call it holding sim.lock)."""
+    return (time.time() - (time.monotonic() - sim.state_time)) * 1000.0
+
+
+def _rs_intrinsics(rs, camera):
+    """pyrealsense2 intrinsics of our Camera (RealSense puts pixel centres at integers)."""
+    intrinsics = rs.intrinsics()
+    intrinsics.width, intrinsics.height = camera.width, camera.height
+    intrinsics.fx, intrinsics.fy = float(camera.fx), float(camera.fy)
+    intrinsics.ppx, intrinsics.ppy = float(camera.cx) - 0.5, float(camera.cy) - 0.5
+    intrinsics.model, intrinsics.coeffs = rs.distortion.none, [0.0] * 5
+    return intrinsics

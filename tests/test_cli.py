@@ -54,3 +54,18 @@ def test_plan_writes_a_trajectory_that_play_reads(tmp_path, capsys):
     assert "the world model ends" in capsys.readouterr().out
     assert main(["plan", "--turn", "nan", "--trajectory", str(tmp_path / "none.npz")]) == 2
     assert "--turn" in capsys.readouterr().err and not (tmp_path / "none.npz").exists()
+
+
+def test_learn_leap_names_a_bad_object_or_call_before_any_work(tmp_path, capsys):
+    """`cgwm learn-leap` (and scripts/learn_world_model.sh, which calls it) refuse an object that
+    is not in the library before writing anything; the script says its usage."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "teapot"
+    assert main(["learn-leap", "--object", "teapot", "--out", str(out)]) == 2
+    assert "--object: expected one of" in capsys.readouterr().err and not out.exists()
+    script = Path(__file__).resolve().parents[1] / "scripts" / "learn_world_model.sh"
+    run = subprocess.run(["bash", str(script), "cube"], capture_output=True, text=True,
+                         env={"CGWM": str(Path(sys.executable).parent / "cgwm")})
+    assert run.returncode == 2 and "usage:" in run.stderr

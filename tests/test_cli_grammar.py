@@ -79,6 +79,11 @@ ROWS = [
     ("camera with --virtual", "play --trajectory {npz} --virtual --camera {camera} --out {out}", "--camera"),
     ("port with --virtual", "play --trajectory {npz} --virtual --port /dev/ttyUSB0 --out {out}", "--port"),
     ("model with --no-camera", "play --trajectory {npz} --virtual --no-camera --model {bundle} --out {out}", "--model"),
+    ("background with --no-camera", "play --trajectory {npz} --virtual --no-camera --background --out {out}",
+     "--background"),
+    ("missing capture session", "capture views --session {root}/nosuch --out {out}", "--session"),
+    ("segment a folder that is no dataset", "segment --data {root}", "--data"),
+    ("confidence above 1", "segment --data {data}/train_000 --min-confidence 2", "--min-confidence"),
     ("steps with the sim scene", "demo --scene sim --steps 5 --out {out}", "--steps"),
     ("seconds with the MPC scene", "demo --seconds 2 --out {out}", "--seconds"),
     ("a suite's flag on another suite", "bench physics --trials 3", "--trials"),
@@ -144,7 +149,7 @@ def test_every_option_states_its_default_and_the_grammar_holds():
         flag = action.option_strings[0]
         if flag == "--out":  # --out is always a folder, except bench's old name for --json
             assert action.metavar == "DIR", f"cgwm {verb} --out"
-    flags = {(verb.split()[0], a.option_strings[0]) for verb, a in options}
+    flags = {(verb.split()[0], a.option_strings[0]) for verb, a in options if verb}  # "": the command's own
     assert {("init", "--data"), ("learn", "--data"), ("eval", "--data")} <= flags  # one flag for a dataset
     assert ("plan", "--trajectory") in flags and ("play", "--trajectory") in flags
     assert ("calibrate", "--camera") in flags and ("play", "--camera") in flags

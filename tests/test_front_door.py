@@ -39,12 +39,15 @@ def _readme_blocks(language: str) -> list[str]:
 
 
 @pytest.mark.parametrize("example, args", [("drop_and_push.py", []), ("gym_push.py", []),
-                                           ("mpc_reorient.py", ["--steps", "3"])])
+                                           ("mpc_reorient.py", ["--steps", "3"]), ("real_to_sim.py", ["--quick"])])
 def test_examples_run_from_any_folder(tmp_path, example, args):
     out = _run([sys.executable, str(ROOT / "examples" / example), *args], tmp_path)
     assert out.strip()
     if example == "gym_push.py":
         assert (tmp_path / "out" / "gym_push.png").is_file()
+    if example == "real_to_sim.py":
+        assert "object mask IoU against the hidden truth" in out
+        assert (tmp_path / "out" / "real_to_sim" / "gaussians.npz").is_file()
 
 
 def test_readme_python_snippets_run_from_any_folder(tmp_path):

@@ -343,11 +343,19 @@ def test_cgwm_play_virtual_records_a_dataset(tmp_path, capsys):
                  "--out", str(out), "--object", "cube"]) == 0
     data = load_dataset(out)
     assert len(data) == T and data.images.shape == (T, 48, 64, 3) and data.meta["object"] == "cube"
-    np.testing.assert_allclose(data.states["joint_target"], targets)
+    # frame k is taken after target k was sent: the target it leads into is the plan's k + 1
+    np.testing.assert_allclose(data.states["joint_target"], targets[np.minimum(np.arange(T) + 1, T - 1)])
+    np.testing.assert_allclose(data.states["joint_command"], targets)
+    assert (np.diff(data.states["frame_number"]) >= 0).all() and np.isfinite(data.states["frame_time"]).all()
     # MuJoCo's hand tracked the plan: its error is under half a hand's that stayed where it started
     # (0.048 rad against 0.12 measured; the virtual hand follows the wall clock, so load adds lag).
-    still = np.abs(data.states["joint_pos"][:1] - targets).mean()
-    assert np.abs(data.states["joint_pos"] - targets).mean() < 0.5 * still
+    measured = data.states["joint_measured"]
+    still = np.abs(measured[:1] - targets).mean()
+    assert np.abs(measured - targets).mean() < 0.5 * still
+    # joint_pos: the measured joints at each frame's capture time
+    st = data.states
+    np.testing.assert_allclose(st["joint_pos"][:, 3], np.interp(st["frame_time"], st["measured_time"], measured[:, 3]),
+                               atol=1e-6)
     assert data.images.std() > 0.02  # a rendered scene, not a blank
     summary = json.loads((out / "playback.json").read_text())
     assert summary["steps"] == T and summary["virtual"] and summary["clamped_steps"] == 0

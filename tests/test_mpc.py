@@ -18,8 +18,8 @@ from controllers.tasks import state_from_observation
 WORLD, TWIN = "ContactGaussian-LeapHand-v1", "ContactGaussian-LeapHandMuJoCo-v1"
 RAD = {"normalized_actions": False}  # the envs take the planner's joint-target changes (rad) as they are
 
-# The planner without its approach, regrasp, settling and lead bound: what the unit tests single out.
-BARE = dataclasses.replace(MPCSettings(), approach=(), regrasp_after=0, settle_error=0.0, settle_weight=1.0,
+# The planner without its pre-grasp, regrasp, settling and lead bound: what the unit tests single out.
+BARE = dataclasses.replace(MPCSettings(), pregrasp=False, regrasp_after=0, settle_error=0.0, settle_weight=1.0,
                            max_lead=0.0, iterations=2, step_size=0.02, release_steps=15)
 
 
@@ -179,7 +179,7 @@ def test_state_from_observation_differences_the_object_pose():
 def test_short_reorientation_in_the_world_model_succeeds():
     """The easy case: the goal is the start yaw turned by +40 degrees (error 0.117 at the start;
     below 0.04 needs 17 degrees of turning) on seed 0, in the world model itself (no model
-    mismatch), from the open hand (no approach), within 100 control steps (3.3 s) including the
+    mismatch), from the open hand (no pre-grasp), within 100 control steps (3.3 s) including the
     20 steps held. The cube slides about 4 cm on the palm while it turns (measured), so the test
     asks only that it stays on the palm."""
     env = gym.make(WORLD, **RAD).unwrapped
@@ -188,7 +188,7 @@ def test_short_reorientation_in_the_world_model_succeeds():
     yaw0 = 2 * math.atan2(float(obs["achieved_goal"][3]), float(obs["achieved_goal"][0]))
     goal = task.yaw_quat(yaw0 + math.radians(40.0))
     assert task.orientation_error(obs["achieved_goal"], goal) > 0.1
-    planner = ReorientationMPC(env.model, dataclasses.replace(MPCSettings(), approach=()))
+    planner = ReorientationMPC(env.model, dataclasses.replace(MPCSettings(), pregrasp=False))
     streak = 0
     for _ in range(100):
         action = planner.plan(env.state, goal, start)
@@ -200,76 +200,109 @@ def test_short_reorientation_in_the_world_model_succeeds():
     assert not task.dropped(task.observation_parts(obs["observation"])["object_pos"], start)
 
 
-def test_approach_moves_the_targets_through_the_waypoints_at_the_bound_before_planning(world):
-    waypoints = ((0.12,) + (0.0,) * 15, (0.12, 0.0, 0.04) + (0.0,) * 13)
-    planner = ReorientationMPC(world.model, dataclasses.replace(BARE, horizon=1, iterations=1,
-                                                                 approach=waypoints))
+def test_pregrasp_moves_the_targets_through_the_cage_at_the_bound_before_planning(world):
+    """The first plan computes the cage around the object (controllers.grasp); until its last
+    waypoint is reached each step moves the targets towards the next waypoint at the action bound,
+    without planning; reset() forgets the cage."""
+    planner = ReorientationMPC(world.model, dataclasses.replace(BARE, pregrasp=True, horizon=1, iterations=1))
     state, goal, steps = world.state, task.yaw_quat(1.0), []
-    for _ in range(4):
-        steps.append(planner.plan(state, goal))
-        state = state._replace(hand_target=state.hand_target + steps[-1])
-    assert [round(float(a[0]), 6) for a in steps[:3]] == [0.05, 0.05, 0.02]  # joint 0 to 0.12 at the bound
-    assert float(steps[3][2]) == pytest.approx(0.04) and float(steps[3].abs().sum()) == pytest.approx(0.04)
-    assert planner.solve_times == []  # approaching is not planning
-    planner.plan(state, goal)
-    assert len(planner.solve_times) == 1 and not planner.waypoints
+    for _ in range(300):
+        action = planner.plan(state, goal)
+        if not planner.waypoints:  # the cage reached: this call planned
+            break
+        steps.append(action)
+        state = state._replace(hand_target=state.hand_target + action)
+    cage = planner.cage
+    assert cage is not None and len(planner.cage_times) == 1 and len(steps) > 10
+    torch.testing.assert_close(state.hand_target[0], cage.waypoints[-1].float(), atol=1e-4, rtol=0)
+    # each step goes at the bound in its largest joint, except the last of each waypoint
+    largest = torch.stack(steps).abs().max(1).values
+    assert (largest <= task.ACTION_BOUND + 1e-6).all()
+    assert (largest > task.ACTION_BOUND - 1e-6).sum() >= len(steps) - len(cage.waypoints)
+    assert len(planner.solve_times) == 1  # moving into the cage is not planning: only the last call planned
     planner.reset()
-    assert len(planner.waypoints) == 2
-    with pytest.raises(ValueError, match="approach"):
-        MPCSettings(approach=((0.0,) * 15,))
-    with pytest.raises(ValueError, match="approach"):
-        ReorientationMPC(world.model, MPCSettings(approach=((5.0,) * 16,)))  # outside the joint range
+    assert planner.cage is None and not planner.waypoints
+
+
+def test_a_regrasp_cage_out_of_reach_falls_back_to_the_first_one(world, monkeypatch):
+    """An object whose first cage the pads cannot reach is refused; where they cannot reach the
+    regrasp's cage (the pads at the clear radius), the hand goes back to the first cage."""
+    import controllers.mpc
+
+    planner = ReorientationMPC(world.model, dataclasses.replace(BARE, pregrasp=True))
+    planner.plan(world.state, task.yaw_quat(1.0))
+    first, reachable = planner.cage, controllers.mpc.cage
+
+    def out_of_reach(*args, any_yaw=False):
+        if any_yaw:
+            raise ValueError("object: does not fit the LEAP Hand's grasp")
+        return reachable(*args)
+
+    monkeypatch.setattr(controllers.mpc, "cage", out_of_reach)
+    planner._cage_around(world.state)  # as after a release
+    assert planner.recage is first and len(planner.waypoints) == 2  # beside the object, then the cage
+    planner.reset()
+    monkeypatch.setattr(controllers.mpc, "cage", lambda *args: out_of_reach(*args, any_yaw=True))
+    with pytest.raises(ValueError, match="does not fit"):
+        planner.plan(world.state, task.yaw_quat(1.0))
 
 
 @pytest.mark.parametrize("seed", [3, 12])  # start yaws -75 and -45 degrees (a corner towards a finger)
-def test_config_approach_cages_the_cube_in_mujoco_without_moving_it(world, seed):
+def test_pregrasp_cages_the_learned_cube_in_mujoco_without_moving_it(world, seed):
     planner = ReorientationMPC(world.model, MPCSettings())
     twin = gym.make(TWIN, **RAD)
     obs, _ = twin.reset(seed=seed)
     start_pos, start_quat = task.observation_parts(obs["observation"])["object_pos"].copy(), obs["achieved_goal"].copy()
-    for steps in range(100):
+    for steps in range(200):
         action = planner.plan(state_from_observation(obs), obs["desired_goal"])
         if not planner.waypoints:  # reached: this call planned
             break
         obs, *_ = twin.step(action.numpy())
     parts = task.observation_parts(obs["observation"])
-    assert steps == 74 and len(planner.solve_times) == 1
-    np.testing.assert_allclose(parts["joint_target"], planner.settings.approach[-1], atol=1e-4)
+    assert 0 < steps < 200 and len(planner.solve_times) == 1
+    np.testing.assert_allclose(parts["joint_target"], planner.cage.waypoints[-1], atol=1e-4)
     assert np.linalg.norm(parts["object_pos"] - start_pos) < 2e-3
     assert task.angle_error(obs["achieved_goal"], start_quat) < math.radians(2.0)
     twin.close()
 
 
 def test_a_stall_releases_the_pads_without_turning_the_cube_back_then_cages_again():
-    """In the world model: after the approach and regrasp_after planned steps with no progress
+    """In the world model: after the pre-grasp and regrasp_after planned steps with no progress
     counted (regrasp_progress 1), the planner releases (at most release_steps planned steps, the
-    orientation held: the cube is not turned back), then moves through the approach waypoints to
-    the cage again."""
+    orientation held: the cube is not turned back), then moves through the waypoints of the cage
+    about the cube's start axis with the pads clear of it at any yaw."""
     env = gym.make(WORLD, **RAD).unwrapped
     obs, _ = env.reset(seed=12)
     goal, hold = obs["desired_goal"], task.observation_parts(obs["observation"])["object_pos"].copy()
     settings = dataclasses.replace(MPCSettings(), regrasp_after=25, regrasp_progress=1.0)
     planner = ReorientationMPC(env.model, settings)
-    yaws, phases = [], []
-    for _ in range(74 + 26 + settings.release_steps + 1):
+    yaws, phases, cages = [], [], []
+    while not ("release" in phases and phases[-1] == "approach") and len(phases) < 400:
         action = planner.plan(env.state, goal, hold)
+        cages.append(planner.cage)
         phases.append("approach" if planner.waypoints else "plan" if not planner.regrasps else "release")
         obs, *_ = env.step(action.numpy())
         yaws.append(2 * math.atan2(float(obs["achieved_goal"][3]), float(obs["achieved_goal"][0])))
     assert planner.regrasps == 1
     assert phases.count("release") <= settings.release_steps and phases[-1] == "approach"
+    assert phases.count("plan") == settings.regrasp_after  # the stall is counted over planned steps
     start, end = phases.index("release"), len(phases) - 1 - phases[::-1].index("release")
-    turned = yaws[start - 1] - yaws[74]  # the stroke's turn before the release
+    caged = phases.index("plan") - 1  # the last step into the first cage
+    turned = yaws[start - 1] - yaws[caged]  # the stroke's turn before the release
     assert abs(turned) > math.radians(10)
     # the release keeps the stroke's turn (it may go on a little: 8 degrees here, towards the goal)
     assert (yaws[end] - yaws[start - 1]) * math.copysign(1.0, turned) > -math.radians(3)
     assert not task.dropped(task.observation_parts(obs["observation"])["object_pos"], hold)
-    assert planner.waypoints and len(planner.waypoints) <= len(settings.approach)
+    assert planner.waypoints and len(planner.cage_times) == 2 and cages[-1] is cages[caged]
+    recage = planner.recage
+    assert len(planner.waypoints) <= 2 and torch.equal(planner.waypoints[-1], recage.waypoints[-1].float())
+    assert recage is not cages[caged] and (recage.radii >= recage.clear_radius - 1e-9).all()
+    assert (cages[caged].radii < recage.clear_radius).any()  # the first cage fits the cube as it stood
 
 
 def test_world_model_plan_is_a_playable_trajectory(world):
     """controllers.tasks.world_model_plan: the open hand first, then one row per control step
-    within the action bound and the joint range, the approach to the cage at the start."""
+    within the action bound and the joint range, the pre-grasp's cage at the start."""
     from controllers.tasks import world_model_plan
 
     settings = MPCSettings()
@@ -280,8 +313,9 @@ def test_world_model_plan_is_a_playable_trajectory(world):
     assert np.abs(np.diff(plan, axis=0)).max() <= task.ACTION_BOUND + 1e-6
     lower, upper = task.joint_limits()
     assert (plan >= lower - 1e-6).all() and (plan <= upper + 1e-6).all()
-    np.testing.assert_allclose(plan[74], settings.approach[-1], atol=1e-5)  # the cage, at the bound
-    assert len(planner.solve_times) == 120 - 74
+    caged = 120 - len(planner.solve_times)  # the steps into the cage, at the bound, are not planned
+    np.testing.assert_allclose(plan[caged], planner.cage.waypoints[-1], atol=1e-5)
+    assert 10 < caged < 120
     with pytest.raises(ValueError, match="steps"):
         world_model_plan(world.model, planner, 0)
 
@@ -290,9 +324,9 @@ def test_compiled_planner_plans_as_the_eager_one(world):
     """compile=True runs the rollout and cost through torch.compile (one graph for planning and
     releasing; about a minute to compile on a cold cache): the same joint-target changes up to
     float rounding, while planning and after a stall, while releasing."""
-    # a stall at the second plan; a release radius of 0.5 m keeps the pads releasing from then on
+    # a stall at the second plan; a clearance of 0.5 m keeps the pads releasing from then on
     settings = dataclasses.replace(BARE, horizon=2, iterations=1, step_size=0.02, regrasp_after=1,
-                                   release_radius=0.5, release_steps=5)
+                                   cage_clearance=0.5, release_steps=5)
     eager, compiled = ReorientationMPC(world.model, settings), ReorientationMPC(world.model, settings, compile=True)
     assert compiled.compiled and not eager.compiled
     goal = task.yaw_quat(1.0)
@@ -307,8 +341,8 @@ def test_compiled_planner_plans_as_the_eager_one(world):
 
 def test_settling_raises_the_orientation_weight_only_near_the_goal():
     """Below settle_error the orientation term weighs settle_weight times more; far from the goal
-    the plan is the one without settling. From the cage (configs/mpc.yaml's approach), where the
-    pads touch the cube and the orientation term has a gradient."""
+    the plan is the one without settling. From the pre-grasp's cage, where the pads touch the cube
+    and the orientation term has a gradient."""
     env = gym.make(WORLD, **RAD).unwrapped
     env.reset(seed=0)
     config = MPCSettings()
@@ -318,7 +352,7 @@ def test_settling_raises_the_orientation_weight_only_near_the_goal():
         if not cage.waypoints:
             break
         env.step(action.numpy())
-    plain = dataclasses.replace(config, approach=(), settle_error=0.0)
+    plain = dataclasses.replace(config, pregrasp=False, settle_error=0.0)
     settling = dataclasses.replace(plain, settle_error=0.1, settle_weight=30.0)
     yaw0 = 2 * math.atan2(float(env.state.quat[0, 3]), float(env.state.quat[0, 0]))
     for turn, same in ((math.radians(90.0), True), (math.radians(15.0), False)):
@@ -336,14 +370,14 @@ def test_bench_workers_run_the_same_episodes_as_one_process():
     from controllers.mpc import load_settings
 
     settings = load_settings()[0]
-    args = (WORLD_MODELS / "cube", "cube", settings, False, 1, [5, 3], 90)
+    args = (WORLD_MODELS / "cube", "cube", settings, False, 1, [5, 3], 130)
     here, _ = _episodes(*args, workers=1)
     spawned, _ = _episodes(*args, workers=2)
     assert [r.seed for r in spawned] == [5, 3]
     for a, b in zip(here, spawned):
         assert (a.success, a.steps, a.regrasps) == (b.success, b.steps, b.regrasps)
         assert a.final_angle_deg == pytest.approx(b.final_angle_deg, abs=1e-6)
-        assert len(b.solve_times) == 90 - 74  # the planned steps after the 74-step approach
+        assert len(b.solve_times) == len(a.solve_times) > 0  # the planned steps after the pre-grasp
 
 
 def test_bench_names_a_bad_worker_count_or_object_before_running():
@@ -353,6 +387,21 @@ def test_bench_names_a_bad_worker_count_or_object_before_running():
         run(workers=0)
     with pytest.raises(ValueError, match="objects: 'teapot'"):
         run(objects=["cube", "teapot"])
+
+
+def test_bench_objects_take_a_users_bundle_folder(tmp_path):
+    """--objects takes a world-model folder a user made (here a copy of the bundled cube): planned
+    for the library object its info names; a folder that is no bundle is named."""
+    import shutil
+
+    from cgwm_env.bench.mpc import WORLD_MODELS, chosen_bundles
+
+    mine = tmp_path / "model"
+    shutil.copytree(WORLD_MODELS / "cube", mine)
+    assert chosen_bundles([str(mine), "cube_handmade"]) == [("cube", mine), ("cube", WORLD_MODELS / "cube_handmade")]
+    assert chosen_bundles(["cube"]) == [("cube", WORLD_MODELS / "cube"), ("cube", WORLD_MODELS / "cube_handmade")]
+    with pytest.raises(ValueError, match="objects: .*empty.* is neither"):
+        chosen_bundles([str(tmp_path / "empty")])
 
 
 def test_bench_cli_reads_its_settings_from_config(tmp_path, capsys):

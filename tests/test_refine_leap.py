@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cgwm_env.data.dataset import camera_to_meta, save_background, save_dataset
-from cgwm_env.learn import stage2
+from cgwm_env.learn import leap, stage2
 from cgwm_env.learn.clips import Clip, leap_model_kwargs, load_clip
 from cgwm_env.learn.initial_state import estimate_leap_state, rest_on_plane
 from cgwm_env.learn.settings import LearnSettings
@@ -49,41 +49,42 @@ def _pushed_start(model, prepared) -> State:
     return state
 
 
-@pytest.fixture(scope="module")
-def scene():
-    """The true start and a clip of the thumb pushing the cube, drawn by our simulator and
+def _clip(model, camera, start: State, name: str) -> Clip:
+    """A clip of the thumb curling on from `start` (FRAMES frames), drawn by our simulator and
     renderer, the hand drawn too and marked in hand_masks."""
-    model = _truth_model()
-    camera = Camera.from_fovy(math.radians(40), SIZE, SIZE, look_at((-0.02, 0.2, 0.22), (-0.05, 0.04, 0.05)))
     links, look = hand_gaussians(0.01)
     background = torch.full((SIZE, SIZE, 3), 0.8)
-    prepared = prepare(model, 1)
+    joint_target = _curl(FRAMES, float(start.hand_target[0, 13]))
+    with torch.no_grad():
+        states = predict_hand_states(model, start, joint_target[None], SUB)
+        images, masks, hand_masks = [], [], []
+        for t in range(FRAMES):
+            hand_c = link_points(forward_kinematics(states.hand[0, t]), links, look.centers)
+            hand_g = SphereGaussians(hand_c, look.log_scales, look.opacity_logits, look.colors)
+            g = model.gaussians
+            obj = SphereGaussians(g.transformed_centers(states.position[0, t], states.quat[0, t]), g.log_scales,
+                                  g.opacity_logits, g.colors)
+            both = SphereGaussians(*(torch.cat(p) for p in zip(hand_g.tensors(), obj.tensors())))
+            images.append(render(both, camera, background=background).rgb.clamp(0, 1))
+            # What shows of each: the hand drawn red and the object green, over black.
+            which = torch.cat((torch.tensor([1.0, 0, 0]).expand(len(hand_g), 3),
+                               torch.tensor([0, 1.0, 0]).expand(len(obj), 3)))
+            seen = render(dataclasses.replace(both, colors=which), camera, background=(0.0, 0.0, 0.0)).rgb
+            hand_masks.append((seen[..., 0] > 0.5).float())
+            masks.append((seen[..., 1] > 0.5).float())
+    return Clip(name, torch.stack(images), torch.stack(masks), camera, background, FPS, "leap", "box",
+                truth=states, joint_pos=states.hand[0], joint_target=joint_target, hand_masks=torch.stack(hand_masks))
 
-    def clip(start: State, name: str) -> Clip:
-        joint_target = _curl(FRAMES, float(start.hand_target[0, 13]))
-        with torch.no_grad():
-            states = predict_hand_states(model, start, joint_target[None], SUB)
-            images, masks, hand_masks = [], [], []
-            for t in range(FRAMES):
-                hand_c = link_points(forward_kinematics(states.hand[0, t]), links, look.centers)
-                hand_g = SphereGaussians(hand_c, look.log_scales, look.opacity_logits, look.colors)
-                g = model.gaussians
-                obj = SphereGaussians(g.transformed_centers(states.position[0, t], states.quat[0, t]), g.log_scales,
-                                      g.opacity_logits, g.colors)
-                both = SphereGaussians(*(torch.cat(p) for p in zip(hand_g.tensors(), obj.tensors())))
-                images.append(render(both, camera, background=background).rgb.clamp(0, 1))
-                # What shows of each: the hand drawn red and the object green, over black.
-                which = torch.cat((torch.tensor([1.0, 0, 0]).expand(len(hand_g), 3),
-                                   torch.tensor([0, 1.0, 0]).expand(len(obj), 3)))
-                seen = render(dataclasses.replace(both, colors=which), camera, background=(0.0, 0.0, 0.0)).rgb
-                hand_masks.append((seen[..., 0] > 0.5).float())
-                masks.append((seen[..., 1] > 0.5).float())
-        return Clip(name, torch.stack(images), torch.stack(masks), camera, background, FPS,
-                           "leap", "box", truth=states, joint_pos=states.hand[0], joint_target=joint_target,
-                           hand_masks=torch.stack(hand_masks))
 
-    start = _pushed_start(model, prepared)
-    return start, clip(start, "train")
+CAMERA = Camera.from_fovy(math.radians(40), SIZE, SIZE, look_at((-0.02, 0.2, 0.22), (-0.05, 0.04, 0.05)))
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """The true start and a clip of the thumb pushing the cube."""
+    model = _truth_model()
+    start = _pushed_start(model, prepare(model, 1))
+    return start, _clip(model, CAMERA, start, "train")
 
 
 def test_learning_from_a_leap_clip_moves_mu_or_k_to_the_truth(scene):
@@ -187,3 +188,56 @@ def test_leap_and_other_clips_do_not_mix(scene):
     other = dataclasses.replace(train, joint_pos=None, joint_target=None, hand_masks=None)
     with pytest.raises(ValueError, match="clips: expected all LEAP Hand clips or none"):
         leap_model_kwargs([train, other], {})
+
+
+@pytest.fixture(scope="module")
+def held_out(scene):
+    """A held-out clip: the same thumb curling on from 2 frames later, and its true start."""
+    start, _ = scene
+    model = _truth_model()
+    prepared = prepare(model, 1)
+    later = start
+    with torch.no_grad():
+        for _ in range(2):
+            later = control_step(model, prepared, later, torch.full((1, 16), 0.05) * (torch.arange(16) >= 13), SUB)
+    return later, _clip(model, CAMERA, later, "held_out")
+
+
+def _learn_leap(scene, held_out, **settings):
+    start, train = scene
+    later, held = held_out
+    initial = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), 0.2, K / 3, D)
+    settings = LearnSettings(**{"iterations": 6, "lr": 0.1, "window": 0, "substeps": SUB, **settings})
+    return leap.learn_leap(_truth_model().gaussians, [train], [held], initial, settings, progress=False,
+                           validate_every=2, model_kwargs={"hand": HandModel(max_contacts=32)}, starts=[start, later])
+
+
+def test_leap_learning_keeps_the_iterate_that_predicts_the_held_out_clip_best(scene, held_out):
+    wm, history = _learn_leap(scene, held_out)
+    scored = {h["iteration"]: h["held_out_loss"] for h in history if "held_out_loss" in h}
+    assert sorted(scored) == [0, 2, 4, 6]  # every validate_every-th iterate and the last
+    best = wm.info["best_iteration"]
+    assert scored[best] == min(scored.values()) and scored[best] < scored[0]  # learning helped, on unseen frames
+    assert float(wm.params.mu) == pytest.approx(history[best]["mu"], rel=1e-5)
+    assert wm.info["selected_by"] == "held-out image loss" and not wm.info["retries"] and not wm.info["rejected"]
+
+
+def test_leap_learning_undoes_a_diverging_step_and_goes_on_at_half_the_step(scene, held_out):
+    """A step of 30 on log K and log D makes the rollout non-finite: learning goes back to the best
+    held-out iterate and goes on with the step halved, and keeps a finite model."""
+    wm, history = _learn_leap(scene, held_out, lr=30.0)
+    retries = wm.info["retries"]
+    assert retries and retries[0]["iteration"] == 1 and retries[0]["lr"] == pytest.approx(15.0)
+    assert all(math.isfinite(h["loss"]) for h in history)
+    assert torch.isfinite(wm.params.stiffness) and history[wm.info["best_iteration"]]["held_out_loss"] < math.inf
+
+
+def test_leap_learning_refuses_implausible_parameters(scene, held_out, monkeypatch):
+    """An iterate whose friction leaves the plausible range is not kept, and the model says so."""
+    monkeypatch.setitem(leap.PLAUSIBLE, "mu", (0.15, 0.25))
+    wm, history = _learn_leap(scene, held_out, lr=0.3)
+    assert wm.info["rejected"] and all("mu" in r["implausible"][0] for r in wm.info["rejected"])
+    assert 0.15 <= float(wm.params.mu) <= 0.25
+    assert any(not 0.15 <= h["mu"] <= 0.25 for h in history)  # learning went there: the refusal did the work
+    with pytest.raises(ValueError, match="lr_geometry"):
+        _learn_leap(scene, held_out, lr_geometry=1e-4)

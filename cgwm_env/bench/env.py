@@ -26,13 +26,14 @@ LEAP, TWIN = "ContactGaussian-LeapHand-v1", "ContactGaussian-LeapHandMuJoCo-v1"
 TARGET_WITH_IMAGE = 60.0  # env steps/s with a 128x128 image (issue 5)
 
 
-def _thumb_curl() -> np.ndarray:
+def thumb_curl() -> np.ndarray:
+    """The action (16,) rad curling the thumb into the object on the palm (contacts active)."""
     action = np.zeros(hand_mjcf.N_JOINTS, np.float32)
     action[[13, 14, 15]] = 1.0  # normalised: ACTION_BOUND rad per control step
     return action
 
 
-def _rate(env, action, blocks: int, steps: int, batch: int = 1) -> float:
+def env_rate(env, action, blocks: int, steps: int, batch: int = 1) -> float:
     """Median env steps/s over `blocks` blocks of `steps` steps after a warm-up step."""
     env.reset(seed=0)
     env.step(action)
@@ -49,25 +50,25 @@ def run(out: str | None = None, quick: bool = False) -> dict:
     """Time the envs, print a table, write JSON to `out` if given; returns the figures.
     quick: fewer and shorter blocks (noisier)."""
     blocks, steps = (2, 3) if quick else (5, 10)
-    curl = _thumb_curl()
+    curl = thumb_curl()
     rows = []
 
     def add(case, batch, rate):
         rows.append({"case": case, "batch": batch, "env_steps_per_s": rate, "ms_per_env_step": 1e3 / rate})
         progress.say(f"bench env: {case}, batch {batch}: {rate:.1f} env-steps/s")
 
-    add("world model, no image", 1, _rate(gym.make(LEAP), curl, blocks, steps))
-    add("world model, 128x128 image", 1, _rate(gym.make(LEAP, image_obs=True, image_size=128), curl, blocks, steps))
-    # compile=True: the warm-up step in _rate pays for the compilation (not timed).
-    add("world model, compiled, no image", 1, _rate(gym.make(LEAP, compile=True), curl, blocks, steps))
+    add("world model, no image", 1, env_rate(gym.make(LEAP), curl, blocks, steps))
+    add("world model, 128x128 image", 1, env_rate(gym.make(LEAP, image_obs=True, image_size=128), curl, blocks, steps))
+    # compile=True: the warm-up step in env_rate pays for the compilation (not timed).
+    add("world model, compiled, no image", 1, env_rate(gym.make(LEAP, compile=True), curl, blocks, steps))
     add("world model, compiled, 128x128 image", 1,
-        _rate(gym.make(LEAP, compile=True, image_obs=True, image_size=128), curl, blocks, steps))
+        env_rate(gym.make(LEAP, compile=True, image_obs=True, image_size=128), curl, blocks, steps))
     for batch in (64, 1024):
         venv = gym.make_vec(LEAP, num_envs=batch)  # eager: batching amortizes the per-op overhead
         add("world model, make_vec, no image", batch,
-            _rate(venv, np.tile(curl, (batch, 1)), max(1, blocks // 2), max(1, steps // 5), batch))
-    add("MuJoCo twin, no image", 1, _rate(gym.make(TWIN), curl, blocks, 10 * steps))
-    add("MuJoCo twin, 128x128 image", 1, _rate(gym.make(TWIN, image_obs=True, image_size=128), curl, blocks, 10 * steps))
+            env_rate(venv, np.tile(curl, (batch, 1)), max(1, blocks // 2), max(1, steps // 5), batch))
+    add("MuJoCo twin, no image", 1, env_rate(gym.make(TWIN), curl, blocks, 10 * steps))
+    add("MuJoCo twin, 128x128 image", 1, env_rate(gym.make(TWIN, image_obs=True, image_size=128), curl, blocks, 10 * steps))
     twin = rows[-2]["env_steps_per_s"]
     for r in rows:
         r["ratio_to_mujoco_twin"] = r["env_steps_per_s"] / twin

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from cgwm_env import keep_freed_memory, progress
+from cgwm_env.config import use_threads
 
 SYNTH_SCENARIOS = ("fall", "flatdrop", "push", "multiview", "leap")  # cgwm_env.data.synth.SCENARIOS and leap
 LEARNED_PARAMETERS = ("mass", "inertia", "mu", "stiffness", "damping")  # cgwm_env.learn.settings.PARAMETERS
@@ -29,7 +30,8 @@ BENCH_SUITES = ("physics", "render", "init", "env", "hardware", "mpc", "accuracy
 # Names the library's messages use for what a verb's flag sets, where they differ from the flag's.
 LIBRARY_NAMES = {"init": {"views_dir": "--data", "out_file": "--gaussians"},
                  "learn": {"gaussians_file": "--gaussians"},
-                 "eval": {"samples": "--cem-samples", "iterations": "--cem-iterations"}, "plan": {"path": "--model"}}
+                 "eval": {"samples": "--cem-samples", "iterations": "--cem-iterations"}, "plan": {"path": "--model"},
+                 "capture": {"images": "--session"}}
 
 
 def _fail(text: str):
@@ -124,6 +126,9 @@ def parser() -> argparse.ArgumentParser:
                         help="no progress bars or step lines; the closing summary and errors only")
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="more detail (settings, timings of each step)")
+    common.add_argument("--threads", type=count(1), default=argparse.SUPPRESS,
+                        help="torch CPU threads (default 1, or OMP_NUM_THREADS where set: one thread does not fall "
+                             "behind when another process is busy; docs/design.md)")
     cgwm = argparse.ArgumentParser(prog="cgwm", parents=[common],
                                    description="ContactGaussian world model: learn a physics-grounded world model "
                                                "from video and plan LEAP Hand motions with it (docs/cli.md).",
@@ -227,6 +232,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=count(0), default=20, help="Adam steps per frame (default 20)")
     p.add_argument("--seed", type=count(0), default=0, help="seed of the first frame's sampled orientations (default 0)")
 
+    p = verb("learn-leap", "a LEAP Hand world model of a library object, learned from its MuJoCo twin with the same "
+                           "settings for every object")
+    p.add_argument("--object", required=True, help="library object (cgwm_env.data.objects.OBJECTS); required")
+    p.add_argument("--out", type=out_dir, required=True, metavar="DIR",
+                   help="folder for the views, Gaussians and clips; DIR/model is the world-model bundle (a step "
+                        "whose output is there already is not run again); required")
+
     p = verb("eval", "open-loop test errors beside No_opt and CEM+MuJoCo+R")
     p.add_argument("--model", type=existing_dir, required=True, metavar="DIR",
                    help="world-model folder (learn --out); required")
@@ -278,6 +290,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", type=existing_file, default=None, metavar="FILE.json",
                    help="real hand: camera JSON from calibrate --camera, needed to record (default: none)")
     p.add_argument("--no-camera", action="store_true", help="play without recording frames (default: record)")
+    p.add_argument("--background", action="store_true",
+                   help="before playing, record the empty scene for segment (background.png, its depth, the "
+                        "hand's joints): with --virtual the object is hidden; on the real hand you are asked to "
+                        "take it off and put it back (default off)")
     p.add_argument("--port", default=None, help="real hand: serial port (default: the config's)")
     p.add_argument("--out", type=out_dir, default="out/play", metavar="DIR",
                    help="folder for playback.json and the recorded dataset (default out/play)")
@@ -289,6 +305,37 @@ def parser() -> argparse.ArgumentParser:
                    help="world-model bundle whose predicted frames the recording is compared with, PSNR per "
                         "frame (default: the bundled cube)")
 
+    p = verb("capture", "capture views: a multi-view set of a real object with camera poses from a ChArUco "
+                        "board, for init")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    text = "a multi-view set from a session folder of photos of the object on a ChArUco board"
+    p = kinds.add_parser("views", parents=[common], help=text, description=text)
+    p.add_argument("--session", type=existing_dir, required=True, metavar="DIR",
+                   help="folder with images/ (PNG or JPEG, sorted by name), intrinsics.json (width, height, fx, fy, "
+                        "cx, cy; pixel centres at +0.5) and optionally depth.npz (one map per image); required")
+    p.add_argument("--out", type=out_dir, default="out/views", metavar="DIR",
+                   help="multi-view set folder to write, what init --data reads (default out/views)")
+    p.add_argument("--size", type=count(16), default=128, help="side of each cropped view, px (default 128)")
+    p.add_argument("--object", default="object", help="object name written to meta.json (default object)")
+    p.add_argument("--squares", type=count(3), nargs=2, default=(8, 6), metavar=("COLUMNS", "ROWS"),
+                   help="the ChArUco board's squares (default 8 6)")
+    p.add_argument("--square", type=number(0.0, open_low=True), default=0.03,
+                   help="side of a board square as printed, m (default 0.03)")
+    p.add_argument("--marker", type=number(0.0, open_low=True), default=0.022,
+                   help="side of a marker as printed, m, less than --square (default 0.022)")
+    p.add_argument("--dictionary", default="DICT_4X4_50", help="the board's cv2.aruco dictionary (default DICT_4X4_50)")
+
+    p = verb("segment", "object and hand masks of recorded clips, from background.png, depth and the hand's joints")
+    p.add_argument("--data", type=existing_dir, nargs="+", required=True, metavar="DIR",
+                   help="dataset folders with background.png (play --background records it); their masks/, "
+                        "hand_masks/ and meta.json are rewritten; required")
+    p.add_argument("--min-confidence", type=number(0.0), default=0.8,
+                   help="frames whose confidence (IoU of GrabCut's mask with the colour/depth cues'), in [0, 1], is "
+                        "below this are named unsure (default 0.8)")
+    p.add_argument("--no-refine-camera", action="store_true",
+                   help="keep the calibrated camera as it is (default: shift the hand's drawn silhouette to meet "
+                        "the images, mending a small calibration error)")
+
     p = verb("bench", "speed and accuracy benchmarks, one subcommand per suite; print a table and write JSON")
     suites = p.add_subparsers(dest="suite", required=True, metavar="SUITE")
 
@@ -298,8 +345,6 @@ def parser() -> argparse.ArgumentParser:
                        metavar="FILE.json",
                        help=f"results to write (--out is its old name) (default out/bench_{name}.json)")
         s.add_argument("--quick", action="store_true", help="fewer repeats: a smoke run, noisier figures (default off)")
-        s.add_argument("--threads", type=count(1), default=None,
-                       help="torch CPU threads; 1 gives steadier figures on a busy machine (default: torch's choice)")
         return s
 
     suite("physics", "simulator steps per second against MuJoCo")
@@ -313,8 +358,12 @@ def parser() -> argparse.ArgumentParser:
                    help="plan through torch.compile; the first solve, which compiles, is reported apart (default off)")
     s.add_argument("--workers", type=count(1), default=1,
                    help="processes running episodes at once, one per free core (default 1)")
+    s.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="run the --workers as Ray actors on the cluster at ADDRESS ('local': start one here); needs "
+                        "the [ray] extra (default: local processes)")
     s.add_argument("--object", "--objects", dest="objects", nargs="+", default=None, metavar="NAME",
-                   help="library objects or world-model bundles, e.g. cube_handmade (default: every bundle)")
+                   help="library objects, bundled world models (e.g. cube_handmade) or world-model folders (e.g. "
+                        "DIR/model of learn-leap) (default: every bundled one)")
     s.add_argument("--config", type=existing_file, default=None, metavar="YAML",
                    help="MPC settings YAML overriding MPCSettings' defaults (default: none)")
     s = suite("accuracy", "stage II against No_opt and CEM+MuJoCo+R on MuJoCo clips")
@@ -362,13 +411,15 @@ def main(argv: list[str] | None = None) -> int:
     # display needed, unless MUJOCO_GL says otherwise).
     os.environ.setdefault("MUJOCO_GL", "egl")
     keep_freed_memory()
-    verb = importlib.import_module(f"cgwm_env.cli.{args.verb}")
+    verb = importlib.import_module(f"cgwm_env.cli.{args.verb.replace('-', '_')}")
     try:
+        use_threads(getattr(args, "threads", None), "--threads")
         verb.main(args)
     except ValueError as err:  # bad input: say what is wrong, without a traceback
         verb_parser = _subparser(cli, args.verb)
-        if args.verb == "bench":
-            verb_parser = _subparser(verb_parser, args.suite)
+        for sub in ("suite", "kind"):  # bench SUITE, capture KIND
+            if hasattr(args, sub):
+                verb_parser = _subparser(verb_parser, getattr(args, sub))
         print(f"cgwm {args.verb}: error: {_flag_message(err, args.verb, verb_parser)}", file=sys.stderr)
         return 2
     return 0

@@ -13,16 +13,14 @@ from cgwm_env import progress
 def main(args) -> None:
     """Run the suite cgwm_env.bench.<args.suite> with the parsed options (a suite is imported only
     when it runs: the hardware suite needs the [hardware] extra)."""
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     suite = importlib.import_module(f"cgwm_env.bench.{args.suite}")
     progress.say(f"bench {args.suite}{' (quick)' if args.quick else ''}: running, a line per case; the table follows")
     start = time.perf_counter()
     if args.suite == "render":
         suite.run(args.out, repeats=5 if args.quick else 20)
     elif args.suite == "mpc":
-        suite.run(args.out, quick=args.quick, trials=args.trials, threads=args.threads, compile=args.compile,
-                  workers=args.workers, objects=args.objects, config=args.config)
+        suite.run(args.out, quick=args.quick, trials=args.trials, threads=torch.get_num_threads(), compile=args.compile,
+                  workers=args.workers, objects=args.objects, config=args.config, ray_address=args.ray)
     elif args.suite == "accuracy":
         suite.run(args.out, quick=args.quick, objects=args.objects)
     else:

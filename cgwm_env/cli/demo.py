@@ -58,7 +58,6 @@ def run_mpc(out_dir: str | Path, seed: int = 7, max_steps: int | None = None, co
     and return the summary. config: an MPC settings YAML overriding MPCSettings' defaults; compile:
     plan through torch.compile (controllers.mpc; the compiling first plan is not in the rate);
     image_size: px of each of the video's two panels."""
-    torch.set_num_threads(1)  # batch-1 steps are op-overhead bound: a second thread only contends
     max_steps = MAX_EPISODE_STEPS if max_steps is None else max_steps
     settings, source = load_settings(config)
     out_dir = Path(out_dir)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from cgwm_env.checks import check_choice, check_count
+from cgwm_env.config import use_threads
 from cgwm_env.envs.batched import BatchedVectorEnv, first_env
 from cgwm_env.physics import math3d
 from cgwm_env.physics.gaussians import SphereGaussians
@@ -41,7 +42,9 @@ def default_model(scenario: str) -> Model:
 class SceneCore:
     """B environments of one scene: state, resets, steps, observations and images."""
 
-    def __init__(self, scenario: str, batch: int, model: Model | None, frame_skip: int, image_size: int):
+    def __init__(self, scenario: str, batch: int, model: Model | None, frame_skip: int, image_size: int,
+                 threads: int | None = None):
+        use_threads(threads)
         check_choice(scenario, "scenario", SCENARIOS)
         self.batch, self.frame_skip = check_count(batch, "num_envs"), check_count(frame_skip, "frame_skip")
         image_size = check_count(image_size, "image_size")
@@ -160,14 +163,16 @@ class SceneCore:
 
 class SceneEnv(gym.Env):
     """One environment of a scene; see the module doc. kwargs: model (a Model to use instead of
-    the bundled cube), frame_skip (physics steps per control step), image_size (px)."""
+    the bundled cube), frame_skip (physics steps per control step), image_size (px), threads (torch's
+    CPU threads for the process, set on creation; default 1 unless OMP_NUM_THREADS is set:
+    cgwm_env.config.use_threads)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
 
     def __init__(self, scenario: str, render_mode: str | None = None, model: Model | None = None,
-                 frame_skip: int = 16, image_size: int = 128):
+                 frame_skip: int = 16, image_size: int = 128, threads: int | None = None):
         check_choice(render_mode, "render_mode", (None, "rgb_array"))
-        self.core = SceneCore(scenario, 1, model, frame_skip, image_size)
+        self.core = SceneCore(scenario, 1, model, frame_skip, image_size, threads)
         self.render_mode = render_mode
         self.observation_space = self.core.observation_space()
         self.action_space = self.core.action_space()
@@ -191,8 +196,9 @@ class SceneVectorEnv(BatchedVectorEnv):
     """num_envs environments of a scene stepped as one batch (gym.make_vec); next-step autoreset."""
 
     def __init__(self, scenario: str, num_envs: int = 1, render_mode: str | None = None, model: Model | None = None,
-                 frame_skip: int = 16, image_size: int = 128, max_episode_steps: int = 60):
-        core = SceneCore(scenario, num_envs, model, frame_skip, image_size)
+                 frame_skip: int = 16, image_size: int = 128, max_episode_steps: int = 60,
+                 threads: int | None = None):
+        core = SceneCore(scenario, num_envs, model, frame_skip, image_size, threads)
         super().__init__(core, core.observation_space(), core.action_space(),
                          check_choice(render_mode, "render_mode", (None, "rgb_array")), max_episode_steps)
 

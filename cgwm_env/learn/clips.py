@@ -73,6 +73,8 @@ def load_clip(path) -> Clip:
                          f"{len(meta['cameras'])} cameras")
     if len(data) < 2:
         raise ValueError(f"path: {path}: expected a clip of at least 2 frames, got {len(data)}")
+    if meta.get("masks_empty"):
+        raise ValueError(f"path: {path}: its masks are empty (a recording, not segmented); run `cgwm segment --data {path}`")
     images, masks = data.images, data.masks
     if data.background is None:
         images, background = images * masks[..., None], torch.zeros(images.shape[1:])

@@ -133,12 +133,21 @@ def link_points(T: torch.Tensor, link: torch.Tensor, points: torch.Tensor) -> to
 def jacobian_at(T: torch.Tensor, link: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Linear-velocity Jacobians (..., P, 3, 16) of hand-frame points x (..., P, 3) riding on links
     `link` (P,), given the link poses T (..., L, 4, 4): d x / d q."""
+    return joint_jacobian(joint_axes(T), joint_origins(T), _moves().to(T)[link], x)
+
+
+def joint_jacobian(axes: torch.Tensor, origins: torch.Tensor, moves: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """d x / d q (..., P, 3, 16) of points x (..., P, 3) given the joints' axes and origins (..., 16, 3)
+    and which joints move each point's link, moves (P, 16) or (..., P, 16), 0 or 1: axis x (x - origin)."""
+    J = torch.linalg.cross(axes[..., None, :, :], x[..., :, None, :] - origins[..., None, :, :])  # (..., P, 16, 3)
+    return (J * moves[..., None]).transpose(-1, -2)
+
+
+def joint_origins(T: torch.Tensor) -> torch.Tensor:
+    """The joints' origins in the hand frame, (..., 16, 3) m, given the link poses T (..., L, 4, 4)."""
     joint_link = torch.as_tensor(_joint_link(), device=T.device)
     R_j, t_j = T[..., joint_link, :3, :3], T[..., joint_link, :3, 3]
-    origin = (R_j @ torch.as_tensor(mjcf().jnt_pos, dtype=T.dtype, device=T.device)[:, :, None])[..., 0] + t_j
-    J = torch.linalg.cross(joint_axes(T)[..., None, :, :], x[..., :, None, :] - origin[..., None, :, :])  # (..., P, 16, 3)
-    J = J * _moves().to(T)[link][..., None]
-    return J.transpose(-1, -2)
+    return (R_j @ torch.as_tensor(mjcf().jnt_pos, dtype=T.dtype, device=T.device)[:, :, None])[..., 0] + t_j
 
 
 def joint_axes(T: torch.Tensor) -> torch.Tensor:

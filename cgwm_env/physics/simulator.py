@@ -26,7 +26,7 @@ import torch
 from cgwm_env.physics import math3d
 from cgwm_env.physics.collision import SphereGrid, contact_frames, plane_sdf, soft_sdf, soft_sdf_grid, surface_points
 from cgwm_env.physics.contact import contact_forces, contact_rows
-from cgwm_env.physics.hand import forward_kinematics, jacobian_at, joint_axes, link_points
+from cgwm_env.physics.hand import forward_kinematics, jacobian_at, joint_axes, joint_jacobian, joint_origins, link_points
 from cgwm_env.physics.model import Model, State, check_state
 
 
@@ -99,13 +99,17 @@ def rollout(model: Model, state: State, actions: torch.Tensor | None = None, ste
 class HandKinematics(NamedTuple):
     """The hand's kinematics at joint angles q0, held over a control step and used to first order in
     q - q0 (the joints move a few hundredths of a radian in one): joints q0 (B, 16) rad; table
-    (B, P, 54), per query sphere its centre (m), fixed contact normal (HandModel.query_normals in the
-    world, zeros where none) and d centre / d q (3 x 16), read through the properties below; axes
-    (B, 16, 3), the joints' axes in the world; gravity_torques (B, 16), N m, gravity on the links."""
+    (B, P, 6), per query sphere its centre (m) and fixed contact normal (HandModel.query_normals in
+    the world, zeros where none), read through the properties below; axes and origins (B, 16, 3),
+    the joints' axes and origins in the world, m; moves (P, 16), 1 where joint j moves sphere p's
+    link; gravity_torques (B, 16), N m, gravity on the links. A step needs the Jacobians of only
+    the spheres it picks (jacobians_of), not of all P."""
 
     joints: torch.Tensor
     table: torch.Tensor
     axes: torch.Tensor
+    origins: torch.Tensor
+    moves: torch.Tensor
     gravity_torques: torch.Tensor
 
     @property
@@ -117,12 +121,16 @@ class HandKinematics(NamedTuple):
         return self.table[..., 3:6]
 
     @property
-    def jacobians(self) -> torch.Tensor:  # (B, P, 3, 16)
-        return self.table[..., 6:].unflatten(-1, (3, -1))
+    def jacobians(self) -> torch.Tensor:  # (B, P, 3, 16): d centre / d q
+        return joint_jacobian(self.axes, self.origins, self.moves, self.points)
+
+    def jacobians_of(self, points: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
+        """d point / d q (B, C, 3, 16) of points (B, C, 3) on links moved by joints moves (B, C, 16)."""
+        return joint_jacobian(self.axes, self.origins, moves, points)
 
 
 def hand_kinematics(model: Model, joints: torch.Tensor) -> HandKinematics:
-    """Forward kinematics and query-sphere Jacobians of model.hand at joints (B, 16) rad."""
+    """Forward kinematics of model.hand's query spheres and joints at joints (B, 16) rad."""
     hand = model.hand
     link_poses = forward_kinematics(joints)  # (B, L, 4, 4), hand frame = world
     points = link_points(link_poses, hand.query_link, hand.query_points.to(joints))
@@ -132,9 +140,8 @@ def hand_kinematics(model: Model, joints: torch.Tensor) -> HandKinematics:
     coms = link_points(link_poses, links, hand.link_coms.to(joints))
     weights = hand.link_masses.to(joints)[:, None] * joints.new_tensor(model.gravity)  # (L, 3) N
     gravity_torques = torch.einsum("blxj,lx->bj", jacobian_at(link_poses, links, coms), weights)
-    jacobians = jacobian_at(link_poses, hand.query_link, points)
-    table = torch.cat((points, normals, jacobians.flatten(-2)), -1)
-    return HandKinematics(joints, table, joint_axes(link_poses), gravity_torques)
+    return HandKinematics(joints, torch.cat((points, normals), -1), joint_axes(link_poses), joint_origins(link_poses),
+                          hand.moves[hand.query_link].to(joints), gravity_torques)
 
 
 def control_step(model: Model, prepared: Prepared, state: State, action: torch.Tensor, substeps: int,
@@ -200,15 +207,11 @@ def step_prepared(model: Model, prepared: Prepared, state: State, action: torch.
         def joined(parts, dim):
             return parts[0] if len(parts) == 1 else torch.cat(parts, dim=dim)
 
-        def rows(lin, ang, joint_rates):
-            return joined([k.row_velocity(lin, ang, joint_rates) for k in kinds], 2)
-
         def generalized_force(lam):  # J~^T lam: force and torque on the object, torques on the hand's joints
             parts = [k.wrench(part) for k, part in zip(kinds, lam.split(sizes, dim=2))]
             hand_torques = [p[2] for p in parts if p[2] is not None]
             return sum(p[0] for p in parts), sum(p[1] for p in parts), sum(hand_torques) if hand_torques else None
 
-        still_hand = None if b_hand is None else torch.zeros_like(b_hand)  # quasi-static: no joint velocity of its own
 
         def inverse_mass():  # J~ M^-1 J~^T over all rows (B, R C, R C), rows in joined(..., 2)'s order, flattened
             parts = list(zip(*(k.directions(c.hand_inv_mass) for k in kinds)))
@@ -220,7 +223,7 @@ def step_prepared(model: Model, prepared: Prepared, state: State, action: torch.
             return mass
 
         lam = contact_forces(
-            joined([k.row_velocity(state.velocity - k.other_velocity, state.omega, still_hand) for k in kinds], 2),
+            joined([k.row_velocity(state.velocity - k.other_velocity, state.omega, None) for k in kinds], 2),
             joined([k.row_velocity(b_vel - state.velocity, b_omega - state.omega, b_hand) for k in kinds], 2),
             joined([k.phi for k in kinds], 1),
             inverse_mass, c.stiffness, c.damping, c.mu, dt, model.contact)
@@ -260,13 +263,14 @@ class ContactRows(NamedTuple):
     hand_jacobian: torch.Tensor | None = None
 
     def row_velocity(self, lin: torch.Tensor, ang: torch.Tensor, joint_rates: torch.Tensor | None) -> torch.Tensor:
-        """J~ (lin, ang, joint_rates) for an object twist (B, 3), (B, 3) and hand joint rates (B, 16):
-        the rows' velocities e_j . (lin + ang x r - J_hand joint_rates), (B, n_d, C)."""
+        """J~ (lin, ang, joint_rates) for an object twist (B, 3), (B, 3) and hand joint rates (B, 16)
+        (None: still, as the quasi-static hand is at a step's start): the rows' velocities
+        e_j . (lin + ang x r - J_hand joint_rates), (B, n_d, C)."""
         if self.edges.shape[-1] == 1:
             edges_t = self.edges[..., 0].transpose(1, 2)
             return edges_t @ lin[..., None] + (edges_t @ math3d.skew(ang)) @ self.levers
         point_vel = lin[..., None] + _cross(ang[..., None].expand_as(self.levers), self.levers)
-        if self.hand_jacobian is not None:
+        if self.hand_jacobian is not None and joint_rates is not None:
             point_vel = point_vel - torch.einsum("bxjc,bj->bxc", self.hand_jacobian, joint_rates)
         return (self.edges * point_vel[:, :, None]).sum(1)
 
@@ -363,7 +367,8 @@ def hand_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tensor,
         return x.reshape(batch * count, *x.shape[2:]).index_select(0, rows).view(*pick.shape, *x.shape[2:])
 
     table = picked(k.table)
-    jacobians = table[..., 6:].unflatten(-1, (3, -1))  # (B, C, 3, 16) at the spheres' centres
+    moves = hand.moves[hand.query_link[pick]]  # (B, C, 16)
+    jacobians = k.jacobians_of(table[..., :3], moves)  # (B, C, 3, 16) at the spheres' centres
     query = table[..., :3] + (jacobians * (state.hand - k.joints)[:, None, None, :]).sum(-1)  # world
     local = (query - state.position[:, None, :]) @ rot
     dist, normals_local = soft_sdf_grid(local, g.centers, g.radii, grid, model.sdf)
@@ -372,10 +377,9 @@ def hand_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tensor,
     # Where the hand's surface is flat (the palm's face), its normal is the contact's.
     fixed = table[..., 3:6]
     normals = torch.where((fixed != 0).any(-1, keepdim=True), -fixed, normals)
-    # The Jacobian at the contact point: the centre's plus each joint's turn of the offset, axis x offset.
-    (ox, oy, oz), (ax, ay, az) = (levers + state.position[:, None, :] - query)[..., None].unbind(2), k.axes[:, None].unbind(-1)
-    turn = torch.stack((ay * oz - az * oy, az * ox - ax * oz, ax * oy - ay * ox), dim=2)  # (B, C, 3, 16)
-    jacobians = jacobians + turn * hand.moves[hand.query_link[pick]][:, :, None, :]
+    # The Jacobian at the contact point: the centre's plus each joint's turn of the offset from the
+    # moved centre, axis x offset, = axis x (contact - moved centre + centre - origin).
+    jacobians = k.jacobians_of(levers + state.position[:, None, :] - query + table[..., :3], moves)
     frames = contact_frames(-normals).permute(0, 2, 3, 1)  # (B, 3, 3, C); the object moves away along -n
     return ContactRows(dist - radii[pick], levers.transpose(1, 2), _edges(frames, prepared.cone),
                        torch.zeros_like(state.velocity), jacobians.permute(0, 2, 3, 1))

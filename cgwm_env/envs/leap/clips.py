@@ -10,11 +10,13 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from cgwm_env.data.camera_model import SoftwareCamera, SoftwareRig, prepare_spec
 from cgwm_env.data.dataset import camera_to_meta, save_background, save_dataset
+from cgwm_env.data.depth import BACKGROUND_DEPTH_FILE, DEPTH_FILE, save_depth
 from cgwm_env.data.objects import get_object
 from cgwm_env.data.synth import FAR, FPS, TRAIN_FRAMES, check_count, check_size, in_view, seed_meta, synth_clips
 from cgwm_env.envs.leap import task as leap_task
-from cgwm_env.envs.leap.mujoco_env import CAMERA, LeapHandMujocoEnv, scene_model
+from cgwm_env.envs.leap.mujoco_env import CAMERA, LeapHandMujocoEnv, scene_model, scene_spec
 from cgwm_env.envs.leap.mujoco_env import SUBSTEPS as LEAP_SUBSTEPS
 from cgwm_env.physics import hand_mjcf
 from cgwm_env.render.camera import from_mujoco, look_at
@@ -34,7 +36,7 @@ def _ease(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (a + s[:, None] * (b - a)).astype(np.float32)
 
 
-def _leap_motion(rng: np.random.Generator) -> tuple[str, np.ndarray]:
+def leap_motion(rng: np.random.Generator) -> tuple[str, np.ndarray]:
     """A scripted hand motion drawn with rng: its kind (LEAP_MOTIONS) and the joint targets (N, 16)
     float32 of N control steps, starting from HOME_Q (sim joint order: a finger's mcp, rot, pip,
     dip at 4 f .. 4 f + 3 for index, middle, ring; the thumb's cmc, axl, mcp, ipl at 12 .. 15).
@@ -98,20 +100,34 @@ def _leap_rollout(env: LeapHandMujocoEnv, obs: dict, targets: np.ndarray, steps:
 
 
 def synth_leap(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0, size: int = 128,
-               progress=None) -> Path:
+               progress=None, software: SoftwareCamera | None = None) -> Path:
     """A LEAP Hand clip of `frames` frames from the MuJoCo twin (LeapHandMujocoEnv, 30 fps): the
-    object starts at rest on the palm at a random yaw and a scripted motion (_leap_motion, drawn
+    object starts at rest on the palm at a random yaw and a scripted motion (leap_motion, drawn
     with numpy seed `seed`) touches, pushes or rolls it. The clip starts LEAP_LEAD frames before a
     finger first touches the object; motions that move it less than LEAP_MIN_MOTION within the
     clip, drop it or leave the view are drawn again. A fixed camera looks at the palm from LEAP_EYE.
     states.npz adds joint_pos (joint positions at each frame) and joint_target (the targets from
-    the frame to the next), (T, 16) float32 rad; hand_masks/ marks the hand. Returns `out_dir`."""
+    the frame to the next), (T, 16) float32 rad; hand_masks/ marks the hand. Returns `out_dir`.
+
+    software: draw it through a software camera that looks like a real one instead
+    (cgwm_env.data.camera_model: light, shadows, a wooden table, sensor drift and noise, depth)
+    and write it as a recording: empty masks (`masks_empty`), background.png (and
+    background_depth.npz) of the scene without the object and the hand at the first frame's
+    pose (meta `background_joint_pos`), depth.npz, the camera's pose as a calibration gives it
+    (off by the model's pose_error), and no object states. The truth (masks, hand masks, object
+    states, the true camera, whether a finger touches the object) goes to truth/<name>.npz
+    beside out_dir, for scoring only."""
     obj = get_object(object_name)
     frames = check_count("frames", frames)
     size = check_size(size)
     rng = np.random.default_rng(seed)
     env = LeapHandMujocoEnv(object_name, normalized_actions=False)
-    model = scene_model(obj, size)  # the same scene, rendered from the fixed camera
+    if software is None:
+        model = scene_model(obj, size)  # the same scene, rendered from the fixed camera
+    else:
+        spec = scene_spec(obj, size)
+        prepare_spec(spec, software, table_geoms=("floor",))
+        model = spec.compile()
     data = mujoco.MjData(model)
     renderer = mujoco.Renderer(model, size, size)
     try:
@@ -122,7 +138,7 @@ def synth_leap(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0, si
         mujoco.mj_forward(model, data)
         camera = from_mujoco(model, data, cam, size, size)
         for _ in range(50):
-            kind, targets = _leap_motion(rng)
+            kind, targets = leap_motion(rng)
             obs, _ = env.reset(seed=int(rng.integers(2**31)))
             lead = int(rng.integers(LEAP_LEAD[0], LEAP_LEAD[1] + 1))
             run = _leap_rollout(env, obs, targets, len(targets) + frames + lead)
@@ -140,6 +156,11 @@ def synth_leap(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0, si
                 break
         else:
             raise RuntimeError(f"synth_leap: no motion moved {object_name!r} within the view in 50 tries")
+        if software is not None:
+            return _save_real_look(model, data, camera, clip, frames, out_dir, size, software, progress, {
+                "scenario": "leap", "object": object_name, "seed": seed_meta(seed), "fps": FPS,
+                "hand": {"joint_names": list(hand_mjcf.JOINT_NAMES), "motion": kind, "start_step": start,
+                         "first_touch_frame": int(np.argmax(clip["touch"]))}})
         images, masks, hand_masks = _render_leap(model, data, renderer, clip["qpos"][:frames], progress)
         states = {"times": np.arange(frames) / FPS,
                   **{k: clip[k][:frames] for k in ("object_pos", "object_quat", "object_vel", "object_angvel")},
@@ -159,6 +180,49 @@ def synth_leap(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0, si
     finally:
         renderer.close()
         env.close()
+
+
+def _save_real_look(model, data, camera, clip: dict, frames: int, out_dir, size: int, software: SoftwareCamera,
+                    progress, meta: dict) -> Path:
+    """Write a clip drawn through `software` as a recording would be (synth_leap's docstring),
+    its truth to truth/<name>.npz beside it; returns the clip's folder."""
+    obj_geoms, hand_geoms = _leap_segments(model)
+    images, depths, masks, hand_masks = [], [], [], []
+    with SoftwareRig(model, data, CAMERA, size, size, software) as rig:
+        for q in clip["qpos"][:frames]:
+            data.qpos[:] = q
+            color, depth, seg = rig.frame()
+            images.append(color)
+            depths.append(depth)
+            is_geom = seg[..., 1] == mujoco.mjtObj.mjOBJ_GEOM
+            masks.append(is_geom & np.isin(seg[..., 0], obj_geoms))
+            hand_masks.append(is_geom & np.isin(seg[..., 0], hand_geoms))
+            if progress is not None:
+                progress.update(1)
+        joint = model.joint("object")
+        data.qpos[:] = clip["qpos"][0]
+        data.qpos[joint.qposadr[0]:joint.qposadr[0] + 3] = FAR
+        background, background_depth = rig.still()
+        calibrated = rig.calibrated_camera()
+        true_camera = rig.color_camera
+        depth_camera, T_color_depth = rig.depth_camera, rig.T_color_depth
+    states = {"times": np.arange(frames) / FPS, "joint_pos": clip["joint_pos"][:frames].astype(np.float32),
+              "joint_target": clip["joint_target"][1:].astype(np.float32)}
+    meta = {**meta, "cameras": [camera_to_meta(calibrated)], "masks_empty": True,
+            "background_joint_pos": clip["joint_pos"][0].astype(float).tolist()}
+    if depth_camera is not None:
+        meta["depth"] = DEPTH_FILE
+    path = save_dataset(out_dir, meta, np.stack(images), np.zeros((frames, size, size), bool), states)
+    save_background(path, background)
+    if depth_camera is not None:
+        save_depth(path / DEPTH_FILE, np.stack(depths), depth_camera, T_color_depth)
+        save_depth(path / BACKGROUND_DEPTH_FILE, background_depth, depth_camera, T_color_depth)
+    truth = Path(out_dir).parent / "truth"
+    truth.mkdir(exist_ok=True)
+    np.savez(truth / f"{Path(out_dir).name}.npz", masks=np.stack(masks), hand_masks=np.stack(hand_masks),
+             T_cw=true_camera.T_cw.double().numpy(), touch=clip["touch"][:frames],
+             **{k: clip[k][:frames] for k in ("object_pos", "object_quat", "object_vel", "object_angvel")})
+    return path
 
 
 def _leap_segments(model) -> tuple[np.ndarray, np.ndarray]:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from cgwm_env.checks import check_count, check_flag
+from cgwm_env.config import use_threads
 from cgwm_env.envs.batched import BatchedVectorEnv, first_env
 from cgwm_env.envs.leap import task
 from cgwm_env.learn.world_model import WorldModel
@@ -73,7 +74,9 @@ class LeapCore:
     """B environments: world-model state, goals, resets, control steps, observations and images."""
 
     def __init__(self, batch: int, model: Model | None, image_size: int, image_obs: bool = False,
-                 compiled: bool = False, goal_settings: task.GoalSettings = task.GoalSettings()):
+                 compiled: bool = False, goal_settings: task.GoalSettings = task.GoalSettings(),
+                 threads: int | None = None):
+        use_threads(threads)
         batch = check_count(batch, "num_envs")
         if model is not None and not isinstance(model, Model):
             raise ValueError(f"model: expected a cgwm_env.physics.model.Model with a hand, e.g. "
@@ -243,16 +246,18 @@ class LeapHandEnv(PlannerAccess, task.GoalEnvMethods, gym.Env):
     e.g. a learned world model; default the bundled cube), image_size (px), image_obs (add "rgb"
     to the observation), compile (run the physics through torch.compile: several times faster,
     after 20-60 s of compilation on the first step), reward_type, rotation_threshold (rad) and
-    normalized_actions (task.GoalSettings)."""
+    normalized_actions (task.GoalSettings), threads (torch's CPU threads for the process, set on
+    creation; default 1 unless OMP_NUM_THREADS is set: cgwm_env.config.use_threads)."""
 
     metadata = {"render_modes": ["rgb_array", "depth_array"], "render_fps": round(1.0 / task.CONTROL_DT)}
 
     def __init__(self, render_mode: str | None = None, model: Model | None = None, image_size: int = 128,
                  image_obs: bool = False, compile: bool = False, reward_type: str = "dense",
-                 rotation_threshold: float = task.SUCCESS_ANGLE, normalized_actions: bool = True):
+                 rotation_threshold: float = task.SUCCESS_ANGLE, normalized_actions: bool = True,
+                 threads: int | None = None):
         self.render_mode = task.check_render_mode(render_mode)
         self.goal_settings = task.GoalSettings(reward_type, rotation_threshold, normalized_actions)
-        self.core = LeapCore(1, model, image_size, image_obs, compile, self.goal_settings)
+        self.core = LeapCore(1, model, image_size, image_obs, compile, self.goal_settings, threads)
         self.observation_space = self.core.observation_space()
         self.action_space = self.goal_settings.action_space()
 
@@ -284,9 +289,9 @@ class LeapHandVectorEnv(PlannerAccess, BatchedVectorEnv):
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, model: Model | None = None,
                  image_size: int = 128, image_obs: bool = False, max_episode_steps: int = task.MAX_EPISODE_STEPS,
                  compile: bool = False, reward_type: str = "dense", rotation_threshold: float = task.SUCCESS_ANGLE,
-                 normalized_actions: bool = True):
+                 normalized_actions: bool = True, threads: int | None = None):
         settings = task.GoalSettings(reward_type, rotation_threshold, normalized_actions)
-        core = LeapCore(num_envs, model, image_size, image_obs, compile, settings)
+        core = LeapCore(num_envs, model, image_size, image_obs, compile, settings, threads)
         super().__init__(core, core.observation_space(), settings.action_space(), task.check_render_mode(render_mode),
                          max_episode_steps)
 
