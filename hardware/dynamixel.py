@@ -611,8 +611,9 @@ class LeapHand:
 
     def _safe_stop(self, retry: bool = True) -> tuple[str, bool]:
         """Torque off on every motor (broadcast), reopening a lost port for up to reconnect_timeout,
-        then read Torque Enable back, all of it `retries` more times until confirmed (retry=False:
-        one try of each, for a second stop after a fault's). Returns (what happened, confirmed on
+        then read Torque Enable back, all of it `retries` more times until every motor has confirmed
+        (each try reads back the motors not yet confirmed; retry=False: one try of each, for a second
+        stop after a fault's). Returns (what happened, confirmed on
         every motor)."""
         self._port.is_using = False  # an interrupted transaction leaves the port marked busy
         deadline = time.monotonic() + (self.config.reconnect_timeout if retry else 0.0)
@@ -621,19 +622,20 @@ class LeapHand:
                 return (f"torque could NOT be turned off: port {self.config.port} is gone; cut the motors' power",
                         False)
             time.sleep(0.05)
-        silent, still_on = [], []
+        silent, still_on, pending = [], [], list(self.ids)
         try:
             for _ in range(self.config.retries + 1 if retry else 1):
                 self._ph.write1ByteTxOnly(self._port, dxl.BROADCAST_ID, ADDR_TORQUE_ENABLE, 0)
                 silent, still_on = [], []
-                for dxl_id in self.ids:
+                for dxl_id in pending:
                     value, result, _ = self._ph.read1ByteTxRx(self._port, dxl_id, ADDR_TORQUE_ENABLE)
                     if result != dxl.COMM_SUCCESS:
                         silent.append(dxl_id)
                         self._discard_late_replies()
                     elif value != 0:
                         still_on.append(dxl_id)
-                if not silent and not still_on:
+                pending = silent + still_on
+                if not pending:
                     break
         except PORT_ERRORS as err:
             self._port.is_using = False
