@@ -510,17 +510,20 @@ class LeapHand:
         return dxl.COMM_SUCCESS, data, errors
 
     def _choose_read_mode(self) -> bool:
-        """Fast sync read where configured or, in auto mode, where one attempt succeeds."""
+        """Fast sync read where configured or, in auto mode, where one of `retries` + 1 attempts
+        succeeds (firmware without it fails every one; one lost packet does not demote the read)."""
         if self.config.fast_read is not None:
             return self.config.fast_read
-        try:
-            result, _, errors = self._fast_sync_read()
-            if result != dxl.COMM_SUCCESS:
-                self._discard_late_replies()
-        except PORT_ERRORS:
-            self._port.is_using = False
-            return False
-        return result == dxl.COMM_SUCCESS and not any(e & 0x7F for e in errors.values())
+        for _ in range(self.config.retries + 1):
+            try:
+                result, _, errors = self._fast_sync_read()
+            except PORT_ERRORS:
+                self._port.is_using = False
+                return False
+            if result == dxl.COMM_SUCCESS:
+                return not any(e & 0x7F for e in errors.values())
+            self._discard_late_replies()
+        return False
 
     def _io(self, what: str, op):
         """Run op() -> (result, data, {ID: status error}) with bounded retries and return data; on a
