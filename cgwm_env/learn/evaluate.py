@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cgwm_env.checks import check_count
 from cgwm_env.data.objects import OBJECTS, get_object
 from cgwm_env.learn.clips import Clip, clip_paths, hand_fields, leap_state, load_clip, paste_recorded_hand
 from cgwm_env.learn.stage1 import save_mesh
@@ -112,9 +113,7 @@ class CemSettings:
 
     def __post_init__(self):
         for name, least in (("samples", 2), ("elites", 1), ("iterations", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"{name}: expected an int >= {least}, got {value!r}")
+            check_count(getattr(self, name), name, least)
         if self.elites > self.samples:
             raise ValueError(f"elites: expected at most samples = {self.samples}, got {self.elites}")
         for name in ("mass_range", "mu_range", "timeconst_range", "dampratio_range"):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from cgwm_env.checks import check_count
 from cgwm_env.learn.track import Track
 from cgwm_env.learn.world_model import predict_states
 from cgwm_env.physics import math3d
@@ -51,9 +52,7 @@ class IdentifySettings:
 
     def __post_init__(self):
         for name, least in (("window", 2), ("iterations", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"{name}: expected an int >= {least}, got {value!r}")
+            check_count(getattr(self, name), name, least)
         for name in ("lr", "lr_velocity", "position_scale", "rotation_scale", "velocity_scale", "spin_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")

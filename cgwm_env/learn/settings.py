@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cgwm_env.checks import check_count
 from cgwm_env.config import read_yaml_mapping, settings_from_mapping
 from cgwm_env.physics.collision import SoftSDFSettings
 
@@ -68,9 +69,7 @@ class LearnSettings:
         for name, least in (("iterations", 0), ("window", 0), ("substeps", 1), ("candidates", 1),
                             ("pose_iterations", 0), ("velocity_iterations", 0), ("seed", 0), ("track_iterations", 1),
                             ("identify_iterations", 0), ("identify_window", 2)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"{name}: expected an int >= {least}, got {value!r}")
+            check_count(getattr(self, name), name, least)
         for name in ("lr", "max_shift", "max_stiffness_damping", "sdf_beta"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import torch
 
+from cgwm_env.checks import check_count
 from cgwm_env.learn.clips import Clip
 from cgwm_env.physics import math3d
 from cgwm_env.physics.gaussians import SphereGaussians
@@ -48,9 +49,7 @@ class TrackSettings:
 
     def __post_init__(self):
         for name in ("candidates", "hypotheses", "iterations", "start_iterations"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
+            check_count(getattr(self, name), name, 1)
         for name in ("lr_position", "lr_rotation"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: expected a positive step, got {getattr(self, name)!r}")
