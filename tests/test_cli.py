@@ -17,9 +17,11 @@ def test_demo_writes_plot_and_summary(tmp_path):
     summary = json.loads((tmp_path / "sim_demo.json").read_text())
     assert summary["drop_final_height_mm"] == pytest.approx(25.0, abs=0.5)  # resting on a face
     assert summary["drop_final_tilt_deg"] < 1.0
-    # pushed 0.2 m/s over the travel less the 5 mm gap, then a slide of v^2 / (2 mu g) at mu 0.5
-    slide_mm = 1e3 * 0.2**2 / (2 * 0.5 * 9.81)
-    assert summary["push_distance_mm"] == pytest.approx(summary["pusher_travel_mm"] - 5.0 + slide_mm, abs=2.0)
+    # pushed 0.2 m/s over the travel less the 5 mm gap by a mocap pusher sunk (damping v + mu g) /
+    # stiffness deep (ContactSettings.pusher), then a slide of at most v^2 / (2 mu g) at mu 0.5
+    slide_mm, depth_mm = 1e3 * 0.2**2 / (2 * 0.5 * 9.81), 1e3 * (100 * 0.2 + 0.5 * 9.81) / 2500
+    reach_mm = summary["pusher_travel_mm"] - 5.0
+    assert reach_mm - depth_mm < summary["push_distance_mm"] < reach_mm + slide_mm
     assert (tmp_path / "sim_demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from cgwm_env.physics.collision import (SoftSDFSettings, contact_frames, plane_sdf, soft_sdf, support_spheres,
-                                        surface_points)
+from cgwm_env.physics.collision import (SoftSDFSettings, contact_frames, plane_sdf, soft_sdf, solid_grid, solid_sdf,
+                                        support_spheres, surface_points)
+from cgwm_env.physics.gaussians import box_gaussians
 
 
 def test_soft_sdf_gradcheck():
@@ -86,7 +87,6 @@ def test_bad_settings_and_empty_sphere_set_raise():
 
 
 def test_support_spheres_are_the_ones_a_plane_can_touch():
-    from cgwm_env.physics.gaussians import box_gaussians
 
     cube = box_gaussians(0.05, 10)
     corners = support_spheres(cube.centers, cube.radii)
@@ -107,7 +107,6 @@ def test_edge_spheres_move_a_boxs_soft_edges_out_to_the_box():
     import itertools
     import math
 
-    from cgwm_env.physics.gaussians import box_gaussians
 
     plain, edged = box_gaussians(0.05, 10), box_gaussians(0.05, 10, edge_radius=0.0007)
     assert len(edged) == len(plain) + 560 and torch.equal(edged.centers[: len(plain)], plain.centers)
@@ -133,3 +132,20 @@ def test_edge_spheres_move_a_boxs_soft_edges_out_to_the_box():
                                soft_sdf(faces, plain.centers, plain.radii, settings)[0], atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="edge_radius"):
         box_gaussians(0.05, 10, edge_radius=0.03)
+
+
+def test_solid_distance_keeps_growing_inside_a_shell_of_spheres():
+    """Inside a hollow shell the soft distance measures to the shell and turns back; the solid's
+    distance (collision.solid_sdf) keeps falling to the centre with the face's outward normal."""
+    g = box_gaussians(0.05, 10)
+    grid = solid_grid(g.centers, g.radii)
+    depth = torch.linspace(-0.01, 0.02, 31)  # m into the -y face, from 1 cm outside
+    points = torch.stack([torch.full_like(depth, 0.004), depth - 0.025, torch.full_like(depth, -0.003)], -1)
+    phi, normals = solid_sdf(points, g.centers, g.radii, grid, SoftSDFSettings())
+    assert (phi.diff() < 0).all()
+    torch.testing.assert_close(phi, -depth, atol=1.5e-3, rtol=0)
+    assert (normals[:, 1] < -0.5).all() and (normals[depth > 0.003, 1] < -0.97).all()  # bumps tilt it at the shell
+    soft, _ = soft_sdf(points, g.centers, g.radii, SoftSDFSettings())
+    assert soft[-1] > soft[15]  # the shell's own distance turns back past the shell
+    inside = grid.inside()
+    assert inside.abs().max() < 0.025 + grid.spacing and len(inside) * grid.spacing**3 == pytest.approx(0.05**3, rel=0.1)

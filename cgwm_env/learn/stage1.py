@@ -33,7 +33,7 @@ from cgwm_env.physics import math3d
 from cgwm_env.progress import bar as progress_bar
 from cgwm_env.progress import say
 from cgwm_env.progress import summary as summary_line
-from cgwm_env.physics.collision import SoftSDFSettings, soft_sdf
+from cgwm_env.physics.collision import SoftSDFSettings, soft_sdf, solid_grid
 from cgwm_env.physics.gaussians import SphereGaussians
 from cgwm_env.render import render
 from cgwm_env.render.metrics import d_ssim, psnr
@@ -366,41 +366,19 @@ def to_body_frame(gaussians: SphereGaussians, meta: dict) -> tuple[SphereGaussia
 
 def volume_inertia(gaussians: SphereGaussians, mass: float, resolution: int = 40) -> torch.Tensor:
     """Inertia (3, 3) kg m^2 about the body origin of `mass` kg spread uniformly over the solid the
-    sphere union bounds (_solid_points)."""
+    sphere union bounds (collision.solid_grid)."""
     if not mass > 0:
         raise ValueError(f"mass: expected a positive mass (kg), got {mass!r}")
-    inside = _solid_points(gaussians, resolution)
+    inside = solid_grid(gaussians.centers, gaussians.radii, resolution).inside()
     second = inside.T @ inside / len(inside)  # E[p p^T]
     inertia = mass * (torch.trace(second) * torch.eye(3, dtype=torch.float64) - second)
     return inertia.to(torch.get_default_dtype())
 
 
-def _solid_points(gaussians: SphereGaussians, resolution: int) -> torch.Tensor:
-    """Cell centres (N, 3) float64 of a grid of `resolution` cells along the longest side that lie in the
-    solid the sphere union bounds: the union closed by the median radius (so gaps between touching
-    spheres of a shell seal) with its enclosed cavities filled."""
-    from scipy import ndimage
-
-    g64 = SphereGaussians(*(t.detach().double() for t in gaussians.tensors()))
-    c, r = g64.centers, g64.radii
-    reach = float(r.median())
-    lo, hi = (c - r[:, None]).min(0).values - 2 * reach, (c + r[:, None]).max(0).values + 2 * reach
-    spacing = float((hi - lo).max()) / resolution
-    shape = tuple(int(n) for n in torch.ceil((hi - lo) / spacing))
-    axes = [lo[i] + (torch.arange(n, dtype=torch.float64) + 0.5) * spacing for i, n in enumerate(shape)]
-    points = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-    dist = sphere_distance(g64, points, settings=None).view(shape).numpy()
-    cells = max(1, round(reach / spacing))
-    ball = np.linalg.norm(np.indices((2 * cells + 1,) * 3) - cells, axis=0) <= cells
-    filled = ndimage.binary_fill_holes(dist <= reach)
-    solid = torch.as_tensor(ndimage.binary_erosion(filled, ball) | (dist <= 0)).reshape(-1)
-    return points[solid]
-
-
 def solid_centre(gaussians: SphereGaussians, resolution: int = 40) -> torch.Tensor:
     """The centre (3,) m of the solid the sphere union bounds (its cavities filled), the centre of mass
     of a uniform object of that shape."""
-    return _solid_points(gaussians, resolution).mean(0).to(gaussians.centers.dtype)
+    return solid_grid(gaussians.centers, gaussians.radii, resolution).inside().mean(0).to(gaussians.centers.dtype)
 
 
 def _views(dataset, views):

@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from cgwm_env.physics.math3d import fibonacci_sphere
 
@@ -49,10 +51,11 @@ def soft_sdf(points: torch.Tensor, centers: torch.Tensor, radii: torch.Tensor, s
     return _soft_min_distance(offsets, radii[..., None, :], settings)
 
 
-def _soft_min_distance(offsets: list[torch.Tensor], radii: torch.Tensor, settings: SoftSDFSettings):
+def _soft_min_distance(offsets: list[torch.Tensor], radii: torch.Tensor, settings: SoftSDFSettings,
+                       clamp: bool = True):
     """phi (..., P) and normals (..., P, 3) from the x, y and z offsets (..., P, N) each of the
-    points from N sphere centres of radii (..., P or 1, N). (One tensor per component: several
-    times faster on the CPU than a trailing axis of 3.)"""
+    points from N sphere centres of radii (..., P or 1, N); clamp False: phi_soft itself. (One
+    tensor per component: several times faster on the CPU than a trailing axis of 3.)"""
     dx, dy, dz = offsets
     dist = torch.sqrt(dx * dx + dy * dy + dz * dz + _EPS_LEN**2)
     gap = dist - radii
@@ -63,9 +66,90 @@ def _soft_min_distance(offsets: list[torch.Tensor], radii: torch.Tensor, setting
     weights = torch.softmax(-beta * gap, dim=-1) / dist
     grad = torch.stack([(weights * d).sum(-1) for d in offsets], dim=-1)
     normals = grad / torch.sqrt((grad * grad).sum(-1, keepdim=True) + _EPS_LEN**2)
+    if not clamp:
+        return phi_soft, normals
     s = torch.sigmoid(settings.gamma * phi_soft)
     phi = s * phi_soft - (1 - s) * settings.delta
     return phi, normals
+
+
+class SolidGrid(NamedTuple):
+    """The signed distance to the solid a sphere union bounds, on a regular grid in the spheres'
+    frame: the union closed by the spheres' median radius (so gaps between touching spheres of a
+    shell seal) with its enclosed cavities filled. Inside a shell of spheres the soft distance
+    measures to the shell and turns back past it; this one keeps growing with depth.
+
+    origin (3,): centre of voxel (0, 0, 0), m; spacing: voxel edge, m; extent (3,): the last voxel's
+    centre minus origin, m; field (1, 4, nx, ny, nz): signed distance (m, negative inside) and its
+    unit gradient per voxel; reach: the spheres' median radius, m.
+    """
+
+    origin: torch.Tensor
+    spacing: float
+    extent: torch.Tensor
+    field: torch.Tensor
+    reach: float
+
+    def inside(self) -> torch.Tensor:
+        """Centres (M, 3) float64, m, of the voxels in the solid."""
+        solid = self.field[0, 0] < 0
+        return self.origin.double() + torch.nonzero(solid).double() * self.spacing
+
+    def sample(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Trilinear signed distance (...,) m and unit normal (..., 3) at points (..., 3); points
+        outside the grid read its border."""
+        lead = points.shape[:-1]
+        unit = ((points.reshape(1, -1, 1, 1, 3) - self.origin) / self.extent * 2.0 - 1.0).flip(-1)  # (z, y, x)
+        values = F.grid_sample(self.field, unit, mode="bilinear", padding_mode="border", align_corners=True)
+        values = values.reshape(4, -1).T.reshape(*lead, 4)
+        normals = values[..., 1:]
+        return values[..., 0], normals / torch.sqrt((normals * normals).sum(-1, keepdim=True) + _EPS_LEN**2)
+
+
+def solid_grid(centers: torch.Tensor, radii: torch.Tensor, resolution: int = 40) -> SolidGrid:
+    """The SolidGrid of spheres (N, 3), (N,) with `resolution` voxels along the longest side of their
+    bounding box grown by twice the median radius (field in the centres' dtype)."""
+    from scipy import ndimage
+    from scipy.spatial import cKDTree
+
+    if centers.shape[0] == 0:
+        raise ValueError("centers: expected at least one sphere, got an empty set")
+    c, r = centers.detach().double().cpu(), radii.detach().double().cpu()
+    reach = float(r.median())
+    lo, hi = (c - r[:, None]).min(0).values - 2 * reach, (c + r[:, None]).max(0).values + 2 * reach
+    spacing = float((hi - lo).max()) / resolution
+    shape = tuple(int(n) for n in torch.ceil((hi - lo) / spacing))
+    origin = lo + 0.5 * spacing
+    axes = [origin[i] + torch.arange(n, dtype=torch.float64) * spacing for i, n in enumerate(shape)]
+    points = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    _, near = cKDTree(c.numpy()).query(points.numpy(), min(32, len(c)))
+    near = torch.as_tensor(near).view(len(points), -1)
+    dist = ((points[:, None] - c[near]).norm(dim=-1) - r[near]).min(1).values.view(shape).numpy()
+    cells = max(1, round(reach / spacing))
+    ball = np.linalg.norm(np.indices((2 * cells + 1,) * 3) - cells, axis=0) <= cells
+    solid = ndimage.binary_erosion(ndimage.binary_fill_holes(dist <= reach), ball) | (dist <= 0)
+    signed = (ndimage.distance_transform_edt(~solid) - ndimage.distance_transform_edt(solid)) * spacing
+    signed = np.where(solid, signed + 0.5 * spacing, signed - 0.5 * spacing)  # voxel centre to the solid's face
+    gradient = np.stack(np.gradient(signed, spacing))
+    field = torch.as_tensor(np.concatenate((signed[None], gradient)))[None].to(centers)
+    return SolidGrid(origin.to(centers), spacing, torch.tensor(shape, dtype=torch.float64).sub(1).mul(spacing).to(centers),
+                     field, reach)
+
+
+def solid_sdf(points: torch.Tensor, centers: torch.Tensor, radii: torch.Tensor, grid: SolidGrid,
+              settings: SoftSDFSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """Signed distance (..., P) m and outward normal (..., P, 3) of the solid a sphere union bounds,
+    for points that may sink deep into it (a pusher): the soft minimum of the sphere distances
+    (phi_soft, unclamped, differentiable in the spheres) near and outside the surface, blended into
+    the SolidGrid's distance between a quarter and three quarters of the median radius deep. points
+    (..., P, 3) in the spheres' frame, centers (N, 3), radii (N,)."""
+    offsets = [points[..., :, None, i] - centers[None, :, i] for i in range(3)]
+    phi, normals = _soft_min_distance(offsets, radii[None, :], settings, clamp=False)
+    deep, deep_normals = grid.sample(points)
+    w = ((-deep.detach() - 0.25 * grid.reach) / (0.5 * grid.reach)).clamp(0.0, 1.0)
+    phi = (1 - w) * phi + w * deep
+    normals = (1 - w[..., None]) * normals + w[..., None] * deep_normals
+    return phi, normals / torch.sqrt((normals * normals).sum(-1, keepdim=True) + _EPS_LEN**2)
 
 
 class SphereGrid(NamedTuple):

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 GAIN_MODES = ("effective_mass", "plain")
+PUSHER_MODES = ("mocap", "driven")
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,13 @@ class ContactSettings:
     """n_dirs: edges of the friction cone's polygon (>= 4; 4 is MuJoCo's pyramid); gain_mode: see
     module doc; softplus_sharpness: SoftPlus beta in 1/N (per-contact loads are millinewtons, so it
     must be large or it lifts the resting height); activity_width: m, how sharply a contact counts as
-    pushing when it scales the others' gains (effective_mass mode only)."""
+    pushing when it scales the others' gains (effective_mass mode only); iterations: the coupled
+    contacts' sweeps; max_contacts: ground contacts kept per step (the nearest); pusher: how a
+    kinematic pusher meets the object, one of PUSHER_MODES: "mocap" (MuJoCo's mocap bodies, which
+    datasets made by MuJoCo push with) the pusher is placed along its path and its contact's
+    damping and friction see the object's velocity only, so it sinks in by about (damping v +
+    mu g) / stiffness while it pushes at speed v; "driven" they see the velocity relative to the
+    pusher (a pusher driven stiffly at its speed, e.g. a robot's position-controlled finger)."""
 
     n_dirs: int = 4
     gain_mode: str = "effective_mass"
@@ -50,6 +57,7 @@ class ContactSettings:
     activity_width: float = 1e-5
     iterations: int = 4
     max_contacts: int = 64
+    pusher: str = "mocap"
 
     def __post_init__(self):
         for name in ("iterations", "max_contacts"):
@@ -57,6 +65,8 @@ class ContactSettings:
                 raise ValueError(f"{name}: expected an int >= 1, got {getattr(self, name)!r}")
         if self.n_dirs < 4:
             raise ValueError(f"n_dirs: expected at least 4 cone edges, got {self.n_dirs}")
+        if self.pusher not in PUSHER_MODES:
+            raise ValueError(f"pusher: expected one of {PUSHER_MODES}, got {self.pusher!r}")
         if self.gain_mode not in GAIN_MODES:
             raise ValueError(f"gain_mode: expected one of {GAIN_MODES}, got {self.gain_mode!r}")
         for name in ("softplus_sharpness", "activity_width"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -10,7 +11,7 @@ from typing import NamedTuple
 import torch
 
 from cgwm_env.config import read_yaml_mapping, settings_from_mapping
-from cgwm_env.physics.collision import SoftSDFSettings, SphereGrid, sphere_grid, support_spheres
+from cgwm_env.physics.collision import SoftSDFSettings, SolidGrid, SphereGrid, solid_grid, sphere_grid, support_spheres
 from cgwm_env.physics.contact import ContactSettings
 from cgwm_env.physics.gaussians import SphereGaussians, box_gaussians
 from cgwm_env.physics.hand import HandModel
@@ -243,6 +244,23 @@ class Model:
         if self._cache.get("grid_key") != key:
             self._cache.update(grid_key=key, grid=sphere_grid(g.centers, g.radii, self.sdf))
         return self._cache["grid"]
+
+    def solid_grid(self) -> SolidGrid:
+        """The solid's signed-distance grid for the pusher's contacts (collision.solid_grid), shared by
+        every model of the same sphere tensors (dataclasses.replace keeps them) and built again
+        whenever they change, in place included."""
+        g = self.gaussians
+        key = (id(g.centers), g.centers._version, id(g.log_scales), g.log_scales._version)
+        hit = _SOLID_GRIDS.get(key)
+        if hit is None or hit[0]() is not g.centers or hit[1]() is not g.log_scales:
+            while len(_SOLID_GRIDS) >= 8:
+                _SOLID_GRIDS.pop(next(iter(_SOLID_GRIDS)))
+            hit = _SOLID_GRIDS[key] = (weakref.ref(g.centers), weakref.ref(g.log_scales), solid_grid(g.centers, g.radii))
+        return hit[2]
+
+
+# Model.solid_grid's grids by their spheres' tensors (identity checked through weak references).
+_SOLID_GRIDS: dict = {}
 
 
 def box_model(size=0.05, mass: float = 0.1, mu: float = 0.5, per_edge: int = 10, stiffness: float = STIFFNESS,

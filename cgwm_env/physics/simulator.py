@@ -24,7 +24,8 @@ from typing import NamedTuple
 import torch
 
 from cgwm_env.physics import math3d
-from cgwm_env.physics.collision import SphereGrid, contact_frames, plane_sdf, soft_sdf, soft_sdf_grid, surface_points
+from cgwm_env.physics.collision import (SolidGrid, SphereGrid, contact_frames, plane_sdf, soft_sdf_grid, solid_sdf,
+                                        surface_points)
 from cgwm_env.physics.contact import contact_forces, contact_rows
 from cgwm_env.physics.hand import forward_kinematics, jacobian_at, joint_axes, joint_jacobian, joint_origins, link_points
 from cgwm_env.physics.model import Model, State, check_state
@@ -45,6 +46,7 @@ class Prepared(NamedTuple):
     ground_index: torch.Tensor | None  # (K,) the spheres that may touch the ground, None: all
     hand_inv_mass: torch.Tensor | None  # (B, 16) the hand's block of M^-1, 1 / (h (D + h K)); None: no hand
     grid: SphereGrid | None  # the object's neighbour grid for the hand's soft distances; None: no hand
+    solid: SolidGrid | None  # the object's solid distance grid for the pusher's contacts; None: no pusher
 
 
 def prepare(model: Model, batch: int) -> Prepared:
@@ -58,10 +60,11 @@ def prepare(model: Model, batch: int) -> Prepared:
         h = model.hand
         hand_inv_mass = inertia.new_full((batch, len(h.lower)), 1.0 / (model.dt * (h.damping + model.dt * h.stiffness)))
         grid = model.sphere_grid()
+    solid = model.solid_grid() if model.pusher_points.shape[0] > 0 else None
     cone = contact_rows(mu, model.contact)
     return Prepared(1.0 / p.mass.expand(batch), inertia, math3d.inverse3(inertia),
                     p.stiffness.expand(batch), p.damping.expand(batch), inertia.new_tensor(model.gravity), mu, cone,
-                    _edges(ground_frame, cone), model.ground_candidates(), hand_inv_mass, grid)
+                    _edges(ground_frame, cone), model.ground_candidates(), hand_inv_mass, grid, solid)
 
 
 def step(model: Model, state: State, action: torch.Tensor | None = None) -> State:
@@ -337,16 +340,19 @@ def ground_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tenso
 
 
 def pusher_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tensor, pusher_velocity) -> ContactRows:
-    """The pusher's query spheres against the object's soft signed distance."""
-    query = state.pusher[:, None, :] + model.pusher_points  # (B, P, 3) world
+    """The pusher's query spheres against the object's solid signed distance (collision.solid_sdf: a
+    pusher may sink deep, see ContactSettings.pusher)."""
+    mocap = model.contact.pusher == "mocap"
+    placed = state.pusher + model.dt * pusher_velocity if mocap else state.pusher  # a mocap body is placed, then stepped
+    query = placed[:, None, :] + model.pusher_points  # (B, P, 3) world
     local = (query - state.position[:, None, :]) @ rot  # R^T (q - x), row-vector form
     g = model.gaussians
-    dist, normals_local = soft_sdf(local, g.centers, g.radii, model.sdf)
+    dist, normals_local = solid_sdf(local, g.centers, g.radii, prepared.solid, model.sdf)
     normals = normals_local @ rot.transpose(-1, -2)  # out of the object, towards the pusher
     levers = surface_points(query, dist, normals) - state.position[:, None, :]
     frames = contact_frames(-normals).permute(0, 2, 3, 1)  # (B, 3, 3, P); the object moves away along -n
-    return ContactRows(dist - model.pusher_radii, levers.transpose(1, 2),
-                       _edges(frames, prepared.cone), pusher_velocity)
+    other = torch.zeros_like(pusher_velocity) if mocap else pusher_velocity
+    return ContactRows(dist - model.pusher_radii, levers.transpose(1, 2), _edges(frames, prepared.cone), other)
 
 
 def hand_rows(model: Model, prepared: Prepared, state: State, rot: torch.Tensor,
