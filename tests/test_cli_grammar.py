@@ -4,6 +4,7 @@ default; progress that stays readable when piped."""
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,7 @@ ROWS = [
     ("old flag name", "init --views {root}/nosuch --gaussians {out}/g.npz", "--data/--views"),
     ("missing config", "demo --config {root}/nosuch.yaml --out {out}", "--config"),
     ("file for a folder", "learn --data {file} --gaussians {npz} --out {out}", "--data"),
+    ("folder without meta.json", "init --data {data} --gaussians {out}/g.npz", "--data: expected a multi-view dataset"),
     ("missing model", "eval --model {root}/nosuch --data {data}", "--model"),
     # an output that cannot be written: checked before any work
     ("--out under a file", "demo --out {file}/demo", "--out"),
@@ -106,7 +108,15 @@ def test_bad_input_is_refused_naming_the_flag(what, argv, flag, files, tmp_path,
     assert (Path(files["data"]) / "train_000" / "meta.json").read_text() == "{}"  # nor overwritten
 
 
-def test_synth_overwrite_replaces_only_the_datasets(tmp_path, capsys):
+def test_init_names_the_datasets_inside_a_folder_without_meta_json(files, tmp_path, capsys):
+    assert main(["init", "--data", files["data"], "--gaussians", str(tmp_path / "g.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "--data: expected a multi-view dataset folder with meta.json" in err and "train_000" in err
+
+
+def test_synth_overwrite_replaces_only_the_datasets(tmp_path, capsys, monkeypatch):
+    """... and, piped, says what it records in plain lines, leaving the process's environment alone."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
     out = tmp_path / "set"
     (out / "train_000" / "frames").mkdir(parents=True)
     (out / "train_000" / "meta.json").write_text("{}")
@@ -116,7 +126,9 @@ def test_synth_overwrite_replaces_only_the_datasets(tmp_path, capsys):
                  "--overwrite"]) == 0
     assert not (out / "train_000" / "frames" / "stale_9999.png").exists()  # no stale frames left behind
     assert (out / "notes.txt").read_text() == "mine" and (out / "test_000" / "meta.json").is_file()
-    assert "synth: 2 dataset(s)" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "synth: 2 dataset(s)" in printed.out and "TQDM_DISABLE" not in os.environ
+    assert "fall cube (75 frames) ...\nfall cube: done, 75/75 frames in " in printed.err and "\r" not in printed.err
 
 
 def test_demo_takes_a_single_step(tmp_path, capsys):
@@ -171,3 +183,27 @@ def test_version_quiet_verbose_and_piped_progress(tmp_path):
     synth = subprocess.run([CGWM, "synth", "--scenario", "fall", "--object", "cube", "--size", "16", "--out",
                             str(tmp_path / "d")], capture_output=True, text=True)
     assert synth.returncode == 0 and "\r" not in synth.stderr and len(synth.stderr.splitlines()) <= 5, synth.stderr
+    assert "fall cube: done, 75/75 frames" in synth.stderr
+
+
+def test_bench_accuracy_says_each_phase_of_each_case_in_plain_lines(tmp_path, capsys, monkeypatch):
+    """The benchmark's real pipeline, cut to one small case (the cube's fall, a few iterations)."""
+    from cgwm_env.bench import accuracy
+    from cgwm_env.learn import stage1
+    from cgwm_env.learn.evaluate import CemSettings
+    from cgwm_env.learn.settings import LearnSettings
+
+    tiny = accuracy.Plan(("cube",), 16, 6, 1,
+                         stage1.Settings(grid=12, geometry_iterations=3, appearance_iterations=3, densify_every=20),
+                         LearnSettings(iterations=1, candidates=2, track_iterations=1, identify_iterations=1),
+                         CemSettings(samples=2, elites=1, iterations=1))
+    monkeypatch.setattr(accuracy, "plan", lambda quick: tiny)
+    monkeypatch.setattr(accuracy, "SCENARIOS", ("fall",))
+    assert main(["bench", "accuracy", "--quick", "--json", str(tmp_path / "acc.json")]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("bench accuracy: cube")]
+    assert "\r" not in err and len(lines) == 3, err
+    assert lines[0].startswith("bench accuracy: cube: views and stage I done in ")
+    kept = json.loads((tmp_path / "acc.json").read_text())["rows"][0]["kept"]
+    assert lines[1].startswith("bench accuracy: cube, fall: stage II done in ") and lines[1].endswith(f"(kept {kept})")
+    assert lines[2].startswith("bench accuracy: cube, fall: eval of 1 test clip(s) done in ") and "E_trans" in lines[2]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import imageio.v2 as imageio
 import pytest
 
 from cgwm_env.cli import BENCH_SUITES, LEARNED_PARAMETERS, SYNTH_SCENARIOS, parser
@@ -23,9 +24,14 @@ NEEDS_HARDWARE = ("cgwm calibrate --camera", "cgwm play --trajectory out/plan.np
 
 
 def _run(args: list[str], cwd: Path, timeout: float = 600) -> str:
+    return _run_piped(args, cwd, timeout)[0]
+
+
+def _run_piped(args: list[str], cwd: Path, timeout: float = 600) -> tuple[str, str]:
+    """The command's stdout and stderr, both piped; it must succeed."""
     done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
-    return done.stdout
+    return done.stdout, done.stderr
 
 
 def _faster(text: str) -> str:
@@ -58,16 +64,23 @@ def test_readme_python_snippets_run_from_any_folder(tmp_path):
 
 
 def test_readme_commands_run_from_any_folder(tmp_path):
-    """The quickstart's plan -> virtual playback and the learning pipeline's five commands."""
+    """The quickstart's plan -> virtual playback and the learning pipeline's five commands, their
+    progress piped in plain lines."""
     commands = [line.split("#")[0].strip() for block in _readme_blocks("sh") for line in block.splitlines()
                 if line.startswith("cgwm ")]
     assert len(commands) == 9
+    said = {}
     for command in commands:
         if command.startswith(NEEDS_HARDWARE):
             continue
-        _run([CGWM, *_faster(command).split()[1:]], tmp_path)
+        said[command.split()[1]] = _run_piped([CGWM, *_faster(command).split()[1:]], tmp_path)[1]
     assert (tmp_path / "out" / "play" / "playback.json").is_file()
     assert (tmp_path / "data" / "model" / "world_model.json").is_file()
+    assert not any("\r" in err for err in said.values())
+    assert "leap cube (75 frames) ...\nleap cube: done, 75/75 frames in " in said["synth"]  # the last synth
+    assert "stage II: initial states from the first frames (1 clips) ...\n" in said["learn"]  # LEAP clips
+    assert "stage II: done, 1/1 iterations" in said["learn"]
+    assert imageio.imread(tmp_path / "data" / "model" / "learning.png").ndim == 3
 
 
 def test_help_does_not_import_torch_and_the_choices_match_the_library():

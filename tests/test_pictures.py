@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cgwm_env.learn.plots import learning_figure, plot_learning
+from cgwm_env.learn.plots import kept_record, learning_figure, plot_learning
 from cgwm_env.render.annotate import TITLE_HEIGHT, arrows, overlay, panel_video, panels, write_video
 from cgwm_env.render.camera import Camera, look_at
 
@@ -67,3 +67,32 @@ def test_learning_plot_shows_loss_psnr_and_each_parameter_with_the_kept_iterate(
         learning_figure(history, len(history))
     with pytest.raises(ValueError, match="parameters"):
         learning_figure(history, 0, ["inertia"])
+
+
+def test_learning_plot_has_a_row_per_stage_and_held_out_dots():
+    """A free object's log (identify, then refine: different losses, PSNR in refine only) gets a row
+    per stage with the kept candidate marked in its own row only; a LEAP log its held-out scores."""
+    identify = [{"stage": "identify", "iteration": i, "loss": 10.0 / (i + 1), "fit": 1.0, "continuity": 0.0,
+                 "mu": 0.3 + 0.01 * i, "stiffness": 2500.0 + i, "damping": 100.0 - i} for i in range(4)]
+    refine = [{"stage": "refine", "iteration": i, "loss": 0.07 - 0.001 * i, "psnr": 21.0 + 0.1 * i, "mass": 0.1,
+               "mu": 0.33 + 0.01 * i, "stiffness": 2503.0 - i, "damping": 97.0 + i, "seconds": 1.0} for i in range(3)]
+    history = identify + refine
+    assert kept_record(history, {"kept": "initial"}) == 0 and kept_record(history, {"kept": "identified"}) == 3
+    assert kept_record(history, {"kept": "refined", "refined_iteration": 1}) == 5
+    with pytest.raises(ValueError, match="kept"):
+        kept_record(history, {"kept": "best"})
+    fig = learning_figure(history, 5, ["mu", "stiffness", "damping"])
+    assert [ax.get_title() for ax in fig.axes] == [
+        *(f"identify (tracks): {n}" for n in ("loss", "mu", "stiffness", "damping")),
+        *(f"refine (images): {n}" for n in ("loss", "training PSNR", "mu", "stiffness", "damping"))]
+    assert all(len(ax.lines) == 1 for ax in fig.axes[:4])  # the curve only: the kept iterate is refine's
+    for ax, name in zip(fig.axes[4:], ["loss", "psnr", "mu", "stiffness", "damping"]):
+        np.testing.assert_allclose(ax.lines[0].get_ydata(), [h[name] for h in refine])
+        assert ax.lines[-1].get_xdata()[0] == 1 and ax.lines[-1].get_ydata()[0] == refine[1][name]
+    leap = [{"iteration": i, "loss": 0.02 - 0.001 * i, "psnr": 27.0 + 0.1 * i, "mu": 0.2, "stiffness": 40.0,
+             "damping": 1.0, "lr": 0.05, **({"held_out_loss": 0.03 - 0.001 * i, "held_out_psnr": 25.0 + 0.2 * i}
+                                            if i % 5 == 0 else {})} for i in range(11)]
+    fig = learning_figure(leap, kept_record(leap, {"best_iteration": 5}))
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "training PSNR", "mu", "stiffness", "damping"]
+    held = fig.axes[1].lines[1]  # after the training curve
+    assert list(held.get_xdata()) == [0, 5, 10] and list(held.get_ydata()) == [25.0, 26.0, 27.0]

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 
+import imageio.v2 as imageio
 import numpy as np
 import pytest
 import torch
@@ -344,7 +345,9 @@ def test_learn_and_eval_commands_write_their_outputs(fall_data, tmp_path):
     wm = WorldModel.load(model)
     assert wm.info["kept"] in wm.info["validation_error"] and len(wm.info["initial_states"]) == 1
     assert np.isfinite(wm.info["tracks"][0]["error_median_m"])
-    assert (model / "psnr.png").read_bytes()[:4] == b"\x89PNG"
+    plot = imageio.imread(model / "learning.png")  # identification's row above refinement's
+    assert plot.ndim == 3 and plot.shape[0] > 0.3 * plot.shape[1] and not (model / "psnr.png").exists()
+    assert wm.info["refined_iteration"] in [r["iteration"] for r in log if r["stage"] == "refine"]
     assert main(["eval", "--model", str(model), "--data", str(fall_data / "data"), "--cem-iterations", "1",
                  "--cem-samples", "4"]) == 0
     result = json.loads((model / "eval" / "eval.json").read_text())

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cgwm_env import progress
 from cgwm_env.data.objects import get_object
 from cgwm_env.data.synth import synth, synth_multiview
 from cgwm_env.learn import stage1
@@ -161,6 +162,7 @@ def run(out: str | None = None, quick: bool = False, seed: int = 0, objects=None
         gfile = work / name / "gaussians.npz"
         stage1.run_init(views, gfile, p.init, holdout_every=0, mesh_resolution=32 if quick else 64, progress=False)
         init_seconds = time.perf_counter() - start
+        progress.say(f"bench accuracy: {name}: views and stage I done in {init_seconds:.0f} s")
         for scenario in SCENARIOS:
             data = work / name / scenario
             synth(scenario, name, data, episodes=p.tests, seed=seed, size=p.size, light=LIGHT)
@@ -168,7 +170,13 @@ def run(out: str | None = None, quick: bool = False, seed: int = 0, objects=None
             start = time.perf_counter()
             wm, _ = run_learn(data, gfile, model_dir, p.learn, progress=False, clips=[0])
             learn_seconds = time.perf_counter() - start
+            progress.say(f"bench accuracy: {name}, {scenario}: stage II done in {learn_seconds:.0f} s "
+                         f"(kept {wm.info['kept']})")
             result = evaluate(wm, data, model_dir / "eval", cem, videos=not quick, progress=False)
+            ours = (f"Ours E_trans {result['Ours']['e_trans']:.4f} m, E_rot {result['Ours']['e_rot']:.3f} rad"
+                    if "Ours" in result else "Ours diverged")
+            progress.say(f"bench accuracy: {name}, {scenario}: eval of {p.tests} test clip(s) done in "
+                         f"{time.perf_counter() - start - learn_seconds:.0f} s, {ours}")
             physics = load_clip(clip_paths(data, "test")[0]).physics
             tracking = {"train": wm.info["tracks"][0] | {"trans_median": wm.info["tracks"][0]["error_median_m"],
                                                          "rot_median": wm.info["tracks"][0]["error_median_rad"]}}

@@ -195,7 +195,8 @@ def parser() -> argparse.ArgumentParser:
                    help="folder of train_* clips (or one clip); required")
     p.add_argument("--gaussians", type=existing_file, required=True, metavar="FILE",
                    help="stage I Gaussians, .npz or .ply (init --gaussians); required")
-    p.add_argument("--out", type=out_dir, required=True, metavar="DIR", help="world-model folder to write; required")
+    p.add_argument("--out", type=out_dir, required=True, metavar="DIR",
+                   help="world-model folder to write (the bundle, learn_log.jsonl and learning.png, its plot); required")
     p.add_argument("--config", default=None, metavar="YAML",
                    help="learning settings YAML, or a shipped one by name (learn.yaml, learn_leap.yaml); the options "
                         "below override it (default: none, LearnSettings' defaults)")
@@ -405,8 +406,6 @@ def main(argv: list[str] | None = None) -> int:
         return done.code
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
     progress.set_level(progress.QUIET if quiet else progress.VERBOSE if verbose else progress.NORMAL)
-    if quiet or not progress.on_terminal():
-        os.environ["TQDM_DISABLE"] = "1"  # the library's own tqdm bars: none in a piped log
     # The command draws offscreen: MuJoCo picks its OpenGL backend when first imported (EGL, no
     # display needed, unless MUJOCO_GL says otherwise).
     os.environ.setdefault("MUJOCO_GL", "egl")

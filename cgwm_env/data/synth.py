@@ -20,8 +20,9 @@ from pathlib import Path
 import mujoco
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from cgwm_env import progress as progress_lines
+from cgwm_env.checks import check_count
 from cgwm_env.data.dataset import camera_to_meta, save_background, save_dataset
 from cgwm_env.data.objects import ObjectSpec, get_object
 from cgwm_env.physics import math3d
@@ -219,7 +220,7 @@ def synth_fall(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0, si
     random pose and velocity drawn with numpy seed `seed` (an int or a sequence of ints), kept
     in view of the camera. Returns the dataset folder `out_dir`."""
     obj = get_object(object_name)
-    check_count("frames", frames)
+    check_count(frames, "frames")
     scene = _Scene(obj, check_size(size), light=light)
     try:
         rng = np.random.default_rng(seed)
@@ -248,7 +249,7 @@ def synth_flatdrop(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0
     the ground, released with a little spin (up to 0.2 rad/s about each axis) and no velocity, drawn
     with numpy seed `seed`; it lands on its base and settles. Returns `out_dir`."""
     obj = get_object(object_name)
-    check_count("frames", frames)
+    check_count(frames, "frames")
     scene = _Scene(obj, check_size(size), light=light)
     try:
         rng = np.random.default_rng(seed)
@@ -272,7 +273,7 @@ def synth_push(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0, si
     then a sphere pusher moves at a random constant horizontal velocity (0.2 to 0.4 m/s, drawn
     with numpy seed `seed`) through it for 2 to 4 cm and stops. Returns `out_dir`."""
     obj = get_object(object_name)
-    check_count("frames", frames)
+    check_count(frames, "frames")
     scene = _Scene(obj, check_size(size), pusher=True, light=light)
     try:
         rng = np.random.default_rng(seed)
@@ -320,7 +321,7 @@ def synth_multiview(object_name: str, out_dir, n_views: int = 72, size: int = 12
     random angle drawn with `seed`) looking at the origin from 1.25 bounding radii / tan(fovy/2).
     Returns the dataset folder `out_dir`."""
     obj = get_object(object_name)
-    check_count("n_views", n_views)
+    check_count(n_views, "n_views")
     scene = _Scene(obj, check_size(size), ground=False, light=light)
     try:
         m = scene.model
@@ -352,9 +353,9 @@ def synth_multiview(object_name: str, out_dir, n_views: int = 72, size: int = 12
 def synth(scenario: str, object_name: str, out_dir, episodes: int = 1, seed: int = 0, size: int = 128,
           light: str = "ambient") -> list[Path]:
     """Write `episodes` datasets of `scenario` (fall, flatdrop, push or multiview) for `object_name` under
-    `out_dir` (layout in the module docstring) with a progress bar; returns their folders. Train
-    episode k draws with numpy seed (seed, 0, k), test episode k with (seed, 1, k), view set k
-    with (seed, 2, k). LEAP Hand clips: cgwm_env.envs.leap.clips.synth_leap_clips."""
+    `out_dir` (layout in the module docstring), showing its progress (cgwm_env.progress.bar); returns
+    their folders. Train episode k draws with numpy seed (seed, 0, k), test episode k with (seed, 1, k),
+    view set k with (seed, 2, k). LEAP Hand clips: cgwm_env.envs.leap.clips.synth_leap_clips."""
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario: expected one of {SCENARIOS}, got {scenario!r}")
     if light not in LIGHTS:
@@ -363,9 +364,9 @@ def synth(scenario: str, object_name: str, out_dir, episodes: int = 1, seed: int
         record = {"fall": synth_fall, "flatdrop": synth_flatdrop, "push": synth_push}[scenario]
         return synth_clips(functools.partial(record, light=light), scenario, object_name, out_dir, episodes, seed, size)
     get_object(object_name)
-    check_count("episodes", episodes)
+    check_count(episodes, "episodes")
     jobs = [(f"views_{k:03d}", 72, (seed, 2, k)) for k in range(episodes)]
-    with tqdm(total=sum(j[1] for j in jobs), unit="frame", desc=f"{scenario} {object_name}", mininterval=1.0) as bar:
+    with progress_lines.bar(sum(j[1] for j in jobs), f"{scenario} {object_name}", unit="frame") as bar:
         return [synth_multiview(object_name, Path(out_dir) / name, count, size, job_seed, bar, light)
                 for name, count, job_seed in jobs]
 
@@ -375,17 +376,11 @@ def synth_clips(record, scenario: str, object_name: str, out_dir, episodes: int,
     (seed, 0, k)) and test_k (TEST_FRAMES, seed (seed, 1, k)), each written by
     record(object_name, folder, frames, seed, size, progress_bar); returns their folders."""
     get_object(object_name)
-    check_count("episodes", episodes)
+    check_count(episodes, "episodes")
     jobs = [(f"{split}_{k:03d}", frames, (seed, code, k)) for k in range(episodes)
             for split, code, frames in (("train", 0, TRAIN_FRAMES), ("test", 1, TEST_FRAMES))]
-    with tqdm(total=sum(j[1] for j in jobs), unit="frame", desc=f"{scenario} {object_name}", mininterval=1.0) as bar:
+    with progress_lines.bar(sum(j[1] for j in jobs), f"{scenario} {object_name}", unit="frame") as bar:
         return [record(object_name, Path(out_dir) / name, count, job_seed, size, bar) for name, count, job_seed in jobs]
-
-
-def check_count(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def check_size(size) -> int:

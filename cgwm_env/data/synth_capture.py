@@ -19,11 +19,11 @@ import imageio.v3 as iio
 import mujoco
 import numpy as np
 
+from cgwm_env.checks import check_count
 from cgwm_env.data.camera_model import SoftwareCamera, SoftwareRig, place_mujoco_camera, prepare_spec
 from cgwm_env.data.capture import Board
 from cgwm_env.data.depth import save_depth
 from cgwm_env.data.objects import get_object
-from cgwm_env.data.synth import check_count
 from cgwm_env.render.camera import look_at
 
 
@@ -79,7 +79,7 @@ def synth_capture(object_name: str, out_dir, views: int = 36, width: int = 480, 
     """Photograph `object_name` on `board` from `views` viewpoints (view_poses) at width x height
     px with a vertical field of view of `fovy` degrees; write the session into `out_dir` (module
     docstring) and return it. seed: the object's yaw and the viewpoints' jitter."""
-    check_count("views", views)
+    check_count(views, "views")
     rng = np.random.default_rng(seed)
     spec = capture_spec(object_name, board, software, rng.uniform(0, 2 * math.pi), width, height)
     model = spec.compile()

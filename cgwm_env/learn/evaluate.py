@@ -32,11 +32,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cgwm_env import progress as progress_lines
 from cgwm_env.checks import check_count
 from cgwm_env.data.objects import OBJECTS, get_object
 from cgwm_env.learn.clips import Clip, clip_paths, hand_fields, leap_state, load_clip, paste_recorded_hand
+from cgwm_env.learn.plots import plot_curves
 from cgwm_env.learn.stage1 import save_mesh
-from cgwm_env.learn.stage2 import plot_curves
 from cgwm_env.learn.world_model import WorldModel, predict_hand_states, predict_states, render_states
 from cgwm_env.physics import math3d
 from cgwm_env.physics.gaussians import SphereGaussians
@@ -221,8 +222,6 @@ def cem_fit(twin: MujocoTwin, gaussians: SphereGaussians, clips: list[Clip], sta
     """CEM over (mass, mu, time constant, damping ratio) on the mean L1 image error of the
     clips' frames 1..T-1; returns the best parameters (4,) seen and the PSNR (dB) of the best
     sample of each iteration (the training curve)."""
-    from tqdm import tqdm
-
     rng = np.random.default_rng(settings.seed)
     lows = np.array([math.log(mass * settings.mass_range[0]), settings.mu_range[0],
                      math.log(settings.timeconst_range[0]), settings.dampratio_range[0]])
@@ -231,23 +230,26 @@ def cem_fit(twin: MujocoTwin, gaussians: SphereGaussians, clips: list[Clip], sta
     samples = rng.uniform(lows, highs, (settings.samples, 4))
     best, curve = (math.inf, None), []
     floor = 0.02 * (highs - lows)
-    for _ in tqdm(range(settings.iterations), desc="CEM+MuJoCo+R", disable=not progress, mininterval=1.0):
-        samples = np.clip(samples, [-np.inf, 0.0, math.log(2 * twin.models[0].opt.timestep), 0.01], np.inf)
-        physical = np.column_stack((np.exp(samples[:, 0]), samples[:, 1], np.exp(samples[:, 2]), samples[:, 3]))
-        losses, mses = np.zeros(len(samples)), np.zeros(len(samples))
-        for clip, start in zip(clips, starts):
-            pos, quat = twin.rollout(physical, start, len(clip), clip.pusher_start, clip.pusher_velocity)
-            for s in range(len(samples)):
-                images = render_prediction(gaussians, clip, pos[s, 1:], quat[s, 1:])
-                losses[s] += float((images - clip.images[1:]).abs().mean()) / len(clips)
-                mses[s] += float(((images - clip.images[1:]) ** 2).mean(dim=(-3, -2, -1)).log10().mean()) / len(clips)
-        order = np.argsort(losses)
-        curve.append(-10.0 * float(mses[order[0]]))
-        if losses[order[0]] < best[0]:
-            best = (losses[order[0]], physical[order[0]].copy())
-        elite = samples[order[:settings.elites]]
-        mean, std = elite.mean(0), np.maximum(elite.std(0), floor)
-        samples = rng.normal(mean, std, (settings.samples, 4))
+    with progress_lines.bar(settings.iterations, "CEM+MuJoCo+R", unit="iteration", enabled=progress) as bar:
+        for _ in range(settings.iterations):
+            samples = np.clip(samples, [-np.inf, 0.0, math.log(2 * twin.models[0].opt.timestep), 0.01], np.inf)
+            physical = np.column_stack((np.exp(samples[:, 0]), samples[:, 1], np.exp(samples[:, 2]), samples[:, 3]))
+            losses, mses = np.zeros(len(samples)), np.zeros(len(samples))
+            for clip, start in zip(clips, starts):
+                pos, quat = twin.rollout(physical, start, len(clip), clip.pusher_start, clip.pusher_velocity)
+                for s in range(len(samples)):
+                    images = render_prediction(gaussians, clip, pos[s, 1:], quat[s, 1:])
+                    losses[s] += float((images - clip.images[1:]).abs().mean()) / len(clips)
+                    mse = ((images - clip.images[1:]) ** 2).mean(dim=(-3, -2, -1))
+                    mses[s] += float(mse.log10().mean()) / len(clips)
+            order = np.argsort(losses)
+            curve.append(-10.0 * float(mses[order[0]]))
+            if losses[order[0]] < best[0]:
+                best = (losses[order[0]], physical[order[0]].copy())
+            elite = samples[order[:settings.elites]]
+            mean, std = elite.mean(0), np.maximum(elite.std(0), floor)
+            samples = rng.normal(mean, std, (settings.samples, 4))
+            bar.update()
     return best[1], curve
 
 

@@ -17,22 +17,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from cgwm_env import progress as progress_lines
 from cgwm_env.config import config_file, settings_from_yaml
 from cgwm_env.learn.clips import Clip, clip_paths, leap_model_kwargs, load_clip
-from cgwm_env.learn.initial_state import estimate_leap_state
 from cgwm_env.learn.losses import ImageLoss
+from cgwm_env.learn.plots import kept_record, plot_learning
 from cgwm_env.learn.settings import PARAMETERS, LearnSettings
-from cgwm_env.learn.stage2 import (_clips_loss, _from_leaves, _project, _to_leaves, clip_model, initial_params,
-                                   plot_curves)
+from cgwm_env.learn.stage2 import (_clips_loss, _from_leaves, _project, _to_leaves, clip_model, estimate_starts,
+                                   initial_params)
 from cgwm_env.learn.world_model import WorldModel, params_values
 from cgwm_env.physics.collision import SoftSDFSettings
 from cgwm_env.physics.gaussians import SphereGaussians
@@ -86,9 +85,7 @@ def learn_leap(gaussians: SphereGaussians, clips: list[Clip], held_out: list[Cli
     start_time = time.perf_counter()
     base = clip_model(gaussians, params, clips[0], settings.substeps, **model_kwargs)
     if starts is None:
-        estimates = [estimate_leap_state(base, clip, settings) for clip in clips + held_out]
-        starts = [state for state, _ in estimates]
-        reports = [{"clip": c.path, **report} for c, (_, report) in zip(clips + held_out, estimates)]
+        starts, reports = estimate_starts(base, clips + held_out, settings, progress)
     elif len(starts) != len(clips) + len(held_out):
         raise ValueError(f"starts: expected one State per clip and held-out clip ({len(clips) + len(held_out)}), "
                          f"got {len(starts)}")
@@ -107,7 +104,7 @@ def learn_leap(gaussians: SphereGaussians, clips: list[Clip], held_out: list[Cli
     def model_of(values):
         return clip_model(gaussians, _from_leaves(values), clips[0], settings.substeps, **model_kwargs)
 
-    with tqdm(total=settings.iterations, desc="stage II (LEAP)", disable=not progress, mininterval=1.0) as bar:
+    with progress_lines.bar(settings.iterations, "stage II (LEAP)", unit="iteration", enabled=progress) as bar:
         it = 0
         while True:
             model = model_of(leaves)
@@ -179,10 +176,12 @@ def run_learn_leap(data, gaussians_file, out, settings: LearnSettings | None = N
     learned from, test_* held out) from the
     Gaussians in `gaussians_file` (.npz), starting from LEAP_INITIAL with `initial`'s values (some of
     mass, mu, stiffness, damping) over it; writes the bundle `out`, out/learn_log.jsonl and
-    out/psnr.png, prints a summary (and on stderr what was caught) and returns (bundle, history)."""
+    out/learning.png (loss, PSNR and the learned parameters per iteration, the kept iterate marked),
+    prints a summary (and on stderr what was caught) and returns (bundle, history)."""
     unknown = sorted(set(initial) - set(LEAP_INITIAL))
     if unknown:
         raise ValueError(f"{unknown[0]}: unknown initial value; expected some of {sorted(LEAP_INITIAL)}")
+    settings = settings or leap_settings()
     gfile = Path(gaussians_file)
     if not gfile.is_file() or gfile.suffix != ".npz":
         raise ValueError(f"gaussians: expected a stage I .npz file, got {str(gfile)!r}")
@@ -198,9 +197,10 @@ def run_learn_leap(data, gaussians_file, out, settings: LearnSettings | None = N
     with open(out / "learn_log.jsonl", "w") as log:
         wm, history = learn_leap(gaussians, clips, held_out, params, settings, progress, log)
     wm.save(out)
-    plot_curves({"training": [h["psnr"] for h in history],
-                 "held out": [h.get("held_out_psnr", math.nan) for h in history]}, out / "psnr.png",
-                f"stage II (LEAP Hand): {clips[0].object}")
+    plot_learning(history, out / "learning.png", kept_record(history, wm.info),
+                  [p for p in settings.parameters if any(p in h for h in history)],
+                  f"stage II (LEAP Hand): {clips[0].object}, kept iteration {wm.info['best_iteration']} "
+                  f"(lowest held-out loss)")
     for retry in wm.info["retries"]:
         print(f"stage II: iteration {retry['iteration']} {retry['action']} (step now {retry['lr']:.3g})", file=sys.stderr)
     for rejected in wm.info["rejected"]:

@@ -304,6 +304,12 @@ def run_init(views_dir, out_file, settings: Settings = Settings(), holdout_every
     prints and returns a summary (views, Gaussians, held-out PSNR dB and IoU, seconds)."""
     if not Path(views_dir).is_dir():
         raise ValueError(f"views_dir: expected a dataset folder, got {views_dir!r} (not a directory)")
+    if not (Path(views_dir) / "meta.json").is_file():
+        inside = sorted(p.parent for p in Path(views_dir).glob("*/meta.json"))
+        hint = f"; give one of the {len(inside)} dataset folder(s) in it, e.g. {inside[0]}" if inside else ""
+        raise ValueError(f"views_dir: expected a multi-view dataset folder with meta.json (docs/datasets.md; cgwm "
+                         f"synth --scenario multiview or cgwm capture views writes one), got {str(views_dir)!r}, "
+                         f"which has no meta.json{hint}")
     out_file = Path(out_file)
     if out_file.suffix != ".npz":
         raise ValueError(f"out_file: expected a path ending in .npz, got {str(out_file)!r}")

@@ -16,8 +16,8 @@ the simulator and the renderer.
    section III-D-4).
 
 `cgwm learn --data DIR --gaussians FILE --out MODEL` runs it on a folder of clips and saves a
-WorldModel bundle (cgwm_env.learn.world_model), a per-iteration log (loss, PSNR, parameters) and the
-training PSNR curve.
+WorldModel bundle (cgwm_env.learn.world_model), a per-iteration log (loss, PSNR, parameters) and its
+picture, learning.png (cgwm_env.learn.plots).
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from cgwm_env import progress as progress_lines
 from cgwm_env.learn.clips import Clip, clip_paths, leap_model_kwargs, load_clip, paste_recorded_hand
 from cgwm_env.learn.identify import IdentifySettings, identify, rotation_distance2, stable_gains, track_velocities
 from cgwm_env.learn.initial_state import estimate_initial_state, estimate_leap_state
 from cgwm_env.learn.losses import ImageLoss
+from cgwm_env.learn.plots import kept_record, plot_learning
 from cgwm_env.learn.settings import PARAMETERS, LearnSettings
 from cgwm_env.learn.stage1 import volume_inertia
 from cgwm_env.learn.track import Track, TrackSettings, pose_errors, track_clip
@@ -86,12 +86,7 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
     start_time = time.perf_counter()
     base = clip_model(gaussians, params, clips[0], settings.substeps, **model_kwargs)
     if starts is None:
-        starts, reports = [], []
-        for clip in clips:
-            estimate = estimate_leap_state if clip.joint_target is not None else estimate_initial_state
-            state, report = estimate(base, clip, settings)
-            starts.append(state)
-            reports.append({"clip": clip.path, **report})
+        starts, reports = estimate_starts(base, clips, settings, progress)
     else:
         if len(starts) != len(clips) or not all(isinstance(s, State) and s.position.shape == (1, 3) for s in starts):
             raise ValueError(f"starts: expected one State of batch 1 per clip ({len(clips)}), got {starts!r}")
@@ -112,7 +107,7 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
     opt = torch.optim.Adam(groups)
     loss_fn = ImageLoss(settings)
     history, best, stopped = [], None, None
-    with tqdm(total=settings.iterations, desc="stage II", disable=not progress, mininterval=1.0) as bar:
+    with progress_lines.bar(settings.iterations, "stage II", unit="iteration", enabled=progress) as bar:
         for it in range(settings.iterations + 1):
             g = SphereGaussians(centers, log_scales, gaussians.opacity_logits.detach(), gaussians.colors.detach())
             model = clip_model(g, _from_leaves(leaves), clips[0], settings.substeps, **model_kwargs)
@@ -156,6 +151,23 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
             "geometry_shift_max_m": float((best_centers - centers0).norm(dim=1).max())}
     wm = WorldModel.from_model(model, initial_params=params, info=info)
     return dataclasses.replace(wm, initial_gaussians=SphereGaussians(*(t.detach() for t in gaussians.tensors()))), history
+
+
+def estimate_starts(base: Model, clips: list[Clip], settings: LearnSettings,
+                    progress: bool = True) -> tuple[list[State], list[dict]]:
+    """Each clip's initial state (batch 1) estimated from its images with `base`'s parameters
+    (estimate_leap_state for LEAP Hand clips, else estimate_initial_state), and each estimate's
+    report; says so while it runs where `progress`."""
+    starts, reports = [], []
+    with progress_lines.bar(len(clips), "stage II: initial states from the first frames", unit="clip",
+                            enabled=progress) as bar:
+        for clip in clips:
+            estimate = estimate_leap_state if clip.joint_target is not None else estimate_initial_state
+            state, report = estimate(base, clip, settings)
+            starts.append(state)
+            reports.append({"clip": clip.path, **report})
+            bar.update()
+    return starts, reports
 
 
 def fit_world_model(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
@@ -224,8 +236,9 @@ def fit_world_model(gaussians: SphereGaussians, clips: list[Clip], params: Physi
     candidates = {"initial": (params, gaussians), "identified": (identified, gaussians)}
     if settings.iterations > 0:
         say(f"refining in image space for {settings.iterations} iterations")
-        refined, refine_history = learn(gaussians, [clips[k] for k in fitted], identified, settings, progress=False,
-                                        model_kwargs=model_kwargs, starts=[starts[k] for k in fitted])
+        refined, refine_history = learn(gaussians, [clips[k] for k in fitted], identified, settings,
+                                        progress=progress is not None, model_kwargs=model_kwargs,
+                                        starts=[starts[k] for k in fitted])
         for entry in refine_history:
             record({"stage": "refine", **entry})
         candidates["refined"] = (refined.params, refined.gaussians)
@@ -243,6 +256,7 @@ def fit_world_model(gaussians: SphereGaussians, clips: list[Clip], params: Physi
             "fps": clips[0].fps, "substeps": settings.substeps, "settings": dataclasses.asdict(settings),
             "tracks": track_reports, "held_out": [clips[k].path for k in held], "fit_frames": fit_frames,
             "validation_error": errors, "kept": kept,
+            "refined_iteration": refined.info["best_iteration"] if "refined" in candidates else None,
             "initial_states": [{"clip": c.path, "position": s.position[0].tolist(), "quat": s.quat[0].tolist(),
                                 "velocity": s.velocity[0].tolist(), "omega": s.omega[0].tolist()}
                                for c, s in zip(clips, starts)],
@@ -353,7 +367,8 @@ def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings
               clips: list[int] | None = None) -> tuple[WorldModel, list[dict]]:
     """`cgwm learn`: stage II on the train clips under `data` (all, or the indices `clips`)
     from the Gaussians in `gaussians_file` (.npz or .ply) and the initial parameter values;
-    writes the bundle `out`, out/learn_log.jsonl and out/psnr.png; returns (bundle, history)."""
+    writes the bundle `out`, out/learn_log.jsonl and out/learning.png (loss, PSNR and the learned
+    parameters per iteration, the kept iterate marked); returns (bundle, history)."""
     gfile = Path(gaussians_file)
     if not gfile.is_file() or gfile.suffix not in (".npz", ".ply"):
         raise ValueError(f"gaussians: expected a stage I .npz or .ply file, got {str(gfile)!r}")
@@ -378,9 +393,11 @@ def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings
             wm, history = fit_world_model(gaussians, loaded, params, settings, say, log)
     wm.save(out)
     v = params_values(wm.params)
-    psnr = [h["psnr"] for h in history if h.get("stage", "refine") == "refine"]
-    if psnr:
-        plot_curves({"ours": psnr}, out / "psnr.png", f"stage II: {loaded[0].object}")
+    kept = f"iteration {wm.info['best_iteration']}" if hand else f"the {wm.info['kept']} parameters"
+    learned = set(settings.parameters) | (set() if hand else set(IdentifySettings.parameters))
+    plot_learning(history, out / "learning.png", kept_record(history, wm.info),
+                  [p for p in PARAMETERS if p in learned and any(p in h for h in history)],
+                  f"stage II: {loaded[0].object}, kept {kept}")
     if hand:
         if wm.info["stopped"]:
             print(f"stage II stopped early at {wm.info['stopped']}; kept the best iteration, "
@@ -395,23 +412,3 @@ def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings
               f"mass {v['mass']:.4g} kg as given (not identifiable from falls and pushes by a kinematic pusher); "
               f"{wm.info['seconds']:.0f} s -> {out}")
     return wm, history
-
-
-def plot_curves(curves: dict, path, title: str) -> None:
-    """Write a PNG of PSNR (dB) against iteration, one line per entry of `curves` {name: [dB]}."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
-    for name, values in curves.items():
-        ax.plot(np.arange(len(values)), values, label=name)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("training PSNR, dB")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)

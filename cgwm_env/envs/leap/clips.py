@@ -10,11 +10,12 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from cgwm_env.checks import check_count
 from cgwm_env.data.camera_model import SoftwareCamera, SoftwareRig, prepare_spec
 from cgwm_env.data.dataset import camera_to_meta, save_background, save_dataset
 from cgwm_env.data.depth import BACKGROUND_DEPTH_FILE, DEPTH_FILE, save_depth
 from cgwm_env.data.objects import get_object
-from cgwm_env.data.synth import FAR, FPS, TRAIN_FRAMES, check_count, check_size, in_view, seed_meta, synth_clips
+from cgwm_env.data.synth import FAR, FPS, TRAIN_FRAMES, check_size, in_view, seed_meta, synth_clips
 from cgwm_env.envs.leap import task as leap_task
 from cgwm_env.envs.leap.mujoco_env import CAMERA, LeapHandMujocoEnv, scene_model, scene_spec
 from cgwm_env.envs.leap.mujoco_env import SUBSTEPS as LEAP_SUBSTEPS
@@ -118,7 +119,7 @@ def synth_leap(object_name: str, out_dir, frames: int = TRAIN_FRAMES, seed=0, si
     states, the true camera, whether a finger touches the object) goes to truth/<name>.npz
     beside out_dir, for scoring only."""
     obj = get_object(object_name)
-    frames = check_count("frames", frames)
+    frames = check_count(frames, "frames")
     size = check_size(size)
     rng = np.random.default_rng(seed)
     env = LeapHandMujocoEnv(object_name, normalized_actions=False)
