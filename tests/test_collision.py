@@ -149,3 +149,14 @@ def test_solid_distance_keeps_growing_inside_a_shell_of_spheres():
     assert soft[-1] > soft[15]  # the shell's own distance turns back past the shell
     inside = grid.inside()
     assert inside.abs().max() < 0.025 + grid.spacing and len(inside) * grid.spacing**3 == pytest.approx(0.05**3, rel=0.1)
+
+
+def test_solid_sdf_gradcheck():
+    g = box_gaussians(0.02, 4)
+    centers, radii = g.centers.double(), g.radii.double()
+    grid = solid_grid(centers, radii)
+    settings = SoftSDFSettings(beta=300.0)
+    points = torch.tensor([[[0.003, -0.012, 0.001], [0.002, -0.004, 0.0005], [0.001, -0.0088, 0.002],
+                            [0.02, 0.001, -0.003]]], dtype=torch.float64)  # outside, deep, blended, outside
+    inputs = [t.clone().requires_grad_() for t in (points, centers, radii)]
+    assert torch.autograd.gradcheck(lambda p, c, r: solid_sdf(p, c, r, grid, settings), inputs)

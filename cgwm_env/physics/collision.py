@@ -146,7 +146,7 @@ def solid_sdf(points: torch.Tensor, centers: torch.Tensor, radii: torch.Tensor, 
     offsets = [points[..., :, None, i] - centers[None, :, i] for i in range(3)]
     phi, normals = _soft_min_distance(offsets, radii[None, :], settings, clamp=False)
     deep, deep_normals = grid.sample(points)
-    w = ((-deep.detach() - 0.25 * grid.reach) / (0.5 * grid.reach)).clamp(0.0, 1.0)
+    w = ((-deep - 0.25 * grid.reach) / (0.5 * grid.reach)).clamp(0.0, 1.0)
     phi = (1 - w) * phi + w * deep
     normals = (1 - w[..., None]) * normals + w[..., None] * deep_normals
     return phi, normals / torch.sqrt((normals * normals).sum(-1, keepdim=True) + _EPS_LEN**2)
