@@ -46,8 +46,8 @@ class ContactSettings:
     pushing when it scales the others' gains (effective_mass mode only); iterations: the coupled
     contacts' sweeps; max_contacts: ground contacts kept per step (the nearest); pusher: how a
     kinematic pusher meets the object, one of PUSHER_MODES: "mocap" (MuJoCo's mocap bodies, which
-    datasets made by MuJoCo push with) the pusher is placed along its path and its contact's
-    damping and friction see the object's velocity only, so it sinks in by about (damping v +
+    datasets made by MuJoCo push with) the pusher is placed at the step's end before the contacts
+    are solved, and its contact's damping and friction see the object's velocity only, so it sinks in by about (damping v +
     mu g) / stiffness while it pushes at speed v; "driven" they see the velocity relative to the
     pusher (a pusher driven stiffly at its speed, e.g. a robot's position-controlled finger)."""
 

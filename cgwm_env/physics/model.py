@@ -189,7 +189,6 @@ class Model:
     hand: HandModel | None = None
     sdf: SoftSDFSettings = field(default_factory=SoftSDFSettings)
     contact: ContactSettings = field(default_factory=ContactSettings)
-    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if len(self.gaussians) == 0:
@@ -226,41 +225,34 @@ class Model:
 
 
     def ground_candidates(self) -> torch.Tensor | None:
-        """Indices (K,) of the spheres that may touch the ground, or None for all of them. Worked
-        out again whenever the spheres' tensors change, in place included."""
+        """Indices (K,) of the spheres that may touch the ground, or None for all of them."""
         if self.ground_contacts == "all":
             return None
-        g = self.gaussians
-        key = (id(g.centers), g.centers._version, id(g.log_scales), g.log_scales._version)
-        if self._cache.get("ground_key") != key:
-            self._cache.update(ground_key=key, ground_index=support_spheres(g.centers, g.radii))
-        return self._cache["ground_index"]
+        return self._of_geometry("support", lambda g: support_spheres(g.centers, g.radii))
 
     def sphere_grid(self) -> SphereGrid:
-        """The spheres' neighbour grid for fast soft distances (collision.sphere_grid), built again
-        whenever the spheres' tensors change, in place included."""
-        g = self.gaussians
-        key = (id(g.centers), g.centers._version, id(g.log_scales), g.log_scales._version)
-        if self._cache.get("grid_key") != key:
-            self._cache.update(grid_key=key, grid=sphere_grid(g.centers, g.radii, self.sdf))
-        return self._cache["grid"]
+        """The spheres' neighbour grid for fast soft distances (collision.sphere_grid)."""
+        return self._of_geometry(("grid", self.sdf), lambda g: sphere_grid(g.centers, g.radii, self.sdf))
 
     def solid_grid(self) -> SolidGrid:
-        """The solid's signed-distance grid for the pusher's contacts (collision.solid_grid), shared by
-        every model of the same sphere tensors (dataclasses.replace keeps them) and built again
-        whenever they change, in place included."""
+        """The solid's signed-distance grid for the pusher's contacts (collision.solid_grid)."""
+        return self._of_geometry("solid", lambda g: solid_grid(g.centers, g.radii))
+
+    def _of_geometry(self, kind, build):
+        """build(gaussians) once per kind and sphere tensors, shared by every model of the same tensors
+        (dataclasses.replace keeps them) and built again whenever they change, in place included."""
         g = self.gaussians
-        key = (id(g.centers), g.centers._version, id(g.log_scales), g.log_scales._version)
-        hit = _SOLID_GRIDS.get(key)
+        key = (kind, id(g.centers), g.centers._version, id(g.log_scales), g.log_scales._version)
+        hit = _OF_GEOMETRY.get(key)
         if hit is None or hit[0]() is not g.centers or hit[1]() is not g.log_scales:
-            while len(_SOLID_GRIDS) >= 8:
-                _SOLID_GRIDS.pop(next(iter(_SOLID_GRIDS)))
-            hit = _SOLID_GRIDS[key] = (weakref.ref(g.centers), weakref.ref(g.log_scales), solid_grid(g.centers, g.radii))
+            while len(_OF_GEOMETRY) >= 16:
+                _OF_GEOMETRY.pop(next(iter(_OF_GEOMETRY)))
+            hit = _OF_GEOMETRY[key] = (weakref.ref(g.centers), weakref.ref(g.log_scales), build(g))
         return hit[2]
 
 
-# Model.solid_grid's grids by their spheres' tensors (identity checked through weak references).
-_SOLID_GRIDS: dict = {}
+# What Model._of_geometry built, by kind and sphere tensors (identity checked through weak references).
+_OF_GEOMETRY: dict = {}
 
 
 def box_model(size=0.05, mass: float = 0.1, mu: float = 0.5, per_edge: int = 10, stiffness: float = STIFFNESS,
