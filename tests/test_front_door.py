@@ -10,7 +10,7 @@ from pathlib import Path
 import imageio.v2 as imageio
 import pytest
 
-from cgwm_env.cli import BENCH_SUITES, LEARNED_PARAMETERS, SYNTH_SCENARIOS, parser
+from cgwm_env.cli import BENCH_SUITES, LEARNED_PARAMETERS, PUSHER_MODES, SYNTH_SCENARIOS, parser
 
 ROOT = Path(__file__).resolve().parents[1]
 CGWM = str(Path(sys.executable).parent / "cgwm")
@@ -88,8 +88,10 @@ def test_help_does_not_import_torch_and_the_choices_match_the_library():
     assert _run([sys.executable, "-c", code], ROOT).strip() == "False"
     from cgwm_env.data.synth import SCENARIOS
     from cgwm_env.learn.settings import PARAMETERS
+    from cgwm_env.physics.contact import PUSHER_MODES as LIBRARY_PUSHER_MODES
 
     assert SYNTH_SCENARIOS == (*SCENARIOS, "leap") and LEARNED_PARAMETERS == tuple(PARAMETERS)
+    assert PUSHER_MODES == LIBRARY_PUSHER_MODES
     assert set(BENCH_SUITES) == {p.stem for p in (ROOT / "cgwm_env" / "bench").glob("*.py")} - {"__init__", "gpu_hand",
                                                                                                   "gpu_physics"}
     assert parser().parse_args(["bench", "mpc", "--trials", "2"]).trials == 2

@@ -337,12 +337,13 @@ def test_learn_and_eval_commands_write_their_outputs(fall_data, tmp_path):
     config.write_text("candidates: 4\ntrack_iterations: 2\nidentify_iterations: 3\ninitial:\n  mu: 0.3\n")
     model = tmp_path / "model"
     assert main(["learn", "--data", str(fall_data / "data"), "--gaussians", str(gfile), "--out", str(model),
-                 "--config", str(config), "--iterations", "2"]) == 0
+                 "--config", str(config), "--iterations", "2", "--pusher", "driven"]) == 0
     log = [json.loads(line) for line in (model / "learn_log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in log if r["stage"] == "identify"] == [0, 1, 2, 3]
     assert [r["iteration"] for r in log if r["stage"] == "refine"] == [0, 1, 2]
     assert log[0]["mu"] == pytest.approx(0.3, abs=1e-5)
     wm = WorldModel.load(model)
+    assert wm.contact.pusher == "driven"  # the bundle keeps how its pusher moves
     assert wm.info["kept"] in wm.info["validation_error"] and len(wm.info["initial_states"]) == 1
     assert np.isfinite(wm.info["tracks"][0]["error_median_m"])
     plot = imageio.imread(model / "learning.png")  # identification's row above refinement's

@@ -26,6 +26,7 @@ from cgwm_env.config import use_threads
 
 SYNTH_SCENARIOS = ("fall", "flatdrop", "push", "multiview", "leap")  # cgwm_env.data.synth.SCENARIOS and leap
 LEARNED_PARAMETERS = ("mass", "inertia", "mu", "stiffness", "damping")  # cgwm_env.learn.settings.PARAMETERS
+PUSHER_MODES = ("mocap", "driven")  # cgwm_env.physics.contact.PUSHER_MODES
 BENCH_SUITES = ("physics", "render", "init", "env", "hardware", "mpc", "accuracy")  # cgwm_env.cli.bench.SUITES
 # Names the library's messages use for what a verb's flag sets, where they differ from the flag's.
 LIBRARY_NAMES = {"init": {"views_dir": "--data", "out_file": "--gaussians"},
@@ -220,6 +221,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--loftr-weights", type=existing_file, default=None, metavar="FILE",
                    help="local kornia LoFTR weights: use the LoFTR feature loss instead of D-SSIM (default: D-SSIM)")
     p.add_argument("--seed", type=count(0), default=None, help="seed of the initial-pose candidates (default 0)")
+    p.add_argument("--pusher", choices=PUSHER_MODES, default="mocap",
+                   help="how the clips' pusher moved: mocap, placed along its path as MuJoCo's mocap bodies (cgwm synth, "
+                        "most MuJoCo scenes); driven, a stiffly driven robot finger (docs/simulator.md) (default mocap)")
 
     p = verb("track", "the object's pose in every frame of clips, by render-and-compare")
     p.add_argument("--data", type=existing_dir, required=True, metavar="DIR",

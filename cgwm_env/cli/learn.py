@@ -18,4 +18,4 @@ def main(args) -> None:
     for name in ("mass", "mu", "stiffness", "damping"):
         if getattr(args, name) is not None:
             initial[name] = getattr(args, name)
-    run_learn(args.data, args.gaussians, args.out, settings, clips=args.clips, **initial)
+    run_learn(args.data, args.gaussians, args.out, settings, clips=args.clips, pusher=args.pusher, **initial)

@@ -44,6 +44,7 @@ from cgwm_env.learn.track import Track, TrackSettings, pose_errors, track_clip
 from cgwm_env.learn.world_model import WorldModel, params_values, predict_hand_states, predict_states, render_states
 from cgwm_env.physics import math3d
 from cgwm_env.physics.collision import SoftSDFSettings
+from cgwm_env.physics.contact import ContactSettings
 from cgwm_env.physics.gaussians import SphereGaussians
 from cgwm_env.physics.model import DAMPING, STIFFNESS, Model, PhysicalParams, State
 from cgwm_env.render.metrics import psnr
@@ -364,9 +365,10 @@ def predict_leap_images(model: Model, clip: Clip, start: State, substeps: int, w
 
 def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings(), mass: float = 0.1,
               mu: float = 0.5, stiffness: float = STIFFNESS, damping: float = DAMPING, progress: bool = True,
-              clips: list[int] | None = None) -> tuple[WorldModel, list[dict]]:
+              clips: list[int] | None = None, pusher: str = "mocap") -> tuple[WorldModel, list[dict]]:
     """`cgwm learn`: stage II on the train clips under `data` (all, or the indices `clips`)
-    from the Gaussians in `gaussians_file` (.npz or .ply) and the initial parameter values;
+    from the Gaussians in `gaussians_file` (.npz or .ply) and the initial parameter values, a pusher
+    moved as `pusher` (ContactSettings.pusher);
     writes the bundle `out`, out/learn_log.jsonl and out/learning.png (loss, PSNR and the learned
     parameters per iteration, the kept iterate marked); returns (bundle, history)."""
     gfile = Path(gaussians_file)
@@ -390,7 +392,8 @@ def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings
             wm, history = learn(gaussians, loaded, params, settings, progress, log)
         else:
             say = (lambda message: progress_lines.say(f"stage II: {message}")) if progress else None
-            wm, history = fit_world_model(gaussians, loaded, params, settings, say, log)
+            wm, history = fit_world_model(gaussians, loaded, params, settings, say, log,
+                                          {"contact": ContactSettings(pusher=pusher)})
     wm.save(out)
     v = params_values(wm.params)
     kept = f"iteration {wm.info['best_iteration']}" if hand else f"the {wm.info['kept']} parameters"
