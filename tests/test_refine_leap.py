@@ -10,7 +10,7 @@ import torch
 
 from cgwm_env.data.dataset import camera_to_meta, save_background, save_dataset
 from cgwm_env.learn import leap, stage2
-from cgwm_env.learn.clips import Clip, leap_model_kwargs, load_clip
+from cgwm_env.learn.clips import LEAP_INITIAL, Clip, leap_model_kwargs, load_clip
 from cgwm_env.learn.initial_state import estimate_leap_state, rest_on_plane
 from cgwm_env.learn.settings import LearnSettings
 from cgwm_env.learn.world_model import predict_hand_states
@@ -117,6 +117,45 @@ def test_plain_damping_is_projected_below_the_summed_rows_bound(scene):
     bounds = [settings.max_stiffness_damping * 0.1 / (rows * (1 + h["mu"] ** 2)) for h in history]  # N s/m
     assert history[0]["damping"] == pytest.approx(3.0, rel=1e-4)  # learning starts where it is told
     assert all(h["damping"] <= b * (1 + 1e-4) for h, b in zip(history[1:], bounds[1:])) and max(bounds) < 0.5
+
+def _save_clip(clip: Clip, path, states: dict | None = None, meta: dict | None = None):
+    """Write `clip` as a dataset folder (docs/datasets.md): its frames, masks, hand masks, background,
+    and states.npz times (k / fps), joint_pos, joint_target, with `states` and `meta` over them."""
+    to_u8 = lambda x: np.rint(x.numpy() * 255).astype(np.uint8)  # noqa: E731
+    arrays = {"times": np.arange(len(clip)) / clip.fps, "joint_pos": clip.joint_pos.numpy(),
+              "joint_target": clip.joint_target.numpy(), **(states or {})}
+    meta = {"scenario": "leap", "object": clip.object, "fps": clip.fps, "cameras": [camera_to_meta(clip.camera)],
+            **(meta or {})}
+    path = save_dataset(path, meta, to_u8(clip.images), clip.masks.numpy() > 0.5, arrays,
+                        clip.hand_masks.numpy() > 0.5)
+    save_background(path, to_u8(clip.background))
+    return path
+
+
+def test_cgwm_learn_starts_a_leap_clip_from_values_in_its_contact_gains_units(scene, tmp_path):
+    """`cgwm learn` on LEAP Hand clips with no initial values starts from clips.LEAP_INITIAL (plain
+    gains, N/m and N s/m). It started from the free objects' defaults (2500 1/s^2, 100 1/s) read as
+    plain gains: the cube shot off the palm (here) or went non-finite in the first frames (the
+    software camera's clips, "centers: expected finite values")."""
+    _, train = scene
+    data = _save_clip(train, tmp_path / "data" / "train_000")
+    _truth_model().gaussians.save_npz(tmp_path / "g.npz")
+    settings = LearnSettings(iterations=1, candidates=8, pose_iterations=4, window=0)  # 16 substeps, 480 Hz
+    wm, history = stage2.run_learn(data.parent, tmp_path / "g.npz", tmp_path / "model", settings, progress=False)
+    start = stage2.params_values(wm.initial_params)
+    assert {k: pytest.approx(start[k], rel=1e-5) for k in LEAP_INITIAL} == LEAP_INITIAL
+    assert len(history) == 2 and all(math.isfinite(h["loss"]) for h in history)
+    assert (tmp_path / "model" / "world_model.json").is_file()
+
+
+def test_initial_parameters_that_diverge_are_named_with_their_units(scene):
+    start, train = scene
+    initial = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), 0.5, 2500.0, 100.0)
+    with pytest.raises(ValueError, match=r"params: the initial parameters .*damping 100\) make the rollout of train "
+                                         r"non-finite from frame \d; .*plain gains \(stiffness N/m, damping N s/m"):
+        stage2.learn(_truth_model().gaussians, [train], initial, LearnSettings(iterations=1, window=0, substeps=SUB),
+                     progress=False, starts=[start])
+
 
 def test_a_diverging_hand_rollout_ends_in_non_finite_frames_instead_of_raising(scene):
     start, train = scene

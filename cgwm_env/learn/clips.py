@@ -16,8 +16,17 @@ from cgwm_env.physics.contact import ContactSettings
 from cgwm_env.physics.gaussians import SphereGaussians
 from cgwm_env.physics.hand import hand_scene
 from cgwm_env.physics.hand_mjcf import N_JOINTS
-from cgwm_env.physics.model import State
+from cgwm_env.physics.model import DAMPING, STIFFNESS, State
 from cgwm_env.render.camera import Camera
+
+
+# Stage II's initial values where none are given: mass kg, mu, and the contact gains in the units of
+# the clips' model: plain gains (K N/m, D N s/m) with the LEAP Hand (leap_model_kwargs), else
+# effective-mass gains (1/s^2, 1/s; MuJoCo's default solref). The one set in the other's units
+# diverges: a plain D of 100 N s/m gives D dt / m = 2.1 for 0.1 kg at 480 Hz, past an explicit
+# step's limit of 2 for even one contact row, and a LEAP clip's first frame goes non-finite.
+LEAP_INITIAL = {"mass": 0.1, "mu": 0.2, "stiffness": 40.0, "damping": 1.0}
+FREE_INITIAL = {"mass": 0.1, "mu": 0.5, "stiffness": STIFFNESS, "damping": DAMPING}
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,16 @@ def hand_fields(clips: list[Clip]) -> dict:
         return {}
 
     return hand_scene()
+
+
+def initial_values(clips: list[Clip], given: dict) -> dict:
+    """mass, mu, stiffness, damping for stage II on `clips`: `given`'s (some of them) over
+    LEAP_INITIAL for LEAP Hand clips, else over FREE_INITIAL. A ValueError names an unknown key."""
+    unknown = sorted(set(given) - set(FREE_INITIAL))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown initial value; expected some of {sorted(FREE_INITIAL)}")
+    leap = bool(clips) and clips[0].joint_target is not None
+    return {**(LEAP_INITIAL if leap else FREE_INITIAL), **given}
 
 
 def leap_model_kwargs(clips: list[Clip], model_kwargs: dict) -> dict:

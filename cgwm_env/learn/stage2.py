@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from cgwm_env import progress as progress_lines
-from cgwm_env.learn.clips import Clip, clip_paths, leap_model_kwargs, load_clip, paste_recorded_hand
+from cgwm_env.learn.clips import (FREE_INITIAL, LEAP_INITIAL, Clip, clip_paths, initial_values, leap_model_kwargs,
+                                  load_clip, paste_recorded_hand)
 from cgwm_env.learn.identify import IdentifySettings, identify, rotation_distance2, stable_gains, track_velocities
 from cgwm_env.learn.initial_state import estimate_initial_state, estimate_leap_state
 from cgwm_env.learn.losses import ImageLoss
@@ -45,7 +46,7 @@ from cgwm_env.learn.world_model import WorldModel, params_values, predict_hand_s
 from cgwm_env.physics import math3d
 from cgwm_env.physics.collision import SoftSDFSettings
 from cgwm_env.physics.gaussians import SphereGaussians
-from cgwm_env.physics.model import DAMPING, STIFFNESS, Model, PhysicalParams, State
+from cgwm_env.physics.model import Model, PhysicalParams, State
 from cgwm_env.render.metrics import psnr
 
 
@@ -115,7 +116,7 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
                 total, psnrs = _clips_loss(model, clips, starts, settings, loss_fn)
             except ValueError as err:
                 if it == 0:
-                    raise
+                    raise diverged_start(err, model, settings)
                 stopped = f"iteration {it}: the rollout went non-finite ({err})"
                 break
             if not torch.isfinite(total):
@@ -301,6 +302,35 @@ def _clips_loss(model: Model, clips: list[Clip], starts: list[State], settings: 
     return total, psnrs
 
 
+class DivergedRollout(ValueError):
+    """A predicted rollout went non-finite: contact gains too stiff or damped for the step."""
+
+
+def diverged_start(err: ValueError, model: Model, settings: LearnSettings) -> ValueError:
+    """The error to raise when the first iterate's loss fails with `err`: a DivergedRollout
+    becomes a ValueError naming the initial parameters and the units their contact gains take;
+    any other error is `err` itself."""
+    if not isinstance(err, DivergedRollout):
+        return err
+    v = params_values(model.params)
+    text = (f"params: the initial parameters (mass {v['mass']:.4g} kg, mu {v['mu']:.3g}, stiffness "
+            f"{v['stiffness']:.4g}, damping {v['damping']:.4g}) make {err}")
+    if model.contact.gain_mode == "plain" and model.hand is not None:
+        text += (f"; the LEAP Hand's contacts take plain gains (stiffness N/m, damping N s/m; default start "
+                 f"{LEAP_INITIAL}), and damping <= {plain_damping_limit(model, model.params, settings):.3g} N s/m "
+                 f"keeps all its contact rows stable at this mu")
+    else:
+        text += f"; with {model.contact.gain_mode} gains start nearer the default {FREE_INITIAL}"
+    return ValueError(text)
+
+
+def plain_damping_limit(model: Model, params: PhysicalParams, settings: LearnSettings) -> float:
+    """With plain gains and the hand, the damping D (N s/m) at which the hand's n = max_contacts
+    n_dirs contact rows, each along n - mu d, reach n (1 + mu^2) D dt / m = max_stiffness_damping."""
+    rows = model.hand.max_contacts * model.contact.n_dirs * (1.0 + float(params.mu.detach()) ** 2)
+    return settings.max_stiffness_damping * float(params.mass.detach()) / (rows * model.dt)
+
+
 def _to_leaves(params: PhysicalParams) -> list[torch.Tensor]:
     """The learned variables: log mass, the inertia factor's log diagonal (3,) and its strict
     lower triangle (3,) relative to the diagonal's geometric mean (PhysicalParams keeps those in
@@ -326,7 +356,7 @@ def _predict_images(model: Model, clip: Clip, start: State, substeps: int, windo
     if clip.joint_target is not None:
         return predict_leap_images(model, clip, start, substeps, window)
     actions = None if clip.pusher_velocity is None else clip.pusher_velocity[None]
-    states = predict_states(model, start, len(clip), substeps, actions, detach_every=window)
+    states = _finite(predict_states(model, start, len(clip), substeps, actions, detach_every=window), clip)
     pushers = clip.pusher_positions()
     return render_states(model.gaussians, states.position[0, 1:], states.quat[0, 1:], clip.camera, clip.background,
                          None if pushers is None else pushers[1:], clip.pusher_look())
@@ -344,9 +374,7 @@ def _project(leaves, centers, log_scales, centers0, log_scales0, settings: Learn
     if model.contact.gain_mode == "effective_mass":
         stable_gains(log_k, log_d, model.dt)
     elif model.hand is not None:
-        p = _from_leaves(leaves)
-        rows = model.hand.max_contacts * model.contact.n_dirs * (1.0 + float(p.mu) ** 2)
-        log_d.clamp_(max=math.log(settings.max_stiffness_damping * float(p.mass) / (rows * model.dt)))
+        log_d.clamp_(max=math.log(plain_damping_limit(model, _from_leaves(leaves), settings)))
     shift = centers - centers0
     norm = shift.norm(dim=1, keepdim=True).clamp(min=1e-12)
     centers.copy_(centers0 + shift * (settings.max_shift / norm).clamp(max=1.0))
@@ -354,20 +382,28 @@ def _project(leaves, centers, log_scales, centers0, log_scales0, settings: Learn
     log_scales.copy_(log_scales0 + (log_scales - log_scales0).clamp(math.log1p(-change), math.log1p(change)))
 
 
+def _finite(states: State, clip: Clip) -> State:
+    """`states` (batch 1, over the clip's frames); a DivergedRollout names the first non-finite frame."""
+    finite = torch.isfinite(states.position[0]).all(-1) & torch.isfinite(states.quat[0]).all(-1)
+    if not finite.all():
+        raise DivergedRollout(f"the rollout of {clip.path} non-finite from frame {int((~finite).nonzero()[0, 0])}")
+    return states
+
+
 def predict_leap_images(model: Model, clip: Clip, start: State, substeps: int, window: int) -> torch.Tensor:
     """Frames 1..T-1 (T - 1, H, W, 3) predicted from `start` with the hand following the recorded
     joint targets: the object drawn over the background, the hand's pixels from the recording."""
-    states = predict_hand_states(model, start, clip.joint_target[None], substeps, detach_every=window)
+    states = _finite(predict_hand_states(model, start, clip.joint_target[None], substeps, detach_every=window), clip)
     images = render_states(model.gaussians, states.position[0, 1:], states.quat[0, 1:], clip.camera, clip.background)
     return paste_recorded_hand(images, clip)
 
 
-def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings(), mass: float = 0.1,
-              mu: float = 0.5, stiffness: float = STIFFNESS, damping: float = DAMPING, progress: bool = True,
-              clips: list[int] | None = None) -> tuple[WorldModel, list[dict]]:
+def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings(), progress: bool = True,
+              clips: list[int] | None = None, **initial) -> tuple[WorldModel, list[dict]]:
     """`cgwm learn`: stage II on the train clips under `data` (all, or the indices `clips`)
-    from the Gaussians in `gaussians_file` (.npz or .ply) and the initial parameter values;
-    writes the bundle `out`, out/learn_log.jsonl and out/learning.png (loss, PSNR and the learned
+    from the Gaussians in `gaussians_file` (.npz or .ply) and the initial values `initial` (some
+    of mass, mu, stiffness, damping; the rest from clips.initial_values, in the units of the
+    clips' contact gains); writes the bundle `out`, out/learn_log.jsonl and out/learning.png (loss, PSNR and the learned
     parameters per iteration, the kept iterate marked); returns (bundle, history)."""
     gfile = Path(gaussians_file)
     if not gfile.is_file() or gfile.suffix not in (".npz", ".ply"):
@@ -383,7 +419,8 @@ def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: expected a folder for the world model, got the file {out}")
     out.mkdir(parents=True, exist_ok=True)
-    params = initial_params(gaussians, mass, mu, stiffness, damping)
+    values = initial_values(loaded, initial)
+    params = initial_params(gaussians, values["mass"], values["mu"], values["stiffness"], values["damping"])
     hand = loaded[0].joint_target is not None
     with open(out / "learn_log.jsonl", "w") as log:
         if hand:
