@@ -217,4 +217,6 @@ def _first_frames(clip: Clip, frames: int) -> Clip:
     sliced = {name: getattr(clip, name)[keep] for name in ("images", "masks", "joint_pos", "joint_target",
                                                             "hand_masks")}
     truth = None if clip.truth is None else type(clip.truth)(*(x[:, keep] for x in clip.truth))
-    return dataclasses.replace(clip, truth=truth, **sliced)
+    times = None if clip.times is None else clip.times[keep]
+    off_clock = tuple(k for k in clip.off_clock if k < keep.stop)
+    return dataclasses.replace(clip, truth=truth, times=times, off_clock=off_clock, **sliced)

@@ -188,6 +188,8 @@ def fit_world_model(gaussians: SphereGaussians, clips: list[Clip], params: Physi
     one kept) and the history (one record per identification and refinement iteration)."""
     if not clips:
         raise ValueError("clips: expected at least one training clip, got none")
+    for clip in clips:
+        clip.require_on_clock(settings.substeps, "stage II for a free object (track, identify)")
     start_time = time.perf_counter()
     say = progress or (lambda message: None)
     model_kwargs = {"sdf": SoftSDFSettings(beta=settings.sdf_beta), **(model_kwargs or {})}
@@ -293,12 +295,15 @@ def _held_out_error(model: Model, clip: Clip, start: State, track: Track, first:
 
 
 def _clips_loss(model: Model, clips: list[Clip], starts: list[State], settings: LearnSettings, loss_fn):
-    """The image loss (a scalar tensor) averaged over the clips, and each clip's PSNR (dB)."""
+    """The image loss (a scalar tensor) averaged over the clips, and each clip's PSNR (dB), over
+    frames 1..T-1 but the off-clock ones (Clip.scored)."""
     total, psnrs = 0.0, []
     for clip, s0 in zip(clips, starts):
-        pred = _predict_images(model, clip, s0, settings.substeps, settings.window)
-        total = total + loss_fn(pred, clip.images[1:]).mean() / len(clips)
-        psnrs.append(float(psnr(pred.detach(), clip.images[1:]).mean()))
+        scored = clip.scored()[1:]
+        pred = _predict_images(model, clip, s0, settings.substeps, settings.window)[scored]
+        target = clip.images[1:][scored]
+        total = total + loss_fn(pred, target).mean() / len(clips)
+        psnrs.append(float(psnr(pred.detach(), target).mean()))
     return total, psnrs
 
 
@@ -352,11 +357,13 @@ def _from_leaves(leaves: list[torch.Tensor]) -> PhysicalParams:
 
 
 def _predict_images(model: Model, clip: Clip, start: State, substeps: int, window: int) -> torch.Tensor:
-    """Rendered prediction of frames 1..T-1 (T - 1, H, W, 3) from `start`."""
+    """Rendered prediction of frames 1..T-1 (T - 1, H, W, 3) from `start`, `substeps` physics
+    steps per 1/fps, each frame at its recorded time (Clip.step_counts)."""
     if clip.joint_target is not None:
         return predict_leap_images(model, clip, start, substeps, window)
     actions = None if clip.pusher_velocity is None else clip.pusher_velocity[None]
-    states = _finite(predict_states(model, start, len(clip), substeps, actions, detach_every=window), clip)
+    states = _finite(predict_states(model, start, len(clip), clip.step_counts(substeps), actions,
+                                    detach_every=window), clip)
     pushers = clip.pusher_positions()
     return render_states(model.gaussians, states.position[0, 1:], states.quat[0, 1:], clip.camera, clip.background,
                          None if pushers is None else pushers[1:], clip.pusher_look())
@@ -392,8 +399,10 @@ def _finite(states: State, clip: Clip) -> State:
 
 def predict_leap_images(model: Model, clip: Clip, start: State, substeps: int, window: int) -> torch.Tensor:
     """Frames 1..T-1 (T - 1, H, W, 3) predicted from `start` with the hand following the recorded
-    joint targets: the object drawn over the background, the hand's pixels from the recording."""
-    states = _finite(predict_hand_states(model, start, clip.joint_target[None], substeps, detach_every=window), clip)
+    joint targets, `substeps` physics steps per 1/fps, each frame at its recorded time
+    (Clip.step_counts): the object drawn over the background, the hand's pixels from the recording."""
+    states = _finite(predict_hand_states(model, start, clip.joint_target[None], clip.step_counts(substeps),
+                                         detach_every=window), clip)
     images = render_states(model.gaussians, states.position[0, 1:], states.quat[0, 1:], clip.camera, clip.background)
     return paste_recorded_hand(images, clip)
 
