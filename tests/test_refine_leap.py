@@ -121,6 +121,7 @@ def test_plain_damping_is_projected_below_the_summed_rows_bound(scene):
     assert history[0]["damping"] == pytest.approx(3.0, rel=1e-4)  # learning starts where it is told
     assert all(h["damping"] <= b * (1 + 1e-4) for h, b in zip(history[1:], bounds[1:])) and max(bounds) < 0.5
 
+
 def _save_clip(clip: Clip, path, states: dict | None = None, meta: dict | None = None):
     """Write `clip` as a dataset folder (docs/datasets.md): its frames, masks, hand masks, background,
     and states.npz times (k / fps), joint_pos, joint_target, with `states` and `meta` over them."""
