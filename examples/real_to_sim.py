@@ -10,8 +10,9 @@ depth with holes, a calibration error, a dropped frame, a clock off 1/fps).
    records (the empty scene first);
 5. `cgwm segment`: the object's and the hand's masks of the recording.
 The pipeline never sees the truth; this script scores against it at the end. Learning from the
-recorded clips (`cgwm learn`), planning and playing the plan follow as in the README; they are not
-yet checked on segmented recordings (docs/real_camera.md, "What does not work yet").
+recorded clips (`cgwm learn`), planning and playing the plan follow as in the README; learning runs
+on the software camera's segmented clips but does not yet improve on its start, and is not run on
+this script's recordings (docs/real_camera.md, "What does not work yet").
 
 Run: python examples/real_to_sim.py [--out out/real_to_sim] [--object cube] [--quick]
 """
@@ -79,4 +80,4 @@ print(f"segmented {len(masks)} frames: object mask IoU against the hidden truth 
       f"min {iou.min():.3f}; unsure frames {sorted(segmentation['unsure_frames'])}, "
       f"off-clock frames {segmentation['off_clock_frames']}")
 print(f"next: cgwm learn --data {out / 'clips'} --gaussians {out / 'gaussians.npz'} --out {out / 'model'} "
-      "(not yet checked on recordings: docs/real_camera.md)")
+      "--config learn_leap.yaml (it does not yet beat its start on such clips: docs/real_camera.md)")

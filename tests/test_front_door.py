@@ -18,7 +18,7 @@ CGWM = str(Path(sys.executable).parent / "cgwm")
 FASTER = {"max_steps=500": "max_steps=3", "--steps 300": "--steps 3", "--size 96": "--size 32",
           "--size 64": "--size 32", "--grid 30": "--grid 12 --geometry-iterations 3 --appearance-iterations 3 "
           "--mesh-resolution 16", "--episodes 3": "--episodes 1",
-          "--damping 1": "--damping 1 --iterations 1 --clips 0"}
+          "--config learn_leap.yaml": "--config learn_leap.yaml --iterations 1 --clips 0"}
 # README lines that need the real hand or camera.
 NEEDS_HARDWARE = ("cgwm calibrate --camera", "cgwm play --trajectory out/plan.npz --camera")
 

@@ -15,9 +15,8 @@ from scipy.spatial.transform import Rotation
 from cgwm_env.cli import main
 from cgwm_env.data.camera_model import CameraModel, Sensor, SoftwareCamera
 from cgwm_env.data.capture import Board, board_pose, load_session
-from cgwm_env.data.dataset import load_dataset
+from cgwm_env.data.dataset import load_dataset, off_clock_frames
 from cgwm_env.data.depth import align_depth, dataset_depth, load_depth, save_depth
-from cgwm_env.data.segment import off_clock_frames
 from cgwm_env.data.synth_capture import synth_capture
 from cgwm_env.envs.leap.clips import synth_leap
 from cgwm_env.learn.clips import load_clip

@@ -10,8 +10,10 @@ import torch
 
 from cgwm_env.data.dataset import camera_to_meta, save_background, save_dataset
 from cgwm_env.learn import leap, stage2
-from cgwm_env.learn.clips import Clip, leap_model_kwargs, load_clip
+from cgwm_env.learn.clips import LEAP_INITIAL, Clip, leap_model_kwargs, load_clip
+from cgwm_env.learn.evaluate import predict_ours
 from cgwm_env.learn.initial_state import estimate_leap_state, rest_on_plane
+from cgwm_env.learn.losses import ImageLoss
 from cgwm_env.learn.settings import LearnSettings
 from cgwm_env.learn.world_model import predict_hand_states
 from cgwm_env.physics.contact import ContactSettings
@@ -49,14 +51,15 @@ def _pushed_start(model, prepared) -> State:
     return state
 
 
-def _clip(model, camera, start: State, name: str) -> Clip:
+def _clip(model, camera, start: State, name: str, steps=SUB) -> Clip:
     """A clip of the thumb curling on from `start` (FRAMES frames), drawn by our simulator and
-    renderer, the hand drawn too and marked in hand_masks."""
+    renderer, the hand drawn too and marked in hand_masks; `steps` physics steps a frame (one
+    count, or one per interval)."""
     links, look = hand_gaussians(0.01)
     background = torch.full((SIZE, SIZE, 3), 0.8)
     joint_target = _curl(FRAMES, float(start.hand_target[0, 13]))
     with torch.no_grad():
-        states = predict_hand_states(model, start, joint_target[None], SUB)
+        states = predict_hand_states(model, start, joint_target[None], steps)
         images, masks, hand_masks = [], [], []
         for t in range(FRAMES):
             hand_c = link_points(forward_kinematics(states.hand[0, t]), links, look.centers)
@@ -117,6 +120,105 @@ def test_plain_damping_is_projected_below_the_summed_rows_bound(scene):
     bounds = [settings.max_stiffness_damping * 0.1 / (rows * (1 + h["mu"] ** 2)) for h in history]  # N s/m
     assert history[0]["damping"] == pytest.approx(3.0, rel=1e-4)  # learning starts where it is told
     assert all(h["damping"] <= b * (1 + 1e-4) for h, b in zip(history[1:], bounds[1:])) and max(bounds) < 0.5
+
+
+def _save_clip(clip: Clip, path, states: dict | None = None, meta: dict | None = None):
+    """Write `clip` as a dataset folder (docs/datasets.md): its frames, masks, hand masks, background,
+    and states.npz times (k / fps), joint_pos, joint_target, with `states` and `meta` over them."""
+    to_u8 = lambda x: np.rint(x.numpy() * 255).astype(np.uint8)  # noqa: E731
+    arrays = {"times": np.arange(len(clip)) / clip.fps, "joint_pos": clip.joint_pos.numpy(),
+              "joint_target": clip.joint_target.numpy(), **(states or {})}
+    meta = {"scenario": "leap", "object": clip.object, "fps": clip.fps, "cameras": [camera_to_meta(clip.camera)],
+            **(meta or {})}
+    path = save_dataset(path, meta, to_u8(clip.images), clip.masks.numpy() > 0.5, arrays,
+                        clip.hand_masks.numpy() > 0.5)
+    save_background(path, to_u8(clip.background))
+    return path
+
+
+def test_cgwm_learn_starts_a_leap_clip_from_values_in_its_contact_gains_units(scene, tmp_path):
+    """`cgwm learn` on LEAP Hand clips with no initial values starts from clips.LEAP_INITIAL (plain
+    gains, N/m and N s/m). It started from the free objects' defaults (2500 1/s^2, 100 1/s) read as
+    plain gains: the cube shot off the palm (here) or went non-finite in the first frames (the
+    software camera's clips, "centers: expected finite values")."""
+    _, train = scene
+    data = _save_clip(train, tmp_path / "data" / "train_000")
+    _truth_model().gaussians.save_npz(tmp_path / "g.npz")
+    settings = LearnSettings(iterations=1, candidates=8, pose_iterations=4, window=0)  # 16 substeps, 480 Hz
+    wm, history = stage2.run_learn(data.parent, tmp_path / "g.npz", tmp_path / "model", settings, progress=False)
+    start = stage2.params_values(wm.initial_params)
+    assert {k: pytest.approx(start[k], rel=1e-5) for k in LEAP_INITIAL} == LEAP_INITIAL
+    assert len(history) == 2 and all(math.isfinite(h["loss"]) for h in history)
+    assert (tmp_path / "model" / "world_model.json").is_file()
+
+
+def test_initial_parameters_that_diverge_are_named_with_their_units(scene):
+    start, train = scene
+    initial = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), 0.5, 2500.0, 100.0)
+    with pytest.raises(ValueError, match=r"params: the initial parameters .*damping 100\) make the rollout of train "
+                                         r"non-finite from frame \d; .*plain gains \(stiffness N/m, damping N s/m"):
+        stage2.learn(_truth_model().gaussians, [train], initial, LearnSettings(iterations=1, window=0, substeps=SUB),
+                     progress=False, starts=[start])
+
+
+def test_the_simulator_follows_a_clip_s_recorded_times(scene, tmp_path):
+    """A clock 9% slow (each frame 1.09 / fps after the last, inside the format's 10%): the frames
+    land 8 or 9 physics steps apart. Stage II and eval step the simulator to each recorded time;
+    stepping 1/fps a frame predicts other states."""
+    start, _ = scene
+    model = _truth_model()
+    times = np.arange(FRAMES) * 1.09 / FPS
+    steps = np.diff(np.round(times * FPS * SUB)).astype(int).tolist()
+    assert set(steps) == {SUB, SUB + 1}
+    drawn = _clip(model, CAMERA, start, "slow", steps)
+    clip = load_clip(_save_clip(drawn, tmp_path / "slow", states={"times": times}))
+    assert clip.step_counts(SUB) == steps
+    position, _ = predict_ours(model, clip, start, SUB)
+    assert torch.allclose(position, drawn.truth.position[0], atol=1e-6)
+    on_the_grid, _ = predict_ours(model, dataclasses.replace(clip, times=None), start, SUB)
+    assert float((on_the_grid[-1] - drawn.truth.position[0, -1]).norm()) > 2e-4
+
+
+def test_off_clock_frames_are_simulated_through_but_not_compared(scene, tmp_path):
+    """Frame 4 repeats frame 3's camera frame number (a dropped frame shown again) and `cgwm
+    segment` listed frame 6: load_clip marks both, and whatever those images show does not change
+    the loss, while the other frames still count."""
+    start, train = scene
+    numbers = np.array([10, 11, 12, 13, 13, 14, 15, 16, 17])
+    clip = load_clip(_save_clip(train, tmp_path / "rec", states={"frame_number": numbers},
+                                meta={"segmentation": {"off_clock_frames": [6]}}))
+    assert clip.off_clock == (4, 6) and clip.scored().tolist() == [k not in (4, 6) for k in range(FRAMES)]
+    settings = LearnSettings(window=0, substeps=SUB)
+    model = stage2.clip_model(_truth_model().gaussians, _truth_model().params, clip, SUB,
+                              **leap_model_kwargs([clip], {}))
+    loss = ImageLoss(settings)
+
+    def image_loss(c):
+        return float(stage2._clips_loss(model, [c], [start], settings, loss)[0])
+    spoiled = clip.images.clone()
+    spoiled[[4, 6]] = 0.0
+    assert image_loss(dataclasses.replace(clip, images=spoiled)) == pytest.approx(image_loss(clip), rel=1e-6)
+    spoiled[5] = 0.0
+    assert image_loss(dataclasses.replace(clip, images=spoiled)) > image_loss(clip) + 0.01
+    for listed, message in (([9], r"segmentation.off_clock_frames: expected a list of frame indices in \[0, 9\)"),
+                            (list(range(1, FRAMES)), "every frame after the first is off the clip's clock")):
+        path = _save_clip(train, tmp_path / f"bad{len(listed)}", meta={"segmentation": {"off_clock_frames": listed}})
+        with pytest.raises(ValueError, match=message):
+            load_clip(path)
+
+
+def test_stage_ii_for_a_free_object_refuses_frames_off_the_1_fps_clock(scene):
+    """Tracking and identification take every frame at k / fps: a clip with off-clock frames, or
+    with a clock 1.25% slow (0.1 frame, 3.33 ms, behind after 8 frames), is refused, not misread."""
+    _, train = scene
+    free = dataclasses.replace(train, joint_pos=None, joint_target=None, hand_masks=None)
+    params, settings = _truth_model().params, LearnSettings(substeps=SUB)
+    with pytest.raises(ValueError, match=r"stage II for a free object .* frames \[4, 6\] are off it"):
+        stage2.fit_world_model(_truth_model().gaussians, [dataclasses.replace(free, off_clock=(4, 6))], params, settings)
+    slow = dataclasses.replace(free, times=torch.arange(FRAMES, dtype=torch.float64) * 1.0125 / FPS)
+    with pytest.raises(ValueError, match=r"stage II for a free object .* times leave k / fps by up to 3.33 ms"):
+        stage2.fit_world_model(_truth_model().gaussians, [slow], params, settings)
+
 
 def test_a_diverging_hand_rollout_ends_in_non_finite_frames_instead_of_raising(scene):
     start, train = scene

@@ -210,12 +210,14 @@ def parser() -> argparse.ArgumentParser:
                    help=f"which of theta to learn, some of {' '.join(LEARNED_PARAMETERS)} (default mu stiffness "
                         f"damping)")
     p.add_argument("--mass", type=number(0.0, open_low=True), default=None, help="initial mass, kg (default 0.1)")
-    p.add_argument("--mu", type=number(0.0), default=None, help="initial friction coefficient (default 0.5)")
+    p.add_argument("--mu", type=number(0.0), default=None,
+                   help="initial friction coefficient (default 0.5; LEAP Hand clips 0.2)")
     p.add_argument("--stiffness", type=number(0.0, open_low=True), default=None,
                    help="initial contact stiffness: 1/s^2 with effective-mass gains (free objects), N/m with plain "
-                        "gains (LEAP clips, learn_leap.yaml) (default 2500 1/s^2, MuJoCo's default solref)")
+                        "gains (LEAP Hand clips) (default 2500 1/s^2, MuJoCo's default solref; LEAP Hand clips 40 N/m)")
     p.add_argument("--damping", type=number(0.0, open_low=True), default=None,
-                   help="initial contact damping: 1/s with effective-mass gains, N s/m with plain gains (default 100 1/s)")
+                   help="initial contact damping: 1/s with effective-mass gains, N s/m with plain gains (default "
+                        "100 1/s; LEAP Hand clips 1 N s/m)")
     p.add_argument("--lr-geometry", type=number(0.0), default=None, metavar="M",
                    help="step of the sphere centres, m: 0 freezes the geometry, 2e-5 fine-tunes it (default 0)")
     p.add_argument("--loftr-weights", type=existing_file, default=None, metavar="FILE",

@@ -102,6 +102,22 @@ def save_dataset(path, meta: dict, images: np.ndarray, masks: np.ndarray, states
     return path
 
 
+def off_clock_frames(states: dict | None, fps: float) -> list[int]:
+    """Frames whose image is not of their time: repeated frame numbers (the camera dropped one
+    and the last was read again) or capture times (states frame_time) more than half a period
+    off the clip's clock, after the median offset."""
+    if not states:
+        return []
+    bad = set()
+    if "frame_number" in states:
+        numbers = np.asarray(states["frame_number"])
+        bad |= {int(k) for k in np.nonzero(numbers[1:] == numbers[:-1])[0] + 1}
+    if "frame_time" in states:
+        lag = np.asarray(states["frame_time"], float) - np.asarray(states["times"], float)
+        bad |= {int(k) for k in np.nonzero(np.abs(lag - np.median(lag)) > 0.5 / fps)[0]}
+    return sorted(bad)
+
+
 def _binary(masks, shape: tuple, name: str) -> np.ndarray:
     """Masks of `shape` (T, H, W) as bool; a ValueError names `name` otherwise."""
     masks = np.asarray(masks)

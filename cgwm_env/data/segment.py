@@ -35,7 +35,7 @@ import mujoco
 import numpy as np
 import torch
 
-from cgwm_env.data.dataset import Dataset, frame_name, load_dataset
+from cgwm_env.data.dataset import Dataset, frame_name, load_dataset, off_clock_frames
 from cgwm_env.data.depth import dataset_depth
 from cgwm_env.physics.hand import forward_kinematics
 from cgwm_env.physics.hand_mjcf import N_JOINTS, mjcf
@@ -286,22 +286,6 @@ def _fill_holes(mask: np.ndarray, share: float) -> np.ndarray:
     border = np.unique(np.concatenate((labels[0], labels[-1], labels[:, 0], labels[:, -1])))
     small = [k for k in range(1, n) if k not in border and stats[k, cv2.CC_STAT_AREA] < share * mask.sum()]
     return mask | np.isin(labels, small)
-
-
-def off_clock_frames(states: dict | None, fps: float) -> list[int]:
-    """Frames whose image is not of their time: repeated frame numbers (the camera dropped one
-    and the last was read again) or capture times (states frame_time) more than half a period
-    off the clip's clock, after the median offset."""
-    if not states:
-        return []
-    bad = set()
-    if "frame_number" in states:
-        numbers = np.asarray(states["frame_number"])
-        bad |= {int(k) for k in np.nonzero(numbers[1:] == numbers[:-1])[0] + 1}
-    if "frame_time" in states:
-        lag = np.asarray(states["frame_time"], float) - np.asarray(states["times"], float)
-        bad |= {int(k) for k in np.nonzero(np.abs(lag - np.median(lag)) > 0.5 / fps)[0]}
-    return sorted(bad)
 
 
 def segment_dataset(data: Dataset, folder, settings: SegmentSettings = SegmentSettings()) -> Segmentation:

@@ -10,14 +10,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cgwm_env.data.dataset import load_dataset
+from cgwm_env.data.dataset import load_dataset, off_clock_frames
 from cgwm_env.learn.world_model import pusher_gaussians
 from cgwm_env.physics.contact import ContactSettings
 from cgwm_env.physics.gaussians import SphereGaussians
 from cgwm_env.physics.hand import hand_scene
 from cgwm_env.physics.hand_mjcf import N_JOINTS
-from cgwm_env.physics.model import State
+from cgwm_env.physics.model import DAMPING, STIFFNESS, State
 from cgwm_env.render.camera import Camera
+
+
+# Stage II's initial values where none are given: mass kg, mu, and the contact gains in the units of
+# the clips' model: plain gains (K N/m, D N s/m) with the LEAP Hand (leap_model_kwargs), else
+# effective-mass gains (1/s^2, 1/s; MuJoCo's default solref). The one set in the other's units
+# diverges: a plain D of 100 N s/m gives D dt / m = 2.1 for 0.1 kg at 480 Hz, past an explicit
+# step's limit of 2 for even one contact row, and a LEAP clip's first frame goes non-finite.
+LEAP_INITIAL = {"mass": 0.1, "mu": 0.2, "stiffness": 40.0, "damping": 1.0}
+FREE_INITIAL = {"mass": 0.1, "mu": 0.5, "stiffness": STIFFNESS, "damping": DAMPING}
 
 
 @dataclass(frozen=True)
@@ -29,7 +38,10 @@ class Clip:
     or None; truth: the recorded states at the frames as a State with a batch of 1 and a time
     axis, (1, T, ...), or None; physics: meta.json's physics record (the data's simulator).
     LEAP Hand clips (scenario "leap") also have joint_pos (T, 16) and joint_target (T, 16) rad
-    (row t held from frame t to t + 1) and hand_masks (T, H, W); other clips have None."""
+    (row t held from frame t to t + 1) and hand_masks (T, H, W); other clips have None.
+    times: (T,) s, each frame's time (states.npz times), or None for frame k at k / fps;
+    off_clock: the frames whose image is not of their time (dropped by the camera and shown
+    again, or taken off the clip's clock): they are simulated through but not compared."""
 
     path: str
     images: torch.Tensor
@@ -48,9 +60,47 @@ class Clip:
     joint_pos: torch.Tensor | None = None
     joint_target: torch.Tensor | None = None
     hand_masks: torch.Tensor | None = None
+    times: torch.Tensor | None = None
+    off_clock: tuple = ()
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    def frame_times(self) -> torch.Tensor:
+        """Each frame's time from the first (T,) s, float64."""
+        if self.times is None:
+            return torch.arange(len(self), dtype=torch.float64) / self.fps
+        return self.times.to(torch.float64) - float(self.times[0])
+
+    def step_counts(self, substeps: int) -> list[int]:
+        """Physics steps of dt = 1 / (fps substeps) in each frame interval (T - 1): frame k is
+        simulated to the step nearest its time, within dt / 2, so a clock that leaves 1/fps is
+        followed; `substeps` each where the times are on the 1/fps grid."""
+        ticks = torch.round(self.frame_times() * (self.fps * substeps)).long()
+        counts = torch.diff(ticks)
+        if not (counts >= 1).all():
+            k = int((counts < 1).nonzero()[0, 0])
+            raise ValueError(f"path: {self.path}: states.npz times: frames {k} and {k + 1} are less than one "
+                             f"physics step (1 / {self.fps * substeps:g} s) apart; learn with more substeps")
+        return counts.tolist()
+
+    def require_on_clock(self, substeps: int, what: str) -> None:
+        """A ValueError naming `what` if the clip has off-clock frames or times off the 1/fps grid
+        by more than half a physics step (`what` simulates every frame interval as 1/fps)."""
+        if self.off_clock:
+            raise ValueError(f"path: {self.path}: {what} takes frames on the clip's 1/fps clock; frames "
+                             f"{list(self.off_clock)} are off it: cut the clip there")
+        if any(n != substeps for n in self.step_counts(substeps)):
+            worst = float((self.frame_times() - torch.arange(len(self)) / self.fps).abs().max())
+            raise ValueError(f"path: {self.path}: {what} takes frames on the clip's 1/fps clock; states.npz "
+                             f"times leave k / fps by up to {worst * 1e3:.2f} ms, more than half a physics step: "
+                             f"resample the clip or set meta.json fps to its rate")
+
+    def scored(self) -> torch.Tensor:
+        """Which frames (T,) bool an image loss compares: all but the off-clock ones."""
+        keep = torch.ones(len(self), dtype=torch.bool)
+        keep[list(self.off_clock)] = False
+        return keep
 
     def pusher_look(self) -> SphereGaussians | None:
         return None if self.pusher_radius is None else pusher_gaussians(self.pusher_radius, self.pusher_color)
@@ -59,7 +109,8 @@ class Clip:
         """The pusher's positions at the frames (T, 3), m (velocities held over each interval)."""
         if self.pusher_start is None:
             return None
-        steps = torch.cumsum(self.pusher_velocity / self.fps, dim=0)
+        dt = torch.diff(self.frame_times()).to(self.pusher_velocity.dtype)
+        steps = torch.cumsum(self.pusher_velocity * dt[:, None], dim=0)
         return torch.cat((self.pusher_start[None], self.pusher_start + steps))
 
 
@@ -99,8 +150,28 @@ def load_clip(path) -> Clip:
                            omega=as_t("object_angvel")[0], pusher=None if pusher_pos is None else pusher_pos[0])
         truth = type(truth)(*(x[None] for x in truth))
     hand = _leap_fields(data, path) if meta["scenario"] == "leap" else {}  # clips with the LEAP Hand
+    times = torch.as_tensor(np.asarray(states["times"], np.float64)) if "times" in states else None
     return Clip(str(path), images, masks, data.cameras[0], background, float(meta["fps"]), str(meta["scenario"]),
-                str(meta["object"]), truth=truth, physics=dict(meta.get("physics") or {}), **pusher, **hand)
+                str(meta["object"]), truth=truth, physics=dict(meta.get("physics") or {}), times=times,
+                off_clock=_off_clock(data, path), **pusher, **hand)
+
+
+def _off_clock(data, path) -> tuple:
+    """The frames of a dataset whose image is not of their time: meta.json's
+    segmentation.off_clock_frames (`cgwm segment`) and those the recording's states.npz
+    frame_number and frame_time show (data.dataset.off_clock_frames), checked."""
+    T = len(data)
+    listed = (data.meta.get("segmentation") or {}).get("off_clock_frames", [])
+    if not isinstance(listed, list) or not all(isinstance(k, int) and not isinstance(k, bool) and 0 <= k < T
+                                               for k in listed):
+        raise ValueError(f"path: {path}: meta.json segmentation.off_clock_frames: expected a list of frame indices "
+                         f"in [0, {T}), got {listed!r}")
+    frames = sorted(set(listed) | set(off_clock_frames(data.states, float(data.meta["fps"]))))
+    if set(range(1, T)) <= set(frames):
+        raise ValueError(f"path: {path}: every frame after the first is off the clip's clock {frames} "
+                         f"(meta.json segmentation.off_clock_frames, states.npz frame_number/frame_time): "
+                         f"nothing to compare a prediction with")
+    return tuple(frames)
 
 
 def clip_paths(root, split: str) -> list[Path]:
@@ -161,6 +232,16 @@ def hand_fields(clips: list[Clip]) -> dict:
         return {}
 
     return hand_scene()
+
+
+def initial_values(clips: list[Clip], given: dict) -> dict:
+    """mass, mu, stiffness, damping for stage II on `clips`: `given`'s (some of them) over
+    LEAP_INITIAL for LEAP Hand clips, else over FREE_INITIAL. A ValueError names an unknown key."""
+    unknown = sorted(set(given) - set(FREE_INITIAL))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown initial value; expected some of {sorted(FREE_INITIAL)}")
+    leap = bool(clips) and clips[0].joint_target is not None
+    return {**(LEAP_INITIAL if leap else FREE_INITIAL), **given}
 
 
 def leap_model_kwargs(clips: list[Clip], model_kwargs: dict) -> dict:

@@ -64,12 +64,14 @@ def first_state(clip: Clip) -> State:
 @torch.no_grad()
 def predict_ours(model: Model, clip: Clip, start: State, substeps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Positions (T, 3) and quaternions (T, 4) at the clip's frames, open loop from `start` (the
-    hand, if any, following the recorded joint targets)."""
+    hand, if any, following the recorded joint targets), `substeps` physics steps per 1/fps at the
+    clip's recorded times (Clip.step_counts)."""
+    steps = clip.step_counts(substeps)
     if clip.joint_target is not None:
-        states = predict_hand_states(model, start, clip.joint_target[None], substeps)
+        states = predict_hand_states(model, start, clip.joint_target[None], steps)
         return states.position[0], states.quat[0]
     actions = None if clip.pusher_velocity is None else clip.pusher_velocity[None]
-    states = predict_states(model, start, len(clip), substeps, actions)
+    states = predict_states(model, start, len(clip), steps, actions)
     return states.position[0], states.quat[0]
 
 
@@ -83,13 +85,15 @@ def render_prediction(gaussians: SphereGaussians, clip: Clip, position, quat) ->
 
 
 def scores(clips: list[Clip], positions: list, quats: list, images: list) -> dict:
-    """E_trans (m), E_rot (rad), E_psnr (dB) over frames 1..T-1 of every clip (appendix D)."""
-    truth_p = torch.cat([c.truth.position[0, 1:] for c in clips])
-    truth_q = torch.cat([c.truth.quat[0, 1:] for c in clips])
-    truth_i = torch.cat([c.images[1:] for c in clips])
-    pred_p = torch.cat([p[1:] for p in positions])
-    pred_q = torch.cat([math3d.quat_normalize(q[1:]) for q in quats])
-    pred_i = torch.cat([i[1:] for i in images])
+    """E_trans (m), E_rot (rad), E_psnr (dB) over frames 1..T-1 of every clip but its off-clock
+    ones (appendix D)."""
+    kept = [c.scored()[1:] for c in clips]
+    truth_p = torch.cat([c.truth.position[0, 1:][k] for c, k in zip(clips, kept)])
+    truth_q = torch.cat([c.truth.quat[0, 1:][k] for c, k in zip(clips, kept)])
+    truth_i = torch.cat([c.images[1:][k] for c, k in zip(clips, kept)])
+    pred_p = torch.cat([p[1:][k] for p, k in zip(positions, kept)])
+    pred_q = torch.cat([math3d.quat_normalize(q[1:][k]) for q, k in zip(quats, kept)])
+    pred_i = torch.cat([i[1:][k] for i, k in zip(images, kept)])
     return {"e_trans": float(e_trans(truth_p, pred_p)), "e_rot": float(e_rot(truth_q, pred_q)),
             "e_psnr": float(e_psnr(truth_i, pred_i))}
 
@@ -364,6 +368,8 @@ def _run_cem(world_model: WorldModel, data, tests: list[Clip], gaussians: Sphere
                                      pusher=pusher))
     physics = trains[0].physics
     substeps = int(physics.get("substeps", 20))
+    for clip in trains + tests:
+        clip.require_on_clock(substeps, "CEM+MuJoCo+R (MuJoCo's twin)")
     timestep = float(physics.get("timestep", 1.0 / (trains[0].fps * substeps)))
     mass = float(world_model.initial_params.mass) if world_model.initial_params is not None else OBJECTS[name].mass
     twin = MujocoTwin(mjcf or name, timestep, substeps, trains[0].pusher_start is not None, cem.samples,

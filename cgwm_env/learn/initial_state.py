@@ -117,13 +117,16 @@ def estimate_initial_state(model: Model, clip: Clip, settings: LearnSettings = L
     if velocity_mode == "rest" and model.ground_height is not None:
         position = rest_on_plane(model.gaussians, clip.camera, position, quat, model.ground_height)
     if velocity_mode == "estimate" and len(clip) >= 3:
-        dt = 1.0 / clip.fps
+        if {1, 2} & set(clip.off_clock):
+            raise ValueError(f"clip: {clip.path}: frames 1 and 2 give the initial velocity, but "
+                             f"{sorted({1, 2} & set(clip.off_clock))} are off the clip's clock; cut the clip after them")
+        t1, t2 = (float(t) for t in clip.frame_times()[1:3])
         p1, q1, _ = estimate_pose(model.gaussians, clip, 1, settings, start=(position, quat))
         p2, q2, _ = estimate_pose(model.gaussians, clip, 2, settings, start=(p1, q1))
         g = torch.tensor(model.gravity, dtype=position.dtype)
-        velocity = 0.5 * ((p1 - position) / dt - 0.5 * g * dt + (p2 - position) / (2 * dt) - g * dt)
-        omega = 0.5 * (math3d.quat_log(math3d.quat_mul(q1, math3d.quat_conj(quat))) / dt
-                       + math3d.quat_log(math3d.quat_mul(q2, math3d.quat_conj(quat))) / (2 * dt))
+        velocity = 0.5 * ((p1 - position) / t1 - 0.5 * g * t1 + (p2 - position) / t2 - 0.5 * g * t2)
+        omega = 0.5 * (math3d.quat_log(math3d.quat_mul(q1, math3d.quat_conj(quat))) / t1
+                       + math3d.quat_log(math3d.quat_mul(q2, math3d.quat_conj(quat))) / t2)
         velocity, omega = _refine_velocity(model, clip, position, quat, velocity, omega, pusher, settings)
     state = State.make(position[None], quat=quat[None], velocity=velocity[None], omega=omega[None], pusher=pusher)
     report = {"position": position.tolist(), "quat": quat.tolist(), "velocity": velocity.tolist(),
@@ -158,7 +161,7 @@ def _refine_velocity(model, clip, position, quat, velocity, omega, pusher, setti
     actions = None if clip.pusher_velocity is None else clip.pusher_velocity[None, :2]
     for _ in range(settings.velocity_iterations):
         s0 = State.make(position[None], quat=quat[None], velocity=v[None], omega=w[None], pusher=pusher)
-        states = predict_states(frozen, s0, 3, settings.substeps, actions)
+        states = predict_states(frozen, s0, 3, clip.step_counts(settings.substeps)[:2], actions)
         images = render_states(frozen.gaussians, states.position[0, 1:], states.quat[0, 1:], clip.camera,
                                clip.background, None if pushers is None else pushers[1:3], look)
         loss = loss_fn(images, clip.images[1:3]).sum()

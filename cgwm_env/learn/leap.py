@@ -4,7 +4,7 @@ what a hand-held object can have are refused in favour of the best plausible ite
 
 The model is stage II's (cgwm_env.learn.stage2): the object's Gaussians with the LEAP Hand
 following the recorded joint targets, plain contact gains (K N/m, D N s/m), the hand's pixels
-pasted from the recording. configs/learn_leap.yaml (leap_settings()) and LEAP_INITIAL are the
+pasted from the recording. configs/learn_leap.yaml (leap_settings()) and clips.LEAP_INITIAL are the
 settings every object is learned with. Each validate_every iterations (and at the first and
 last) the iterate predicts the held-out
 clips' first HELD_OUT_FRAMES frames; the kept iterate is the one whose held-out image loss is
@@ -26,18 +26,17 @@ import torch
 
 from cgwm_env import progress as progress_lines
 from cgwm_env.config import config_file, settings_from_yaml
-from cgwm_env.learn.clips import Clip, clip_paths, leap_model_kwargs, load_clip
+from cgwm_env.learn.clips import Clip, clip_paths, initial_values, leap_model_kwargs, load_clip
 from cgwm_env.learn.losses import ImageLoss
 from cgwm_env.learn.plots import kept_record, plot_learning
 from cgwm_env.learn.settings import PARAMETERS, LearnSettings
-from cgwm_env.learn.stage2 import (_clips_loss, _from_leaves, _project, _to_leaves, clip_model, estimate_starts,
-                                   initial_params)
+from cgwm_env.learn.stage2 import (_clips_loss, _from_leaves, _project, _to_leaves, clip_model, diverged_start,
+                                   estimate_starts, initial_params)
 from cgwm_env.learn.world_model import WorldModel, params_values
 from cgwm_env.physics.collision import SoftSDFSettings
 from cgwm_env.physics.gaussians import SphereGaussians
 from cgwm_env.physics.model import PhysicalParams, State
 
-LEAP_INITIAL = {"mass": 0.1, "mu": 0.2, "stiffness": 40.0, "damping": 1.0}  # kg, -, N/m, N s/m
 # What a hand-sized object on the LEAP Hand's palm can have: friction coefficient, K N/m, D N s/m.
 PLAUSIBLE = {"mu": (0.05, 1.2), "stiffness": (1.0, 2000.0), "damping": (1e-3, 10.0)}
 HELD_OUT_FRAMES = 30  # frames of each held-out clip predicted to score an iterate
@@ -111,9 +110,9 @@ def learn_leap(gaussians: SphereGaussians, clips: list[Clip], held_out: list[Cli
             try:
                 total, psnrs = _clips_loss(model, clips, train_starts, settings, loss_fn)
                 finite = bool(torch.isfinite(total))
-            except ValueError:  # a state went non-finite: only a step of theta can do that after iteration 0
+            except ValueError as err:  # a state went non-finite: only a step of theta can do that after iteration 0
                 if it == 0:
-                    raise
+                    raise diverged_start(err, model, settings)
                 finite = False
             if not finite:
                 if it == 0:
@@ -174,13 +173,10 @@ def run_learn_leap(data, gaussians_file, out, settings: LearnSettings | None = N
                    **initial) -> tuple[WorldModel, list[dict]]:
     """Stage II (`settings`: default leap_settings()) on the LEAP Hand clips under `data` (train_*
     learned from, test_* held out) from the
-    Gaussians in `gaussians_file` (.npz), starting from LEAP_INITIAL with `initial`'s values (some of
+    Gaussians in `gaussians_file` (.npz), starting from clips.LEAP_INITIAL with `initial`'s values (some of
     mass, mu, stiffness, damping) over it; writes the bundle `out`, out/learn_log.jsonl and
     out/learning.png (loss, PSNR and the learned parameters per iteration, the kept iterate marked),
     prints a summary (and on stderr what was caught) and returns (bundle, history)."""
-    unknown = sorted(set(initial) - set(LEAP_INITIAL))
-    if unknown:
-        raise ValueError(f"{unknown[0]}: unknown initial value; expected some of {sorted(LEAP_INITIAL)}")
     settings = settings or leap_settings()
     gfile = Path(gaussians_file)
     if not gfile.is_file() or gfile.suffix != ".npz":
@@ -190,8 +186,8 @@ def run_learn_leap(data, gaussians_file, out, settings: LearnSettings | None = N
         raise ValueError(f"out: expected a folder for the world model, got the file {out}")
     clips = [load_clip(p) for p in clip_paths(data, "train")]
     held_out = [load_clip(p) for p in clip_paths(data, "test")]
+    values = initial_values(clips, initial)
     gaussians = SphereGaussians.load_npz(gfile)
-    values = {**LEAP_INITIAL, **initial}
     params = initial_params(gaussians, values["mass"], values["mu"], values["stiffness"], values["damping"])
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "learn_log.jsonl", "w") as log:
@@ -221,4 +217,6 @@ def _first_frames(clip: Clip, frames: int) -> Clip:
     sliced = {name: getattr(clip, name)[keep] for name in ("images", "masks", "joint_pos", "joint_target",
                                                             "hand_masks")}
     truth = None if clip.truth is None else type(clip.truth)(*(x[:, keep] for x in clip.truth))
-    return dataclasses.replace(clip, truth=truth, **sliced)
+    times = None if clip.times is None else clip.times[keep]
+    off_clock = tuple(k for k in clip.off_clock if k < keep.stop)
+    return dataclasses.replace(clip, truth=truth, times=times, off_clock=off_clock, **sliced)

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from cgwm_env import progress as progress_lines
-from cgwm_env.learn.clips import Clip, clip_paths, leap_model_kwargs, load_clip, paste_recorded_hand
+from cgwm_env.learn.clips import (FREE_INITIAL, LEAP_INITIAL, Clip, clip_paths, initial_values, leap_model_kwargs,
+                                  load_clip, paste_recorded_hand)
 from cgwm_env.learn.identify import IdentifySettings, identify, rotation_distance2, stable_gains, track_velocities
 from cgwm_env.learn.initial_state import estimate_initial_state, estimate_leap_state
 from cgwm_env.learn.losses import ImageLoss
@@ -46,7 +47,7 @@ from cgwm_env.physics import math3d
 from cgwm_env.physics.collision import SoftSDFSettings
 from cgwm_env.physics.contact import ContactSettings
 from cgwm_env.physics.gaussians import SphereGaussians
-from cgwm_env.physics.model import DAMPING, STIFFNESS, Model, PhysicalParams, State
+from cgwm_env.physics.model import Model, PhysicalParams, State
 from cgwm_env.render.metrics import psnr
 
 
@@ -116,7 +117,7 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
                 total, psnrs = _clips_loss(model, clips, starts, settings, loss_fn)
             except ValueError as err:
                 if it == 0:
-                    raise
+                    raise diverged_start(err, model, settings)
                 stopped = f"iteration {it}: the rollout went non-finite ({err})"
                 break
             if not torch.isfinite(total):
@@ -188,6 +189,8 @@ def fit_world_model(gaussians: SphereGaussians, clips: list[Clip], params: Physi
     one kept) and the history (one record per identification and refinement iteration)."""
     if not clips:
         raise ValueError("clips: expected at least one training clip, got none")
+    for clip in clips:
+        clip.require_on_clock(settings.substeps, "stage II for a free object (track, identify)")
     start_time = time.perf_counter()
     say = progress or (lambda message: None)
     model_kwargs = {"sdf": SoftSDFSettings(beta=settings.sdf_beta), **(model_kwargs or {})}
@@ -293,13 +296,45 @@ def _held_out_error(model: Model, clip: Clip, start: State, track: Track, first:
 
 
 def _clips_loss(model: Model, clips: list[Clip], starts: list[State], settings: LearnSettings, loss_fn):
-    """The image loss (a scalar tensor) averaged over the clips, and each clip's PSNR (dB)."""
+    """The image loss (a scalar tensor) averaged over the clips, and each clip's PSNR (dB), over
+    frames 1..T-1 but the off-clock ones (Clip.scored)."""
     total, psnrs = 0.0, []
     for clip, s0 in zip(clips, starts):
-        pred = _predict_images(model, clip, s0, settings.substeps, settings.window)
-        total = total + loss_fn(pred, clip.images[1:]).mean() / len(clips)
-        psnrs.append(float(psnr(pred.detach(), clip.images[1:]).mean()))
+        scored = clip.scored()[1:]
+        pred = _predict_images(model, clip, s0, settings.substeps, settings.window)[scored]
+        target = clip.images[1:][scored]
+        total = total + loss_fn(pred, target).mean() / len(clips)
+        psnrs.append(float(psnr(pred.detach(), target).mean()))
     return total, psnrs
+
+
+class DivergedRollout(ValueError):
+    """A predicted rollout went non-finite: contact gains too stiff or damped for the step."""
+
+
+def diverged_start(err: ValueError, model: Model, settings: LearnSettings) -> ValueError:
+    """The error to raise when the first iterate's loss fails with `err`: a DivergedRollout
+    becomes a ValueError naming the initial parameters and the units their contact gains take;
+    any other error is `err` itself."""
+    if not isinstance(err, DivergedRollout):
+        return err
+    v = params_values(model.params)
+    text = (f"params: the initial parameters (mass {v['mass']:.4g} kg, mu {v['mu']:.3g}, stiffness "
+            f"{v['stiffness']:.4g}, damping {v['damping']:.4g}) make {err}")
+    if model.contact.gain_mode == "plain" and model.hand is not None:
+        text += (f"; the LEAP Hand's contacts take plain gains (stiffness N/m, damping N s/m; default start "
+                 f"{LEAP_INITIAL}), and damping <= {plain_damping_limit(model, model.params, settings):.3g} N s/m "
+                 f"keeps all its contact rows stable at this mu")
+    else:
+        text += f"; with {model.contact.gain_mode} gains start nearer the default {FREE_INITIAL}"
+    return ValueError(text)
+
+
+def plain_damping_limit(model: Model, params: PhysicalParams, settings: LearnSettings) -> float:
+    """With plain gains and the hand, the damping D (N s/m) at which the hand's n = max_contacts
+    n_dirs contact rows, each along n - mu d, reach n (1 + mu^2) D dt / m = max_stiffness_damping."""
+    rows = model.hand.max_contacts * model.contact.n_dirs * (1.0 + float(params.mu.detach()) ** 2)
+    return settings.max_stiffness_damping * float(params.mass.detach()) / (rows * model.dt)
 
 
 def _to_leaves(params: PhysicalParams) -> list[torch.Tensor]:
@@ -323,11 +358,13 @@ def _from_leaves(leaves: list[torch.Tensor]) -> PhysicalParams:
 
 
 def _predict_images(model: Model, clip: Clip, start: State, substeps: int, window: int) -> torch.Tensor:
-    """Rendered prediction of frames 1..T-1 (T - 1, H, W, 3) from `start`."""
+    """Rendered prediction of frames 1..T-1 (T - 1, H, W, 3) from `start`, `substeps` physics
+    steps per 1/fps, each frame at its recorded time (Clip.step_counts)."""
     if clip.joint_target is not None:
         return predict_leap_images(model, clip, start, substeps, window)
     actions = None if clip.pusher_velocity is None else clip.pusher_velocity[None]
-    states = predict_states(model, start, len(clip), substeps, actions, detach_every=window)
+    states = _finite(predict_states(model, start, len(clip), clip.step_counts(substeps), actions,
+                                    detach_every=window), clip)
     pushers = clip.pusher_positions()
     return render_states(model.gaussians, states.position[0, 1:], states.quat[0, 1:], clip.camera, clip.background,
                          None if pushers is None else pushers[1:], clip.pusher_look())
@@ -345,9 +382,7 @@ def _project(leaves, centers, log_scales, centers0, log_scales0, settings: Learn
     if model.contact.gain_mode == "effective_mass":
         stable_gains(log_k, log_d, model.dt)
     elif model.hand is not None:
-        p = _from_leaves(leaves)
-        rows = model.hand.max_contacts * model.contact.n_dirs * (1.0 + float(p.mu) ** 2)
-        log_d.clamp_(max=math.log(settings.max_stiffness_damping * float(p.mass) / (rows * model.dt)))
+        log_d.clamp_(max=math.log(plain_damping_limit(model, _from_leaves(leaves), settings)))
     shift = centers - centers0
     norm = shift.norm(dim=1, keepdim=True).clamp(min=1e-12)
     centers.copy_(centers0 + shift * (settings.max_shift / norm).clamp(max=1.0))
@@ -355,21 +390,31 @@ def _project(leaves, centers, log_scales, centers0, log_scales0, settings: Learn
     log_scales.copy_(log_scales0 + (log_scales - log_scales0).clamp(math.log1p(-change), math.log1p(change)))
 
 
+def _finite(states: State, clip: Clip) -> State:
+    """`states` (batch 1, over the clip's frames); a DivergedRollout names the first non-finite frame."""
+    finite = torch.isfinite(states.position[0]).all(-1) & torch.isfinite(states.quat[0]).all(-1)
+    if not finite.all():
+        raise DivergedRollout(f"the rollout of {clip.path} non-finite from frame {int((~finite).nonzero()[0, 0])}")
+    return states
+
+
 def predict_leap_images(model: Model, clip: Clip, start: State, substeps: int, window: int) -> torch.Tensor:
     """Frames 1..T-1 (T - 1, H, W, 3) predicted from `start` with the hand following the recorded
-    joint targets: the object drawn over the background, the hand's pixels from the recording."""
-    states = predict_hand_states(model, start, clip.joint_target[None], substeps, detach_every=window)
+    joint targets, `substeps` physics steps per 1/fps, each frame at its recorded time
+    (Clip.step_counts): the object drawn over the background, the hand's pixels from the recording."""
+    states = _finite(predict_hand_states(model, start, clip.joint_target[None], clip.step_counts(substeps),
+                                         detach_every=window), clip)
     images = render_states(model.gaussians, states.position[0, 1:], states.quat[0, 1:], clip.camera, clip.background)
     return paste_recorded_hand(images, clip)
 
 
-def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings(), mass: float = 0.1,
-              mu: float = 0.5, stiffness: float = STIFFNESS, damping: float = DAMPING, progress: bool = True,
-              clips: list[int] | None = None, pusher: str = "mocap") -> tuple[WorldModel, list[dict]]:
+def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings(), progress: bool = True,
+              clips: list[int] | None = None, pusher: str = "mocap", **initial) -> tuple[WorldModel, list[dict]]:
     """`cgwm learn`: stage II on the train clips under `data` (all, or the indices `clips`)
-    from the Gaussians in `gaussians_file` (.npz or .ply) and the initial parameter values, a pusher
-    moved as `pusher` (ContactSettings.pusher);
-    writes the bundle `out`, out/learn_log.jsonl and out/learning.png (loss, PSNR and the learned
+    from the Gaussians in `gaussians_file` (.npz or .ply) and the initial values `initial` (some
+    of mass, mu, stiffness, damping; the rest from clips.initial_values, in the units of the
+    clips' contact gains), a pusher moved as `pusher` (ContactSettings.pusher); writes the bundle
+    `out`, out/learn_log.jsonl and out/learning.png (loss, PSNR and the learned
     parameters per iteration, the kept iterate marked); returns (bundle, history)."""
     gfile = Path(gaussians_file)
     if not gfile.is_file() or gfile.suffix not in (".npz", ".ply"):
@@ -385,7 +430,8 @@ def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: expected a folder for the world model, got the file {out}")
     out.mkdir(parents=True, exist_ok=True)
-    params = initial_params(gaussians, mass, mu, stiffness, damping)
+    values = initial_values(loaded, initial)
+    params = initial_params(gaussians, values["mass"], values["mu"], values["stiffness"], values["damping"])
     hand = loaded[0].joint_target is not None
     with open(out / "learn_log.jsonl", "w") as log:
         if hand:

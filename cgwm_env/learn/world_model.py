@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,14 +210,25 @@ def _tensor(value, shape, where: str) -> torch.Tensor:
     return t.to(torch.get_default_dtype())
 
 
-def predict_states(model: Model, start: State, frames: int, substeps: int, pusher_velocity=None,
+def _interval_steps(substeps, intervals: int) -> list[int]:
+    """Physics steps in each of `intervals` frame intervals: `substeps`, one count >= 1 for all or
+    a sequence of one per interval (Clip.step_counts: a clip's recorded times)."""
+    counts = [substeps] * intervals if isinstance(substeps, numbers.Integral) else list(substeps)
+    if len(counts) != intervals or not all(isinstance(n, numbers.Integral) and n >= 1 for n in counts):
+        raise ValueError(f"substeps: expected a count >= 1 or {intervals} of them, got {substeps!r}")
+    return [int(n) for n in counts]
+
+
+def predict_states(model: Model, start: State, frames: int, substeps, pusher_velocity=None,
                    detach_every: int = 0) -> State:
-    """Simulate `frames` - 1 frame intervals of `substeps` steps each from `start` (B,) and return
-    the states at the frames, fields (B, frames, ...), the start first. pusher_velocity: (B,
-    frames - 1, 3) m/s held over each interval, or None for a still pusher. detach_every > 0
-    cuts the gradient's path through the state every that many frames (truncated BPTT)."""
-    if frames < 1 or substeps < 1:
-        raise ValueError(f"frames, substeps: expected counts >= 1, got {frames}, {substeps}")
+    """Simulate `frames` - 1 frame intervals of `substeps` steps each (one count, or one per
+    interval: _interval_steps) from `start` (B,) and return the states at the frames, fields (B, frames,
+    ...), the start first. pusher_velocity: (B, frames - 1, 3) m/s held over each interval, or
+    None for a still pusher. detach_every > 0 cuts the gradient's path through the state every
+    that many frames (truncated BPTT)."""
+    if frames < 1:
+        raise ValueError(f"frames: expected a count >= 1, got {frames}")
+    counts = _interval_steps(substeps, frames - 1)
     batch = start.position.shape[0]
     if pusher_velocity is None:
         pusher_velocity = start.position.new_zeros(batch, max(frames - 1, 0), 3)
@@ -228,17 +240,18 @@ def predict_states(model: Model, start: State, frames: int, substeps: int, pushe
     for t in range(frames - 1):
         if detach_every and t > 0 and t % detach_every == 0:
             state = type(state)(*(x.detach() for x in state))
-        for _ in range(substeps):
+        for _ in range(counts[t]):
             state = step_prepared(model, prepared, state, pusher_velocity[:, t])
         out.append(state)
     return type(start)(*(torch.stack(parts, dim=1) for parts in zip(*out)))
 
 
-def predict_hand_states(model: Model, start: State, joint_targets: torch.Tensor, substeps: int,
+def predict_hand_states(model: Model, start: State, joint_targets: torch.Tensor, substeps,
                         detach_every: int = 0) -> State:
     """Simulate a scene with the hand (model.hand set) from `start` (B,) through the joint targets
     joint_targets (B, T, 16) rad, row t held from frame t to t + 1 (start.hand_target should be
-    row 0), `substeps` physics steps per frame (simulator.control_step). Returns the states at the
+    row 0), `substeps` physics steps per frame (simulator.control_step; one count, or one per
+    interval: _interval_steps). Returns the states at the
     T frames, fields (B, T, ...), the start first; the last row of targets is not used.
     detach_every > 0 cuts the gradient's path through the state every that many frames. A state
     that turns non-finite (contact gains too stiff or damped for the step) is repeated to the last
@@ -249,14 +262,13 @@ def predict_hand_states(model: Model, start: State, joint_targets: torch.Tensor,
     if joint_targets.ndim != 3 or joint_targets.shape[0] != batch or joint_targets.shape[2] != start.hand.shape[1]:
         raise ValueError(f"joint_targets: expected shape ({batch}, T, {start.hand.shape[1]}) rad, "
                          f"got {tuple(joint_targets.shape)}")
-    if substeps < 1:
-        raise ValueError(f"substeps: expected a count >= 1, got {substeps}")
+    counts = _interval_steps(substeps, joint_targets.shape[1] - 1)
     prepared = prepare(model, batch)
     state, out = start, [start]
     for t in range(joint_targets.shape[1] - 1):
         if detach_every and t > 0 and t % detach_every == 0:
             state = type(state)(*(x.detach() for x in state))
-        state = control_step(model, prepared, state, joint_targets[:, t] - state.hand_target, substeps)
+        state = control_step(model, prepared, state, joint_targets[:, t] - state.hand_target, counts[t])
         out.append(state)
         if not is_finite(state):
             out += [state] * (joint_targets.shape[1] - len(out))
