@@ -85,7 +85,7 @@ def test_a_step_that_makes_the_rollout_diverge_stops_learning_and_keeps_the_best
     start = State.make([[0.0, 0.0, 0.03]], velocity=[[0.5, 0.0, 0.0]])
     clip = _clip(start, "train")
     initial = PhysicalParams.from_values(0.1, solid_box_inertia(0.1, 0.05), MU - 0.3, K / 3, D)
-    clips_loss, calls = stage2._clips_loss, []
+    clips_loss, calls = stage2.clips_loss, []
 
     def diverging_on_the_third_call(*args):
         calls.append(1)
@@ -93,14 +93,14 @@ def test_a_step_that_makes_the_rollout_diverge_stops_learning_and_keeps_the_best
             raise ValueError("q: expected finite angles, got NaN or inf")
         return clips_loss(*args)
 
-    monkeypatch.setattr(stage2, "_clips_loss", diverging_on_the_third_call)
+    monkeypatch.setattr(stage2, "clips_loss", diverging_on_the_third_call)
     settings = LearnSettings(iterations=5, parameters=("mu",), lr=0.1)
     wm, history = stage2.learn(_truth_model().gaussians, [clip], initial, settings, progress=False,
                                model_kwargs=PLAIN, starts=[start])
     assert wm.info["stopped"].startswith("iteration 2: the rollout went non-finite (q: expected finite")
     assert len(history) == 2 and wm.info["best_iteration"] in (0, 1)
     assert float(wm.params.mu) == pytest.approx(history[wm.info["best_iteration"]]["mu"])
-    monkeypatch.setattr(stage2, "_clips_loss", lambda *args: (torch.tensor(float("nan")), [0.0]))
+    monkeypatch.setattr(stage2, "clips_loss", lambda *args: (torch.tensor(float("nan")), [0.0]))
     with pytest.raises(ValueError, match="params: the initial parameters give a non-finite image loss"):
         stage2.learn(_truth_model().gaussians, [clip], initial, settings, progress=False, model_kwargs=PLAIN,
                      starts=[start])
@@ -247,13 +247,13 @@ def test_volume_inertia_of_a_box_shell_is_the_solid_boxs():
 def test_learning_variables_map_to_params_with_exact_gradients():
     params = PhysicalParams.from_values(0.2, torch.tensor([[2e-4, 1e-5, 0.0], [1e-5, 3e-4, 2e-5], [0.0, 2e-5, 1e-4]]),
                                         0.4, 0.6, 0.3, dtype=torch.float64)
-    leaves = stage2._to_leaves(params)
-    back = stage2._from_leaves(leaves)
+    leaves = stage2.to_leaves(params)
+    back = stage2.from_leaves(leaves)
     torch.testing.assert_close(back.inertia, params.inertia)
     variables = [t.detach().clone().requires_grad_() for t in leaves]
 
     def inertia(log_diag, relative):
-        return stage2._from_leaves([variables[0], log_diag, relative, *variables[3:]]).inertia
+        return stage2.from_leaves([variables[0], log_diag, relative, *variables[3:]]).inertia
 
     assert torch.autograd.gradcheck(inertia, (variables[1], variables[2]))
 

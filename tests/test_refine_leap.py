@@ -194,7 +194,7 @@ def test_off_clock_frames_are_simulated_through_but_not_compared(scene, tmp_path
     loss = ImageLoss(settings)
 
     def image_loss(c):
-        return float(stage2._clips_loss(model, [c], [start], settings, loss)[0])
+        return float(stage2.clips_loss(model, [c], [start], settings, loss)[0])
     spoiled = clip.images.clone()
     spoiled[[4, 6]] = 0.0
     assert image_loss(dataclasses.replace(clip, images=spoiled)) == pytest.approx(image_loss(clip), rel=1e-6)

@@ -30,8 +30,8 @@ from cgwm_env.learn.clips import Clip, clip_paths, initial_values, leap_model_kw
 from cgwm_env.learn.losses import ImageLoss
 from cgwm_env.learn.plots import kept_record, plot_learning
 from cgwm_env.learn.settings import PARAMETERS, LearnSettings
-from cgwm_env.learn.stage2 import (_clips_loss, _from_leaves, _project, _to_leaves, clip_model, diverged_start,
-                                   estimate_starts, initial_params)
+from cgwm_env.learn.stage2 import (clip_model, clips_loss, diverged_start, estimate_starts, from_leaves, initial_params,
+                                   project_iterate, to_leaves)
 from cgwm_env.learn.world_model import WorldModel, params_values
 from cgwm_env.physics.collision import SoftSDFSettings
 from cgwm_env.physics.gaussians import SphereGaussians
@@ -93,7 +93,7 @@ def learn_leap(gaussians: SphereGaussians, clips: list[Clip], held_out: list[Cli
     train_starts, held_out_starts = starts[:len(clips)], starts[len(clips):]
 
     learned = {i for name in settings.parameters for i in PARAMETERS[name]}
-    leaves = [t.detach().clone().requires_grad_(i in learned) for i, t in enumerate(_to_leaves(params))]
+    leaves = [t.detach().clone().requires_grad_(i in learned) for i, t in enumerate(to_leaves(params))]
     centres, log_scales = gaussians.centers.detach().clone(), gaussians.log_scales.detach().clone()  # held fixed
     lr = settings.lr
     opt = torch.optim.Adam([leaf for leaf in leaves if leaf.requires_grad], lr=lr)
@@ -101,14 +101,14 @@ def learn_leap(gaussians: SphereGaussians, clips: list[Clip], held_out: list[Cli
     history, best, retries, rejected = [], None, [], []
 
     def model_of(values):
-        return clip_model(gaussians, _from_leaves(values), clips[0], settings.substeps, **model_kwargs)
+        return clip_model(gaussians, from_leaves(values), clips[0], settings.substeps, **model_kwargs)
 
     with progress_lines.bar(settings.iterations, "stage II (LEAP)", unit="iteration", enabled=progress) as bar:
         it = 0
         while True:
             model = model_of(leaves)
             try:
-                total, psnrs = _clips_loss(model, clips, train_starts, settings, loss_fn)
+                total, psnrs = clips_loss(model, clips, train_starts, settings, loss_fn)
                 finite = bool(torch.isfinite(total))
             except ValueError as err:  # a state went non-finite: only a step of theta can do that after iteration 0
                 if it == 0:
@@ -133,7 +133,7 @@ def learn_leap(gaussians: SphereGaussians, clips: list[Clip], held_out: list[Cli
                       "seconds": time.perf_counter() - start_time}
             if it % validate_every == 0 or it == settings.iterations:
                 with torch.no_grad():
-                    score, held_psnrs = _clips_loss(model, held_out, held_out_starts, settings, loss_fn)
+                    score, held_psnrs = clips_loss(model, held_out, held_out_starts, settings, loss_fn)
                 record.update(held_out_loss=float(score), held_out_psnr=float(np.mean(held_psnrs)))
                 bad = implausible(values)
                 if bad:
@@ -150,7 +150,7 @@ def learn_leap(gaussians: SphereGaussians, clips: list[Clip], held_out: list[Cli
             total.backward()
             opt.step()
             with torch.no_grad():
-                _project(leaves, centres, log_scales, centres, log_scales, settings, model)
+                project_iterate(leaves, centres, log_scales, centres, log_scales, settings, model)
             it += 1
             bar.update()
             bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['psnr']:.2f}", mu=f"{record['mu']:.3f}")

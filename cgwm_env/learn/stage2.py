@@ -98,7 +98,7 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
     init_seconds = time.perf_counter() - start_time
 
     learned = {i for name in settings.parameters for i in PARAMETERS[name]}
-    leaves = [t.detach().clone().requires_grad_(i in learned) for i, t in enumerate(_to_leaves(params))]
+    leaves = [t.detach().clone().requires_grad_(i in learned) for i, t in enumerate(to_leaves(params))]
     centers0, log_scales0 = gaussians.centers.detach(), gaussians.log_scales.detach()
     centers = centers0.clone().requires_grad_(settings.lr_geometry > 0)
     log_scales = log_scales0.clone().requires_grad_(settings.lr_geometry > 0)
@@ -112,9 +112,9 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
     with progress_lines.bar(settings.iterations, "stage II", unit="iteration", enabled=progress) as bar:
         for it in range(settings.iterations + 1):
             g = SphereGaussians(centers, log_scales, gaussians.opacity_logits.detach(), gaussians.colors.detach())
-            model = clip_model(g, _from_leaves(leaves), clips[0], settings.substeps, **model_kwargs)
+            model = clip_model(g, from_leaves(leaves), clips[0], settings.substeps, **model_kwargs)
             try:  # the inputs were checked by iteration 0; later, only a step of theta can make a state NaN
-                total, psnrs = _clips_loss(model, clips, starts, settings, loss_fn)
+                total, psnrs = clips_loss(model, clips, starts, settings, loss_fn)
             except ValueError as err:
                 if it == 0:
                     raise diverged_start(err, model, settings)
@@ -140,12 +140,12 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
             opt.zero_grad()
             total.backward()
             opt.step()
-            _project(leaves, centers, log_scales, centers0, log_scales0, settings, model)
+            project_iterate(leaves, centers, log_scales, centers0, log_scales0, settings, model)
             bar.update()
             bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['psnr']:.2f}", mu=f"{record['mu']:.3f}")
     _, best_leaves, best_centers, best_scales, best_it = best
     learned = SphereGaussians(best_centers, best_scales, gaussians.opacity_logits.detach(), gaussians.colors.detach())
-    model = clip_model(learned, _from_leaves(best_leaves), clips[0], settings.substeps, **model_kwargs)
+    model = clip_model(learned, from_leaves(best_leaves), clips[0], settings.substeps, **model_kwargs)
     info = {"object": clips[0].object, "scenario": clips[0].scenario, "clips": [c.path for c in clips],
             "fps": clips[0].fps, "substeps": settings.substeps, "initial_states": reports,
             "settings": dataclasses.asdict(settings), "best_iteration": best_it, "stopped": stopped,
@@ -295,7 +295,7 @@ def _held_out_error(model: Model, clip: Clip, start: State, track: Track, first:
     return float((trans + rot).mean())
 
 
-def _clips_loss(model: Model, clips: list[Clip], starts: list[State], settings: LearnSettings, loss_fn):
+def clips_loss(model: Model, clips: list[Clip], starts: list[State], settings: LearnSettings, loss_fn):
     """The image loss (a scalar tensor) averaged over the clips, and each clip's PSNR (dB), over
     frames 1..T-1 but the off-clock ones (Clip.scored)."""
     total, psnrs = 0.0, []
@@ -337,7 +337,7 @@ def plain_damping_limit(model: Model, params: PhysicalParams, settings: LearnSet
     return settings.max_stiffness_damping * float(params.mass.detach()) / (rows * model.dt)
 
 
-def _to_leaves(params: PhysicalParams) -> list[torch.Tensor]:
+def to_leaves(params: PhysicalParams) -> list[torch.Tensor]:
     """The learned variables: log mass, the inertia factor's log diagonal (3,) and its strict
     lower triangle (3,) relative to the diagonal's geometric mean (PhysicalParams keeps those in
     absolute units, where one Adam step would swamp a small diagonal), softplus^-1 mu, log
@@ -349,8 +349,8 @@ def _to_leaves(params: PhysicalParams) -> list[torch.Tensor]:
     return [params.log_mass, log_diag, relative, params.mu_raw, params.log_stiffness, params.log_damping]
 
 
-def _from_leaves(leaves: list[torch.Tensor]) -> PhysicalParams:
-    """PhysicalParams of the variables of _to_leaves (differentiable)."""
+def from_leaves(leaves: list[torch.Tensor]) -> PhysicalParams:
+    """PhysicalParams of the variables of to_leaves (differentiable)."""
     log_mass, log_diag, relative, mu_raw, log_k, log_d = leaves
     rows, cols = torch.tril_indices(3, 3, -1)
     lower = torch.zeros(3, 3, dtype=log_diag.dtype).index_put((rows, cols), relative * log_diag.mean().exp())
@@ -371,7 +371,7 @@ def _predict_images(model: Model, clip: Clip, start: State, substeps: int, windo
 
 
 @torch.no_grad()
-def _project(leaves, centers, log_scales, centers0, log_scales0, settings: LearnSettings, model: Model) -> None:
+def project_iterate(leaves, centers, log_scales, centers0, log_scales0, settings: LearnSettings, model: Model) -> None:
     """Keep the iterate valid: effective-mass gains where a step is stable (identify.stable_gains);
     with plain gains and the hand, n (1 + mu^2) D dt / m <= max_stiffness_damping
     for the n = max_contacts n_dirs rows of the hand's contacts, each along n - mu d (their damping,
@@ -382,7 +382,7 @@ def _project(leaves, centers, log_scales, centers0, log_scales0, settings: Learn
     if model.contact.gain_mode == "effective_mass":
         stable_gains(log_k, log_d, model.dt)
     elif model.hand is not None:
-        log_d.clamp_(max=math.log(plain_damping_limit(model, _from_leaves(leaves), settings)))
+        log_d.clamp_(max=math.log(plain_damping_limit(model, from_leaves(leaves), settings)))
     shift = centers - centers0
     norm = shift.norm(dim=1, keepdim=True).clamp(min=1e-12)
     centers.copy_(centers0 + shift * (settings.max_shift / norm).clamp(max=1.0))
