@@ -138,7 +138,7 @@ def test_solid_distance_keeps_growing_inside_a_shell_of_spheres():
     """Inside a hollow shell the soft distance measures to the shell and turns back; the solid's
     distance (collision.solid_sdf) keeps falling to the centre with the face's outward normal."""
     g = box_gaussians(0.05, 10)
-    grid = solid_grid(g.centers, g.radii)
+    grid = solid_grid(g)
     depth = torch.linspace(-0.01, 0.02, 31)  # m into the -y face, from 1 cm outside
     points = torch.stack([torch.full_like(depth, 0.004), depth - 0.025, torch.full_like(depth, -0.003)], -1)
     phi, normals = solid_sdf(points, g.centers, g.radii, grid, SoftSDFSettings())
@@ -152,9 +152,9 @@ def test_solid_distance_keeps_growing_inside_a_shell_of_spheres():
 
 
 def test_solid_sdf_gradcheck():
-    g = box_gaussians(0.02, 4)
-    centers, radii = g.centers.double(), g.radii.double()
-    grid = solid_grid(centers, radii)
+    g = box_gaussians(0.02, 4).to(torch.float64)
+    centers, radii = g.centers, g.radii
+    grid = solid_grid(g)
     settings = SoftSDFSettings(beta=300.0)
     points = torch.tensor([[[0.003, -0.012, 0.001], [0.002, -0.004, 0.0005], [0.001, -0.0088, 0.002],
                             [0.02, 0.001, -0.003]]], dtype=torch.float64)  # outside, deep, blended, outside

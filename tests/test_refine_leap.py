@@ -150,6 +150,8 @@ def test_cgwm_learn_starts_a_leap_clip_from_values_in_its_contact_gains_units(sc
     assert {k: pytest.approx(start[k], rel=1e-5) for k in LEAP_INITIAL} == LEAP_INITIAL
     assert len(history) == 2 and all(math.isfinite(h["loss"]) for h in history)
     assert (tmp_path / "model" / "world_model.json").is_file()
+    with pytest.raises(ValueError, match="pusher: the LEAP Hand's clips have no pusher"):  # a flag they would ignore
+        stage2.run_learn(data.parent, tmp_path / "g.npz", tmp_path / "model2", settings, progress=False, pusher="driven")
 
 
 def test_initial_parameters_that_diverge_are_named_with_their_units(scene):

@@ -10,7 +10,7 @@ from cgwm_env.cli import main
 from cgwm_env.data.dataset import load_dataset
 from cgwm_env.data.synth import synth_multiview
 from cgwm_env.learn import stage1
-from cgwm_env.physics.collision import SoftSDFSettings, soft_sdf
+from cgwm_env.physics.collision import SoftSDFSettings, soft_sdf, sphere_distance
 from cgwm_env.physics.gaussians import SphereGaussians
 
 HALF = 0.025  # the library cube: 5 cm, body frame at its centre
@@ -42,7 +42,7 @@ def test_fits_cube_masks_on_held_out_views(cube_run):
     points = np.random.default_rng(0).uniform(-HALF, HALF, (2000, 3))
     axis = np.random.default_rng(1).integers(0, 3, 2000)
     points[np.arange(2000), axis] = HALF * np.sign(points[np.arange(2000), axis])
-    dist = stage1.sphere_distance(g, torch.as_tensor(points, dtype=torch.float32), settings=None)
+    dist = sphere_distance(g, torch.as_tensor(points, dtype=torch.float32), settings=None)
     assert float(dist.abs().mean()) < 2e-3
 
 
@@ -76,7 +76,7 @@ def test_mesh_lies_on_cube_surface(cube_run):
     faces = np.array([[int(i) for i in line.split()[1:]] for line in lines if line.startswith("f ")])
     assert len(verts) > 500 and faces.min() == 1 and faces.max() == len(verts)
     # The vertices are on the soft SDF's zero level set (to a fraction of the 48-cell grid) ...
-    phi = stage1.sphere_distance(g, torch.as_tensor(verts, dtype=torch.float32))
+    phi = sphere_distance(g, torch.as_tensor(verts, dtype=torch.float32))
     assert float(phi.abs().mean()) < 3e-4
     # ... which lies a little outside the exact sphere union (LogSumExp and the clamp), near the cube.
     d = _box_distance(verts)
@@ -117,9 +117,9 @@ def test_sphere_distance_matches_soft_sdf_and_exact_distance():
     points = torch.rand(50, 3, generator=gen) * 0.06 - 0.005
     settings = SoftSDFSettings()
     full = soft_sdf(points, centers, radii, settings)[0]
-    torch.testing.assert_close(stage1.sphere_distance(g, points, settings), full, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(sphere_distance(g, points, settings), full, rtol=1e-5, atol=1e-7)
     exact = (torch.cdist(points, centers) - radii).min(1).values
-    torch.testing.assert_close(stage1.sphere_distance(g, points, settings=None), exact)
+    torch.testing.assert_close(sphere_distance(g, points, settings=None), exact)
 
 
 def test_densify_clones_small_splits_large_and_prunes():

@@ -20,6 +20,7 @@ from cgwm_env import progress
 from cgwm_env.data.objects import OBJECTS
 from cgwm_env.data.synth import synth_multiview
 from cgwm_env.learn import stage1
+from cgwm_env.physics.collision import sphere_distance
 from cgwm_env.physics.gaussians import SphereGaussians
 
 QUICK_OBJECTS = ("cube", "mug")
@@ -39,8 +40,8 @@ def run(out: str | None = None, quick: bool = False) -> list[dict]:
                                     progress=False)
             gaussians = SphereGaussians.load_npz(Path(tmp) / f"{name}.npz")
             points = torch.as_tensor(OBJECTS[name].sample_surface(4000, seed=1), dtype=torch.float32)
-            phi = stage1.sphere_distance(gaussians, points)
-            dist = stage1.sphere_distance(gaussians, points, settings=None)
+            phi = sphere_distance(gaussians, points)
+            dist = sphere_distance(gaussians, points, settings=None)
             rows.append({"object": name, "views": summary["views"], "held_out": summary["held_out"], "size": size,
                          "psnr_db": round(summary["psnr"], 2), "iou": round(summary["iou"], 4),
                          "phi_mm": round(1e3 * float(phi.abs().mean()), 3),

@@ -223,7 +223,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--loftr-weights", type=existing_file, default=None, metavar="FILE",
                    help="local kornia LoFTR weights: use the LoFTR feature loss instead of D-SSIM (default: D-SSIM)")
     p.add_argument("--seed", type=count(0), default=None, help="seed of the initial-pose candidates (default 0)")
-    p.add_argument("--pusher", choices=PUSHER_MODES, default="mocap",
+    p.add_argument("--pusher", choices=PUSHER_MODES, default=None,
                    help="how the clips' pusher moved: mocap, placed along its path as MuJoCo's mocap bodies (cgwm synth, "
                         "most MuJoCo scenes); driven, a stiffly driven robot finger (docs/simulator.md) (default mocap)")
 

@@ -33,7 +33,7 @@ from cgwm_env.physics import math3d
 from cgwm_env.progress import bar as progress_bar
 from cgwm_env.progress import say
 from cgwm_env.progress import summary as summary_line
-from cgwm_env.physics.collision import SoftSDFSettings, soft_sdf, solid_grid
+from cgwm_env.physics.collision import SoftSDFSettings, solid_grid, sphere_distance
 from cgwm_env.physics.gaussians import SphereGaussians
 from cgwm_env.render import render
 from cgwm_env.render.metrics import d_ssim, psnr
@@ -256,23 +256,6 @@ def evaluate(gaussians: SphereGaussians, dataset, views=None) -> dict:
     return {"psnr": float(np.mean(psnrs)), "iou": float(np.mean(ious))}
 
 
-@torch.no_grad()
-def sphere_distance(gaussians: SphereGaussians, points: torch.Tensor,
-                    settings: SoftSDFSettings | None = SoftSDFSettings(), neighbours: int = 32) -> torch.Tensor:
-    """Signed distance (P,) m of points (P, 3) to the Gaussians' sphere union (radius 2 scale):
-    the soft SDF with `settings` (None: the exact distance min_i |p - c_i| - r_i), from each
-    point's `neighbours` nearest centres."""
-    from scipy.spatial import cKDTree
-
-    centers, radii = gaussians.centers.detach(), gaussians.radii.detach()
-    k = min(neighbours, len(centers))
-    _, near = cKDTree(centers.double().numpy()).query(points.double().numpy(), k)
-    near = torch.as_tensor(near).view(len(points), k)
-    if settings is None:
-        return ((points[:, None] - centers[near]).norm(dim=-1) - radii[near]).min(1).values
-    return soft_sdf(points[:, None], centers[near], radii[near], settings)[0][:, 0]
-
-
 def save_mesh(gaussians: SphereGaussians, path, resolution: int = 96,
               settings: SoftSDFSettings = SoftSDFSettings()) -> tuple[np.ndarray, np.ndarray]:
     """Write the outer zero level set of the sphere union's soft SDF as a Wavefront .obj (marching
@@ -375,7 +358,7 @@ def volume_inertia(gaussians: SphereGaussians, mass: float, resolution: int = 40
     sphere union bounds (collision.solid_grid)."""
     if not mass > 0:
         raise ValueError(f"mass: expected a positive mass (kg), got {mass!r}")
-    inside = solid_grid(gaussians.centers, gaussians.radii, resolution).inside()
+    inside = solid_grid(gaussians, resolution).inside()
     second = inside.T @ inside / len(inside)  # E[p p^T]
     inertia = mass * (torch.trace(second) * torch.eye(3, dtype=torch.float64) - second)
     return inertia.to(torch.get_default_dtype())
@@ -384,7 +367,7 @@ def volume_inertia(gaussians: SphereGaussians, mass: float, resolution: int = 40
 def solid_centre(gaussians: SphereGaussians, resolution: int = 40) -> torch.Tensor:
     """The centre (3,) m of the solid the sphere union bounds (its cavities filled), the centre of mass
     of a uniform object of that shape."""
-    return solid_grid(gaussians.centers, gaussians.radii, resolution).inside().mean(0).to(gaussians.centers.dtype)
+    return solid_grid(gaussians, resolution).inside().mean(0).to(gaussians.centers.dtype)
 
 
 def _views(dataset, views):

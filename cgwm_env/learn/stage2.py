@@ -409,11 +409,11 @@ def predict_leap_images(model: Model, clip: Clip, start: State, substeps: int, w
 
 
 def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings(), progress: bool = True,
-              clips: list[int] | None = None, pusher: str = "mocap", **initial) -> tuple[WorldModel, list[dict]]:
+              clips: list[int] | None = None, pusher: str | None = None, **initial) -> tuple[WorldModel, list[dict]]:
     """`cgwm learn`: stage II on the train clips under `data` (all, or the indices `clips`)
     from the Gaussians in `gaussians_file` (.npz or .ply) and the initial values `initial` (some
     of mass, mu, stiffness, damping; the rest from clips.initial_values, in the units of the
-    clips' contact gains), a pusher moved as `pusher` (ContactSettings.pusher); writes the bundle
+    clips' contact gains), a pusher moved as `pusher` (ContactSettings.pusher; None: its default); writes the bundle
     `out`, out/learn_log.jsonl and out/learning.png (loss, PSNR and the learned
     parameters per iteration, the kept iterate marked); returns (bundle, history)."""
     gfile = Path(gaussians_file)
@@ -433,13 +433,15 @@ def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings
     values = initial_values(loaded, initial)
     params = initial_params(gaussians, values["mass"], values["mu"], values["stiffness"], values["damping"])
     hand = loaded[0].joint_target is not None
+    if hand and pusher is not None:
+        raise ValueError(f"pusher: the LEAP Hand's clips have no pusher, got {pusher!r}: leave it out")
     with open(out / "learn_log.jsonl", "w") as log:
         if hand:
             wm, history = learn(gaussians, loaded, params, settings, progress, log)
         else:
             say = (lambda message: progress_lines.say(f"stage II: {message}")) if progress else None
             wm, history = fit_world_model(gaussians, loaded, params, settings, say, log,
-                                          {"contact": ContactSettings(pusher=pusher)})
+                                          {} if pusher is None else {"contact": ContactSettings(pusher=pusher)})
     wm.save(out)
     v = params_values(wm.params)
     kept = f"iteration {wm.info['best_iteration']}" if hand else f"the {wm.info['kept']} parameters"

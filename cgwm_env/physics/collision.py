@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cgwm_env.physics.gaussians import SphereGaussians
 from cgwm_env.physics.math3d import fibonacci_sphere
 
 # Keeps |p - c| differentiable when a point sits on a sphere's centre.
@@ -106,15 +107,31 @@ class SolidGrid(NamedTuple):
         return values[..., 0], normals / torch.sqrt((normals * normals).sum(-1, keepdim=True) + _EPS_LEN**2)
 
 
-def solid_grid(centers: torch.Tensor, radii: torch.Tensor, resolution: int = 40) -> SolidGrid:
-    """The SolidGrid of spheres (N, 3), (N,) with `resolution` voxels along the longest side of their
-    bounding box grown by twice the median radius (field in the centres' dtype)."""
-    from scipy import ndimage
+@torch.no_grad()
+def sphere_distance(gaussians: SphereGaussians, points: torch.Tensor,
+                    settings: SoftSDFSettings | None = SoftSDFSettings(), neighbours: int = 32) -> torch.Tensor:
+    """Signed distance (P,) m of points (P, 3) to the Gaussians' sphere union (radius 2 scale):
+    the soft SDF with `settings` (None: the exact distance min_i |p - c_i| - r_i), from each
+    point's `neighbours` nearest centres."""
     from scipy.spatial import cKDTree
 
-    if centers.shape[0] == 0:
-        raise ValueError("centers: expected at least one sphere, got an empty set")
-    c, r = centers.detach().double().cpu(), radii.detach().double().cpu()
+    centers, radii = gaussians.centers.detach(), gaussians.radii.detach()
+    k = min(neighbours, len(centers))
+    _, near = cKDTree(centers.double().cpu().numpy()).query(points.double().cpu().numpy(), k)
+    near = torch.as_tensor(near, device=centers.device).view(len(points), k)
+    if settings is None:
+        return ((points[:, None] - centers[near]).norm(dim=-1) - radii[near]).min(1).values
+    return soft_sdf(points[:, None], centers[near], radii[near], settings)[0][:, 0]
+
+
+def solid_grid(gaussians: SphereGaussians, resolution: int = 40) -> SolidGrid:
+    """The SolidGrid of the Gaussians' spheres with `resolution` voxels along the longest side of
+    their bounding box grown by twice the median radius (field in the centres' dtype)."""
+    from scipy import ndimage
+
+    centers = gaussians.centers.detach()
+    g64 = SphereGaussians(*(t.detach().double().cpu() for t in gaussians.tensors()))
+    c, r = g64.centers, g64.radii
     reach = float(r.median())
     lo, hi = (c - r[:, None]).min(0).values - 2 * reach, (c + r[:, None]).max(0).values + 2 * reach
     spacing = float((hi - lo).max()) / resolution
@@ -122,9 +139,7 @@ def solid_grid(centers: torch.Tensor, radii: torch.Tensor, resolution: int = 40)
     origin = lo + 0.5 * spacing
     axes = [origin[i] + torch.arange(n, dtype=torch.float64) * spacing for i, n in enumerate(shape)]
     points = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-    _, near = cKDTree(c.numpy()).query(points.numpy(), min(32, len(c)))
-    near = torch.as_tensor(near).view(len(points), -1)
-    dist = ((points[:, None] - c[near]).norm(dim=-1) - r[near]).min(1).values.view(shape).numpy()
+    dist = sphere_distance(g64, points, settings=None).view(shape).numpy()
     cells = max(1, round(reach / spacing))
     ball = np.linalg.norm(np.indices((2 * cells + 1,) * 3) - cells, axis=0) <= cells
     solid = ndimage.binary_erosion(ndimage.binary_fill_holes(dist <= reach), ball) | (dist <= 0)

@@ -236,7 +236,7 @@ class Model:
 
     def solid_grid(self) -> SolidGrid:
         """The solid's signed-distance grid for the pusher's contacts (collision.solid_grid)."""
-        return self._of_geometry("solid", lambda g: solid_grid(g.centers, g.radii))
+        return self._of_geometry("solid", solid_grid)
 
     def _of_geometry(self, kind, build):
         """build(gaussians) once per kind and sphere tensors, shared by every model of the same tensors
