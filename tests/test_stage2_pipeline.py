@@ -14,14 +14,14 @@ from cgwm_env.data.synth import synth, synth_multiview
 from cgwm_env.learn import stage1
 from cgwm_env.learn.clips import Clip, load_clip
 from cgwm_env.learn.evaluate import first_state, predict_ours
-from cgwm_env.learn.identify import IdentifySettings, identify
+from cgwm_env.learn.identify import IdentifySettings, identify, log_standard_errors
 from cgwm_env.learn.settings import LearnSettings
 from cgwm_env.learn.stage2 import clip_model, fit_world_model, initial_params
 from cgwm_env.learn.track import Track, TrackSettings, pose_errors, track_clip
 from cgwm_env.learn.world_model import predict_states, render_states
 from cgwm_env.physics import math3d
 from cgwm_env.physics.gaussians import SphereGaussians, box_gaussians
-from cgwm_env.physics.model import State, box_model
+from cgwm_env.physics.model import PhysicalParams, State, box_model
 from cgwm_env.render import render
 from cgwm_env.render.camera import Camera, look_at
 from cgwm_env.render.metrics import e_trans
@@ -81,6 +81,36 @@ def test_identification_recovers_mu_from_our_own_simulator():
     fitted, report = identify(guess, [track], FPS, SUB, settings=IdentifySettings(iterations=150))
     print(f"mu 0.8 -> {float(fitted.mu):.3f} (truth {truth_mu})")
     assert float(fitted.mu) == pytest.approx(truth_mu, rel=0.1)
+
+
+def test_the_standard_error_of_a_log_is_read_off_the_misfit_curvature():
+    params = PhysicalParams.from_values(0.1, torch.eye(3) * 1e-4, 0.4, 2500.0, 100.0)
+    count, residual, weight = 50, 0.2, 20.0  # misfit = count residual + weight (log mu - log 0.4)^2: error sqrt(residual / weight)
+
+    def misfit(p):
+        return count * residual + weight * float(torch.log(p.mu / 0.4)) ** 2
+
+    errors = log_standard_errors(params, misfit, count, ("mu", "stiffness"))
+    assert errors["mu"] == pytest.approx(0.1, rel=1e-3)
+    assert errors["stiffness"] == math.inf  # the misfit does not depend on it
+
+
+@pytest.mark.parametrize("speed", [0.0, 0.45])
+def test_identification_says_whether_the_track_determines_mu(speed):
+    model = box_model(0.05, 0.1, 0.35, per_edge=6, dt=1.0 / (FPS * SUB))
+    with torch.no_grad():
+        states = predict_states(model, State.make([[0.0, 0.0, 0.025]], velocity=[[speed, 0.1 * speed, 0.0]]), 12, SUB)
+    noise = 0.001 * torch.randn(12, 3, generator=torch.Generator().manual_seed(0))  # a 1 mm tracking noise
+    track = Track(states.position[0] + noise, states.quat[0], torch.zeros(12), torch.ones(12))
+    guess = box_model(0.05, 0.1, 0.5, per_edge=6, dt=1.0 / (FPS * SUB))
+    fitted, report = identify(guess, [track], FPS, SUB, settings=IdentifySettings(iterations=40))
+    error = report["log_standard_error"]["mu"]
+    print(f"speed {speed} m/s: mu {float(fitted.mu):.3f}, standard error of log mu {error:.3f}")
+    if speed == 0.0:  # an object at rest says nothing about its friction
+        assert error > 0.5
+    else:  # a slide to a stop does, and the truth is within three standard errors
+        assert error < 0.3
+        assert abs(math.log(float(fitted.mu) / 0.35)) < 3.0 * error
 
 
 @pytest.fixture(scope="module")

@@ -99,7 +99,8 @@ def identify(model: Model, tracks: list[Track], fps: float, substeps: int, pushe
     per clip) at `fps` frames per second, simulated at dt = 1 / (fps substeps) (model.dt). pushers: per
     clip (positions (T, 3) m at the frames, velocities (T - 1, 3) m/s to the next) or None; frames: per
     clip, how many first frames to fit (the rest held out), or None for all. Returns the fitted
-    PhysicalParams and a report (the loss per iteration, each clip's first window's fitted velocity)."""
+    PhysicalParams and a report (the loss per iteration, each fitted parameter's log_standard_errors, each
+    clip's first window's fitted velocity)."""
     if model.contact.gain_mode != "effective_mass":
         raise ValueError(f"model.contact.gain_mode: identification fits effective-mass gains, got "
                          f"{model.contact.gain_mode!r}")
@@ -172,8 +173,40 @@ def identify(model: Model, tracks: list[Track], fps: float, substeps: int, pushe
         with torch.no_grad():
             stable_gains(leaves["stiffness"], leaves["damping"], model.dt)
     fitted = PhysicalParams(p.log_mass, p.inertia_factor, *(leaves[n].detach() for n in IDENTIFIED))
+
+    @torch.no_grad()
+    def misfit(params: PhysicalParams) -> float:  # the summed pose error of the windows at their fitted starts
+        states = predict_states(dataclasses.replace(model, params=params), start, W, substeps, pusher_velocity)
+        error = (((states.position - position).norm(dim=-1) / scale.position_scale) ** 2
+                 + rotation_distance2(states.quat, quat) / scale.rotation_scale**2)
+        return float((error * valid).sum())
+
     firsts = [k for k, w in enumerate(windows) if w[0] == 0]
-    report = {"history": history, "windows": len(windows),
+    errors = log_standard_errors(fitted, misfit, float(valid[:, 1:].sum()), settings.parameters)
+    report = {"history": history, "windows": len(windows), "log_standard_error": errors,
               "start_velocity": [(start_velocity[k].detach() * scale.velocity_scale).tolist() for k in firsts],
               "start_spin": [(start_spin[k].detach() * scale.spin_scale).tolist() for k in firsts]}
     return fitted, report
+
+
+def log_standard_errors(params: PhysicalParams, misfit, count: float, names, step: float = 0.1) -> dict:
+    """How well the data determine each of `names` (some of IDENTIFIED) at `params`: the standard error of
+    its logarithm, sqrt(2 s / c), from the curvature c of misfit(params) (a sum of `count` squared errors)
+    along that logarithm by central differences of `step`, with the noise variance read off the residual,
+    s = misfit(params) / count, and the other variables held. 0.1 means about +-10%; near 1 or above,
+    the clips barely tell it."""
+    base = misfit(params)
+    errors = {}
+    for name in names:
+        curvature = (misfit(_scaled(params, name, math.exp(step))) - 2.0 * base
+                     + misfit(_scaled(params, name, math.exp(-step)))) / step**2
+        errors[name] = math.sqrt(2.0 * base / (count * curvature)) if curvature > 0 else math.inf
+    return errors
+
+
+def _scaled(params: PhysicalParams, name: str, factor: float) -> PhysicalParams:
+    """params with mu, stiffness or damping (`name`) times `factor`."""
+    if name == "mu":
+        return dataclasses.replace(params, mu_raw=torch.log(torch.expm1(params.mu * factor)))
+    field = {"stiffness": "log_stiffness", "damping": "log_damping"}[name]
+    return dataclasses.replace(params, **{field: getattr(params, field) + math.log(factor)})
