@@ -265,7 +265,8 @@ def fit_world_model(gaussians: SphereGaussians, clips: list[Clip], params: Physi
                                 "velocity": s.velocity[0].tolist(), "omega": s.omega[0].tolist()}
                                for c, s in zip(clips, starts)],
             "identified": {k: v for k, v in params_values(identified).items() if k != "inertia"},
-            "identified_log_standard_error": id_report["log_standard_error"],
+            "identified_log_standard_error": {name: error if math.isfinite(error) else None  # JSON has no inf
+                                              for name, error in id_report["log_standard_error"].items()},
             "seconds": time.perf_counter() - start_time}
     wm = WorldModel.from_model(model, initial_params=params, info=info)
     return dataclasses.replace(wm, initial_gaussians=SphereGaussians(*(t.detach() for t in gaussians.tensors()))), history
@@ -464,13 +465,14 @@ def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings
               f"mass {v['mass']:.4g} kg as given (not identifiable from falls and pushes by a kinematic pusher); "
               f"{wm.info['seconds']:.0f} s -> {out}")
         print("stage II: identification from the tracks: " + ", ".join(
-            f"{name} {wm.info['identified'][name]:.4g} {_spread_text(error)}"
+            f"{name} {wm.info['identified'][name]:.4g} {_standard_error_text(error)}"
             for name, error in wm.info["identified_log_standard_error"].items()))
     return wm, history
 
 
-def _spread_text(log_error: float) -> str:
-    """A parameter's standard error of its logarithm as the user reads it: '+-12%', or 'not determined'."""
-    if not log_error < 1.0:
+def _standard_error_text(log_error: float | None) -> str:
+    """A parameter's standard error of its logarithm (None: unbounded) as the user reads it: '+-12%', or
+    'not determined'."""
+    if log_error is None or log_error >= 1.0:
         return "(not determined by these clips)"
     return f"+-{100.0 * math.expm1(log_error):.0f}%"
