@@ -16,7 +16,7 @@ from cgwm_env.learn.clips import Clip, load_clip
 from cgwm_env.learn.evaluate import first_state, predict_ours
 from cgwm_env.learn.identify import IdentifySettings, identify, log_standard_errors
 from cgwm_env.learn.settings import LearnSettings
-from cgwm_env.learn.stage2 import clip_model, fit_world_model, initial_params
+from cgwm_env.learn.stage2 import clip_model, fit_world_model, initial_params, kept_candidate
 from cgwm_env.learn.track import Track, TrackSettings, pose_errors, track_clip
 from cgwm_env.learn.world_model import predict_states, render_states
 from cgwm_env.physics import math3d
@@ -93,6 +93,16 @@ def test_the_standard_error_of_a_log_is_read_off_the_misfit_curvature():
     errors = log_standard_errors(params, misfit, count, ("mu", "stiffness"))
     assert errors["mu"] == pytest.approx(0.1, rel=1e-3)
     assert errors["stiffness"] == math.inf  # the misfit does not depend on it
+
+
+def test_a_determined_fit_is_kept_on_any_held_out_gain_and_an_undetermined_one_needs_min_gain():
+    settings = LearnSettings()  # determined 0.5, min_gain 1/3
+    sharp, vague = {"mu": 0.2, "stiffness": 0.16, "damping": 0.15}, {"mu": 0.8, "stiffness": 0.2, "damping": math.inf}
+    errors = {"initial": 2.5, "identified": 2.4, "refined": 2.3}
+    assert kept_candidate(errors, sharp, settings) == "refined"
+    assert kept_candidate(errors, vague, settings) == "initial"
+    assert kept_candidate({**errors, "identified": 1.5}, vague, settings) == "identified"
+    assert kept_candidate({"initial": 2.0, "identified": 2.1, "refined": 2.2}, sharp, settings) == "initial"
 
 
 @pytest.mark.parametrize("speed", [0.0, 0.45])

@@ -36,10 +36,12 @@ class LearnSettings:
     Free objects (fit_world_model): track_iterations: Adam steps per frame of the pose tracker;
     identify_iterations, identify_window: Adam steps and frames per shooting window of the
     state-space identification; holdout: the fraction of a clip's last frames held out to choose
-    the kept parameters when there are fewer than three clips; min_gain: the fraction of the
-    initial parameters' held-out error a fitted candidate must cut to be kept (a few held-out
-    frames of a noisy track favour a wrong fit by chance); `iterations` is then the image-space
-    refinement's."""
+    the kept parameters when there are fewer than three clips; determined: the standard error of a
+    parameter's logarithm (identify.log_standard_errors) below which the clips count as determining
+    it; min_gain: the fraction of the initial parameters' held-out error a fitted candidate must
+    cut to be kept when identification did not determine all its parameters (a few held-out frames
+    of a noisy track favour a wrong fit by chance; a determined fit is kept on any held-out gain);
+    `iterations` is then the image-space refinement's."""
 
     iterations: int = 10
     parameters: tuple[str, ...] = ("mu", "stiffness", "damping")
@@ -62,6 +64,7 @@ class LearnSettings:
     identify_iterations: int = 60
     identify_window: int = 5
     holdout: float = 0.3
+    determined: float = 0.5
     min_gain: float = 1.0 / 3.0
     seed: int = 0
 
@@ -75,6 +78,8 @@ class LearnSettings:
                 raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
         if not 0.0 < self.holdout < 1.0:
             raise ValueError(f"holdout: expected a fraction in (0, 1), got {self.holdout!r}")
+        if not self.determined > 0:
+            raise ValueError(f"determined: expected a positive standard error of a logarithm, got {self.determined!r}")
         if not 0.0 <= self.min_gain < 1.0:
             raise ValueError(f"min_gain: expected a fraction in [0, 1), got {self.min_gain!r}")
         if not 0.0 < self.max_scale_change < 1.0:

@@ -182,8 +182,10 @@ def fit_world_model(gaussians: SphereGaussians, clips: list[Clip], params: Physi
        (learn.identify) on the fitted part of the data;
     3. refine: the paper's image-space learning from there (learn(), short windows, the tracked start);
     4. select: the initial, identified and refined parameters each predict the held-out data open
-       loop from the tracked start; the fitted one closest to the track is kept if it cuts the
-       initial parameters' error by `settings.min_gain`, else the initial parameters are.
+       loop from the tracked start; the fitted one closest to the track is kept if it is closer than
+       the initial parameters and identification determined every parameter it fitted (log standard
+       error below `settings.determined`), or if it cuts the initial parameters' error by
+       `settings.min_gain`; else the initial parameters are kept.
     Held out: every third clip when there are three or more, else the last `settings.holdout` of
     each clip's frames. Returns the WorldModel (info: tracks, each candidate's validation error, the
     one kept) and the history (one record per identification and refinement iteration)."""
@@ -251,8 +253,7 @@ def fit_world_model(gaussians: SphereGaussians, clips: list[Clip], params: Physi
         model = clip_model(g, p, clips[0], settings.substeps, **model_kwargs)
         errors[name] = float(np.mean([_held_out_error(model, clips[k], starts[k], tracks[k], scored[k],
                                                       settings.substeps) for k in held]))
-    best = min((name for name in errors if name != "initial"), key=errors.get)
-    kept = best if errors[best] <= (1.0 - settings.min_gain) * errors["initial"] else "initial"
+    kept = kept_candidate(errors, id_report["log_standard_error"], settings)
     say("held-out error: " + ", ".join(f"{n} {e:.3f}" for n, e in errors.items()) + f"; kept {kept}")
     p, g = candidates[kept]
     model = clip_model(g, p, clips[0], settings.substeps, **model_kwargs)
@@ -270,6 +271,16 @@ def fit_world_model(gaussians: SphereGaussians, clips: list[Clip], params: Physi
             "seconds": time.perf_counter() - start_time}
     wm = WorldModel.from_model(model, initial_params=params, info=info)
     return dataclasses.replace(wm, initial_gaussians=SphereGaussians(*(t.detach() for t in gaussians.tensors()))), history
+
+
+def kept_candidate(errors: dict, log_standard_errors: dict, settings: LearnSettings) -> str:
+    """The candidate to keep from held-out `errors` (name -> error, "initial" among them): the fitted one
+    with the lowest error if it beats the initial one and identification's `log_standard_errors` are all
+    below settings.determined, or if it cuts the initial error by settings.min_gain; else "initial"."""
+    best = min((name for name in errors if name != "initial"), key=errors.get)
+    determined = all(error < settings.determined for error in log_standard_errors.values())
+    needed = 0.0 if determined else settings.min_gain
+    return best if errors[best] < (1.0 - needed) * errors["initial"] else "initial"
 
 
 def _pusher_track(clip: Clip):
