@@ -346,8 +346,8 @@ def test_learn_and_eval_commands_write_their_outputs(fall_data, tmp_path):
     assert wm.contact.pusher == "driven"  # the bundle keeps how its pusher moves
     assert wm.info["kept"] in wm.info["validation_error"] and len(wm.info["initial_states"]) == 1
     assert np.isfinite(wm.info["tracks"][0]["error_median_m"])
-    spread = wm.info["identified_log_standard_error"]  # how well the tracks tell each parameter, None: not at all
-    assert set(spread) == {"mu", "stiffness", "damping"} and all(e is None or e > 0 for e in spread.values())
+    errors = wm.info["identified_log_standard_error"]  # how well the tracks tell each parameter, None: not at all
+    assert set(errors) == {"mu", "stiffness", "damping"} and all(e is None or e > 0 for e in errors.values())
     plot = imageio.imread(model / "learning.png")  # identification's row above refinement's
     assert plot.ndim == 3 and plot.shape[0] > 0.3 * plot.shape[1] and not (model / "psnr.png").exists()
     assert wm.info["refined_iteration"] in [r["iteration"] for r in log if r["stage"] == "refine"]

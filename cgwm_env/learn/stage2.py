@@ -476,14 +476,14 @@ def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings
               f"mass {v['mass']:.4g} kg as given (not identifiable from falls and pushes by a kinematic pusher); "
               f"{wm.info['seconds']:.0f} s -> {out}")
         print("stage II: identification from the tracks: " + ", ".join(
-            f"{name} {wm.info['identified'][name]:.4g} {_standard_error_text(error)}"
+            f"{name} {wm.info['identified'][name]:.4g} {_standard_error_text(error, settings.determined)}"
             for name, error in wm.info["identified_log_standard_error"].items()))
     return wm, history
 
 
-def _standard_error_text(log_error: float | None) -> str:
+def _standard_error_text(log_error: float | None, determined: float) -> str:
     """A parameter's standard error of its logarithm (None: unbounded) as the user reads it: '+-12%', or
-    'not determined'."""
-    if log_error is None or log_error >= 1.0:
+    'not determined' from `determined` (LearnSettings.determined) up."""
+    if log_error is None or log_error >= determined:
         return "(not determined by these clips)"
     return f"+-{100.0 * math.expm1(log_error):.0f}%"
