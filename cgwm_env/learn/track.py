@@ -7,8 +7,9 @@ are refined and each is tracked through the whole clip, and the clip's total los
 symmetric-looking object can fit its first frame equally well in several poses; the later frames tell
 them apart). Each later frame starts from the better of a constant-velocity prediction, the same
 prediction with its vertical velocity reversed (a bounce) and the previous pose, recentred on the
-mask, then Adam refines the pose. A pose whose lowest sphere would be below the support plane is slid
-along the viewing ray onto it (a single view pins depth least).
+mask, then Adam refines the pose. A pose with a Gaussian's centre below the support plane is slid
+along the viewing ray until none is (a single view pins depth least); the centres, not the spheres
+(2 sigma), since those reach past stage I's true surface and would lift a resting pose up the ray.
 
 The loss per frame: the L1 of the rendered alpha against the mask, plus the colour L1 after a
 per-frame, per-channel gain on the object's pixels (exposure and light changes between stage I's
@@ -141,10 +142,10 @@ class _Scorer:
         return p, q, value, alpha
 
     def onto_support(self, position: torch.Tensor, quat: torch.Tensor) -> torch.Tensor:
-        """Positions (N, 3) slid along the viewing ray so that no pose's lowest sphere is below the plane."""
+        """Positions (N, 3) slid along the viewing ray so that no pose has a Gaussian's centre below the plane."""
         if self.ground is None:
             return position
-        lowest = (math3d.rotate(quat[:, None, :], self.g.centers[None])[..., 2] - self.g.radii).min(-1).values
+        lowest = math3d.rotate(quat[:, None, :], self.g.centers[None])[..., 2].min(-1).values
         sink = (self.ground - position[:, 2] - lowest).clamp(min=0.0)
         ray = position - self.camera.position.to(position)
         steep = ray[:, 2].abs() >= 0.1 * ray.norm(dim=-1)  # else (a level view) straight up
