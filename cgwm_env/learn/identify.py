@@ -138,14 +138,20 @@ def identify(model: Model, tracks: list[Track], fps: float, substeps: int, pushe
         leaves[name].requires_grad_()
     optimizer = torch.optim.Adam([{"params": [leaves[n] for n in settings.parameters], "lr": settings.lr},
                                   {"params": [start_velocity, start_spin], "lr": settings.lr_velocity}])
+
+    def windows_error(params: PhysicalParams, start: State) -> tuple[State, torch.Tensor]:
+        """The windows simulated from `start` (K windows of W frames) and their pose error against the
+        track per frame (K, W), in units of position_scale and rotation_scale, squared."""
+        states = predict_states(dataclasses.replace(model, params=params), start, W, substeps, pusher_velocity)
+        return states, (((states.position - position).norm(dim=-1) / scale.position_scale) ** 2
+                        + rotation_distance2(states.quat, quat) / scale.rotation_scale**2)
+
     history = []
     for it in range(settings.iterations + 1):
         params = PhysicalParams(p.log_mass, p.inertia_factor, leaves["mu"], leaves["stiffness"], leaves["damping"])
         start = State.make(position[:, 0], quat=quat[:, 0], velocity=start_velocity * scale.velocity_scale,
                            omega=start_spin * scale.spin_scale, pusher=pusher_start)
-        states = predict_states(dataclasses.replace(model, params=params), start, W, substeps, pusher_velocity)
-        error = (((states.position - position).norm(dim=-1) / scale.position_scale) ** 2
-                 + rotation_distance2(states.quat, quat) / scale.rotation_scale**2)
+        states, error = windows_error(params, start)
         fit = (error * valid).sum() / valid.sum()
         continuity = fit.new_zeros(())
         if follows.any():
@@ -176,10 +182,7 @@ def identify(model: Model, tracks: list[Track], fps: float, substeps: int, pushe
 
     @torch.no_grad()
     def misfit(params: PhysicalParams) -> float:  # the summed pose error of the windows at their fitted starts
-        states = predict_states(dataclasses.replace(model, params=params), start, W, substeps, pusher_velocity)
-        error = (((states.position - position).norm(dim=-1) / scale.position_scale) ** 2
-                 + rotation_distance2(states.quat, quat) / scale.rotation_scale**2)
-        return float((error * valid).sum())
+        return float((windows_error(params, start)[1] * valid).sum())
 
     firsts = [k for k, w in enumerate(windows) if w[0] == 0]
     errors = log_standard_errors(fitted, misfit, float(valid[:, 1:].sum()), settings.parameters)
