@@ -7,27 +7,26 @@ from cgwm_env.physics.contact import ContactSettings, contact_forces, contact_ro
 
 
 def _contacts(seed=0, batch=2, contacts=3):
-    """Row velocities (B, 3, C), applied velocities, gaps (B, C) and an inverse mass matrix of a
-    random rigid body (B, 3C, 3C), float64."""
+    """Row velocities (B, 3, C), applied velocities, gaps (B, C) and the factors (G, G W) of the inverse
+    mass matrix of a random rigid body (B, 3C, 6) each, float64."""
     g = torch.Generator().manual_seed(seed)
     row_vel = (torch.rand(batch, 3, contacts, generator=g, dtype=torch.float64) - 0.6) * 0.2
     applied = torch.full((batch, 3, contacts), 0.0, dtype=torch.float64)
     applied[:, 0] = -9.81 / 500
     phi = (torch.rand(batch, contacts, generator=g, dtype=torch.float64) - 0.7) * 1e-4
     directions = torch.randn(batch, 3 * contacts, 6, generator=g, dtype=torch.float64)
-    mass = directions @ directions.transpose(1, 2) * 5.0
-    return row_vel, applied, phi, mass
+    return row_vel, applied, phi, directions, directions * 5.0
 
 
 def test_contact_forces_gradcheck():
-    row_vel, applied, phi, mass = _contacts()
+    row_vel, applied, phi, directions, weighted = _contacts()
     settings = ContactSettings(softplus_sharpness=50.0, activity_width=1e-3)
 
-    def forces(row_vel, phi, mass, k, d, mu):
-        return contact_forces(row_vel, applied, phi, lambda: mass, k, d, mu, 0.002, settings)
+    def forces(row_vel, phi, directions, k, d, mu):
+        return contact_forces(row_vel, applied, phi, lambda: (directions, directions * 5.0), k, d, mu, 0.002, settings)
 
     inputs = [t.clone().requires_grad_() for t in
-              (row_vel, phi, mass, torch.tensor([2500.0, 900.0], dtype=torch.float64),
+              (row_vel, phi, directions, torch.tensor([2500.0, 900.0], dtype=torch.float64),
                torch.tensor([100.0, 40.0], dtype=torch.float64), torch.tensor([0.5, 0.8], dtype=torch.float64))]
     assert torch.autograd.gradcheck(forces, inputs)
 
@@ -47,9 +46,9 @@ def test_plain_rows_gradcheck():
 
 
 def test_every_force_stays_in_the_friction_cone():
-    row_vel, applied, phi, mass = _contacts(seed=3, batch=8, contacts=5)
+    row_vel, applied, phi, directions, weighted = _contacts(seed=3, batch=8, contacts=5)
     mu = torch.tensor([0.1, 0.3, 0.5, 0.8, 1.0, 1.2, 0.2, 0.6], dtype=torch.float64)
-    f = contact_forces(row_vel, applied, phi, lambda: mass, torch.full((8,), 2500.0, dtype=torch.float64),
+    f = contact_forces(row_vel, applied, phi, lambda: (directions, weighted), torch.full((8,), 2500.0, dtype=torch.float64),
                        torch.full((8,), 100.0, dtype=torch.float64), mu, 0.002, ContactSettings())
     assert (f[:, 0] >= 0).all()
     # the pyramid |f1| + |f2| <= mu f_n (n_d = 4, edges along t1 and t2)

@@ -16,7 +16,8 @@ from cgwm_env.learn.clips import Clip, load_clip
 from cgwm_env.learn.evaluate import first_state, predict_ours
 from cgwm_env.learn.identify import IdentifySettings, identify, log_standard_errors
 from cgwm_env.learn.settings import LearnSettings
-from cgwm_env.learn.stage2 import clip_model, fit_world_model, initial_params, kept_candidate
+from cgwm_env.learn.losses import ImageLoss
+from cgwm_env.learn.stage2 import clip_model, clips_loss, fit_world_model, initial_params, kept_candidate
 from cgwm_env.learn.track import Track, TrackSettings, pose_errors, track_clip
 from cgwm_env.learn.world_model import predict_states, render_states
 from cgwm_env.physics import math3d
@@ -103,6 +104,23 @@ def test_a_determined_fit_is_kept_on_any_held_out_gain_and_an_undetermined_one_n
     assert kept_candidate(errors, vague, settings) == "initial"
     assert kept_candidate({**errors, "identified": 1.5}, vague, settings) == "identified"
     assert kept_candidate({"initial": 2.0, "identified": 2.1, "refined": 2.2}, sharp, settings) == "initial"
+
+
+def test_clips_simulated_as_one_batch_score_as_each_one_alone():
+    model = box_model(0.05, 0.1, 0.4, per_edge=6, dt=1.0 / (FPS * SUB), pusher_points=torch.zeros(1, 3),
+                      pusher_radii=torch.tensor([0.01]))
+    clips, starts = [], []
+    for k, (speed, side) in enumerate(((0.3, 0.0), (0.2, 0.01))):
+        start = State.make([[0.0, 0.0, 0.025]], pusher=[[-0.04, side, 0.02]])
+        push = torch.tensor([[speed, 0.0, 0.0]]).expand(1, 5, 3)
+        clips.append(_own_clip(model, start, 6, push, name=f"push{k}"))
+        starts.append(start)
+    settings, loss_fn = LearnSettings(substeps=SUB), ImageLoss(LearnSettings())
+    together, psnrs = clips_loss(model, clips, starts, settings, loss_fn)
+    alone = [clips_loss(model, [c], [s], settings, loss_fn) for c, s in zip(clips, starts)]
+    assert psnrs == pytest.approx([a[1][0] for a in alone], abs=1e-3)
+    assert psnrs[0] != pytest.approx(psnrs[1], abs=0.1)  # the clips differ
+    assert float(together) == pytest.approx(sum(float(a[0]) for a in alone) / 2, rel=1e-4)
 
 
 @pytest.mark.parametrize("speed", [0.0, 0.45])

@@ -312,10 +312,9 @@ def clips_loss(model: Model, clips: list[Clip], starts: list[State], settings: L
     """The image loss (a scalar tensor) averaged over the clips, and each clip's PSNR (dB), over
     frames 1..T-1 but the off-clock ones (Clip.scored)."""
     total, psnrs = 0.0, []
-    for clip, s0 in zip(clips, starts):
+    for clip, pred in zip(clips, _predict_images(model, clips, starts, settings.substeps, settings.window)):
         scored = clip.scored()[1:]
-        pred = _predict_images(model, clip, s0, settings.substeps, settings.window)[scored]
-        target = clip.images[1:][scored]
+        pred, target = pred[scored], clip.images[1:][scored]
         total = total + loss_fn(pred, target).mean() / len(clips)
         psnrs.append(float(psnr(pred.detach(), target).mean()))
     return total, psnrs
@@ -370,17 +369,32 @@ def from_leaves(leaves: list[torch.Tensor]) -> PhysicalParams:
     return PhysicalParams(log_mass, lower + torch.diag(log_diag), mu_raw, log_k, log_d)
 
 
-def _predict_images(model: Model, clip: Clip, start: State, substeps: int, window: int) -> torch.Tensor:
-    """Rendered prediction of frames 1..T-1 (T - 1, H, W, 3) from `start`, `substeps` physics
-    steps per 1/fps, each frame at its recorded time (Clip.step_counts)."""
-    if clip.joint_target is not None:
-        return predict_leap_images(model, clip, start, substeps, window)
-    actions = None if clip.pusher_velocity is None else clip.pusher_velocity[None]
-    states = _finite(predict_states(model, start, len(clip), clip.step_counts(substeps), actions,
-                                    detach_every=window), clip)
-    pushers = clip.pusher_positions()
-    return render_states(model.gaussians, states.position[0, 1:], states.quat[0, 1:], clip.camera, clip.background,
-                         None if pushers is None else pushers[1:], clip.pusher_look())
+def _predict_images(model: Model, clips: list[Clip], starts: list[State], substeps: int, window: int) -> list[torch.Tensor]:
+    """Each clip's rendered prediction of frames 1..T-1 (T - 1, H, W, 3) from its start (batch 1),
+    `substeps` physics steps per 1/fps, each frame at its recorded time (Clip.step_counts). Free-object
+    clips that share a frame schedule are simulated as one batch (a step costs about the same for a
+    few rows as for one)."""
+    images: list = [None] * len(clips)
+    schedules: dict = {}
+    for i, clip in enumerate(clips):
+        if clip.joint_target is not None:
+            images[i] = predict_leap_images(model, clip, starts[i], substeps, window)
+        else:
+            schedules.setdefault(tuple(clip.step_counts(substeps)), []).append(i)
+    for counts, members in schedules.items():
+        start = State(*(torch.cat(parts) for parts in zip(*(starts[i] for i in members))))
+        actions = None
+        if any(clips[i].pusher_velocity is not None for i in members):
+            actions = torch.stack([start.position.new_zeros(len(counts), 3) if clips[i].pusher_velocity is None
+                                   else clips[i].pusher_velocity for i in members])
+        states = predict_states(model, start, len(counts) + 1, list(counts), actions, detach_every=window)
+        for row, i in enumerate(members):
+            clip = clips[i]
+            one = _finite(State(*(x[row:row + 1] for x in states)), clip)
+            pushers = clip.pusher_positions()
+            images[i] = render_states(model.gaussians, one.position[0, 1:], one.quat[0, 1:], clip.camera,
+                                      clip.background, None if pushers is None else pushers[1:], clip.pusher_look())
+    return images
 
 
 @torch.no_grad()
@@ -396,6 +410,8 @@ def project_iterate(leaves, centers, log_scales, centers0, log_scales0, settings
         stable_gains(log_k, log_d, model.dt)
     elif model.hand is not None:
         log_d.clamp_(max=math.log(plain_damping_limit(model, from_leaves(leaves), settings)))
+    if settings.lr_geometry == 0:  # frozen: writing them would rebuild the geometry's grids (Model._of_geometry)
+        return
     shift = centers - centers0
     norm = shift.norm(dim=1, keepdim=True).clamp(min=1e-12)
     centers.copy_(centers0 + shift * (settings.max_shift / norm).clamp(max=1.0))

@@ -90,7 +90,7 @@ def contact_forces(
     row_vel: torch.Tensor,
     applied_vel: torch.Tensor,
     phi: torch.Tensor,
-    inverse_mass: Callable[[], torch.Tensor],
+    inverse_mass: Callable[[], tuple[torch.Tensor, torch.Tensor]],
     stiffness: torch.Tensor,
     damping: torch.Tensor,
     mu: torch.Tensor,
@@ -101,10 +101,12 @@ def contact_forces(
 
     row_vel (B, R, C): the rows' velocities J v at the step's start (relative to any kinematic body),
     m/s; applied_vel (B, R, C): what the non-contact forces add to them over the step, J h M^-1 tau,
-    m/s; phi (B, C): gaps, m; inverse_mass() -> (B, R C, R C): A = J M^-1 J^T over the rows flattened
-    in (R, C) order, 1/kg (called in "effective_mass" mode only); stiffness, damping (B,): K (N/m) and
-    D (N s/m) in "plain" mode, 1/s^2 and 1/s in "effective_mass" mode; mu (B,): friction coefficient
-    (in "plain" mode it is in the rows already).
+    m/s; phi (B, C): gaps, m; inverse_mass() -> (G, G W), each (B, R C, N): the rows' directions G in
+    the N generalized coordinates and G times M^-1, so that A = J M^-1 J^T = (G W) G^T over the rows
+    flattened in (R, C) order, 1/kg (called in "effective_mass" mode only; A is applied through its
+    factors, and formed once for the sweeps' step bounds); stiffness, damping (B,): K (N/m) and D (N s/m)
+    in "plain" mode, 1/s^2 and 1/s in "effective_mass" mode; mu (B,): friction coefficient (in "plain"
+    mode it is in the rows already).
     """
     k, d = stiffness[:, None], damping[:, None]
     if settings.gain_mode == "plain":
@@ -118,39 +120,49 @@ def contact_forces(
     target = u_n - dt * (k * phi + d * u_n)
     touching = torch.sigmoid(-phi / settings.activity_width)
     acting = torch.sigmoid(-(phi + dt * free[:, 0]) / settings.activity_width)  # touching by the step's end
-    mass = inverse_mass()
-    blocks = mass.view(batch, rows, contacts, rows, contacts)
-    normal_block = blocks[:, 0, :, 0]  # (B, C, C)
-    own = normal_block.diagonal(dim1=1, dim2=2)
+    directions, weighted = inverse_mass()
+    by_row = directions.view(batch, rows, contacts, -1)
+    weighted_by_row = weighted.view(batch, rows, contacts, -1)
+
+    def moved(forces: torch.Tensor, row: slice = slice(None)) -> torch.Tensor:
+        """A restricted to the rows `row` applied to forces (B, R, C) in N: their velocities (B, r, C) per
+        second of the step, m/s^2."""
+        twist = directions.transpose(1, 2) @ forces.flatten(1)[..., None]  # (B, N, 1)
+        return (weighted_by_row[:, row] @ twist[:, None])[..., 0]
+
+    def block_times(r: int, x: torch.Tensor) -> torch.Tensor:  # A's (r, r) block (B, C, C) times x (B, C)
+        return (weighted_by_row[:, r] @ (by_row[:, r].transpose(1, 2) @ x[..., None]))[..., 0]
+
+    diagonal = (weighted_by_row * by_row).sum(-1)  # (B, R, C)
+    own = diagonal[:, 0]
     # First estimate: each contact reaches its target with its effective mass in the mode where all
     # acting contacts move together (exact for a face under a uniform load).
-    together = (normal_block @ acting[..., None])[..., 0]
+    together = block_times(0, acting)
     normal = touching * F.softplus((target - free[:, 0]) / (dt * (own + F.relu(together - own * acting))),
                                    beta=settings.softplus_sharpness)
     # Sweeps with steps bounded by Gershgorin's sums over the acting rows: each sweep is a contraction,
     # so no mode (a rocking one, where the contacts' couplings have both signs) overshoots. The normal
     # forces settle first; then friction starts from the slip they leave, stopped in the mode where
     # all contacts slide together, and both are swept together.
-    normal_bound = (normal_block.abs() @ acting[..., None])[..., 0] + own * (1.0 - acting)
+    size = (weighted @ directions.transpose(1, 2)).abs()  # |A| (B, R C, R C)
+    normal_bound = (size[:, :contacts, :contacts] @ acting[..., None])[..., 0] + own * (1.0 - acting)
     for _ in range(settings.iterations):
-        after = free[:, 0] + dt * (normal_block @ normal[..., None])[..., 0]
+        after = free[:, 0] + dt * block_times(0, normal)
         normal = touching * F.softplus(normal + (target - after) / (dt * normal_bound), beta=settings.softplus_sharpness)
     forces = torch.cat((normal[:, None], torch.zeros_like(row_vel[:, 1:])), dim=1)
-    slip = free[:, 1:] + dt * (mass @ forces.flatten(1)[..., None]).view_as(forces)[:, 1:]
-    tangent = blocks[:, 1:, :, 1:].diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)  # (B, 2, C, C): t1-t1, t2-t2
-    own_t = tangent.diagonal(dim1=2, dim2=3)
-    together_t = (tangent @ acting[:, None, :, None])[..., 0]
+    slip = free[:, 1:] + dt * moved(forces, slice(1, None))
+    own_t = diagonal[:, 1:]
+    together_t = torch.stack([block_times(r, acting) for r in range(1, rows)], dim=1)
     friction = project_to_cone(-slip / (dt * (own_t + F.relu(together_t - own_t * acting[:, None]))),
                                mu[:, None] * normal, settings.n_dirs)
     weights = acting.repeat(1, rows)
-    bound = ((mass.abs() @ weights[..., None])[..., 0] + mass.diagonal(dim1=1, dim2=2) * (1.0 - weights))
-    bound = bound.view(batch, rows, contacts)
+    bound = (size @ weights[..., None])[..., 0].view(batch, rows, contacts) + diagonal * (1.0 - acting[:, None])
     for _ in range(settings.iterations):
         forces = torch.cat((normal[:, None], friction), dim=1)
-        after = free + dt * (mass @ forces.flatten(1)[..., None]).view_as(forces)
+        after = free + dt * moved(forces)
         friction = project_to_cone(friction - after[:, 1:] / (dt * bound[:, 1:]), mu[:, None] * normal, settings.n_dirs)
         forces = torch.cat((normal[:, None], friction), dim=1)
-        after = free + dt * (mass @ forces.flatten(1)[..., None]).view_as(forces)
+        after = free + dt * moved(forces)
         normal = touching * F.softplus(normal + (target - after[:, 0]) / (dt * bound[:, 0]), beta=settings.softplus_sharpness)
     return torch.cat((normal[:, None], project_to_cone(friction, mu[:, None] * normal, settings.n_dirs)), dim=1)
 

@@ -216,14 +216,16 @@ def step_prepared(model: Model, prepared: Prepared, state: State, action: torch.
             return sum(p[0] for p in parts), sum(p[1] for p in parts), sum(hand_torques) if hand_torques else None
 
 
-        def inverse_mass():  # J~ M^-1 J~^T over all rows (B, R C, R C), rows in joined(..., 2)'s order, flattened
+        def inverse_mass():  # the factors (G, G W) of J~ M^-1 J~^T over all rows, each (B, R C, N), rows in joined(..., 2)'s order
             parts = list(zip(*(k.directions(c.hand_inv_mass) for k in kinds)))
             lin, ang = (joined(list(p), 2).flatten(1, 2) for p in parts[:2])
-            mass = (lin @ lin.transpose(1, 2)) * c.inv_mass[:, None, None] + ang @ inv_inertia_world @ ang.transpose(1, 2)
+            directions = [lin, ang]
+            weighted = [lin * c.inv_mass[:, None, None], ang @ inv_inertia_world]
             if parts[2][0] is not None:
                 joints = joined(list(parts[2]), 2).flatten(1, 2)
-                mass = mass + joints @ joints.transpose(1, 2)
-            return mass
+                directions.append(joints)
+                weighted.append(joints)
+            return torch.cat(directions, dim=2), torch.cat(weighted, dim=2)
 
         lam = contact_forces(
             joined([k.row_velocity(state.velocity - k.other_velocity, state.omega, None) for k in kinds], 2),
