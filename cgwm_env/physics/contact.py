@@ -121,19 +121,19 @@ def contact_forces(
     touching = torch.sigmoid(-phi / settings.activity_width)
     acting = torch.sigmoid(-(phi + dt * free[:, 0]) / settings.activity_width)  # touching by the step's end
     directions, weighted = inverse_mass()
-    by_row = directions.view(batch, rows, contacts, -1)
+    across = directions.transpose(1, 2)  # G^T (B, N, R C)
     weighted_by_row = weighted.view(batch, rows, contacts, -1)
+    across_by_row = across.view(batch, -1, rows, contacts).unbind(2)  # per row r: (B, N, C)
 
     def moved(forces: torch.Tensor, row: slice = slice(None)) -> torch.Tensor:
         """A restricted to the rows `row` applied to forces (B, R, C) in N: their velocities (B, r, C) per
         second of the step, m/s^2."""
-        twist = directions.transpose(1, 2) @ forces.flatten(1)[..., None]  # (B, N, 1)
-        return (weighted_by_row[:, row] @ twist[:, None])[..., 0]
+        return (weighted_by_row[:, row] @ (across @ forces.view(batch, -1, 1))[:, None])[..., 0]
 
     def block_times(r: int, x: torch.Tensor) -> torch.Tensor:  # A's (r, r) block (B, C, C) times x (B, C)
-        return (weighted_by_row[:, r] @ (by_row[:, r].transpose(1, 2) @ x[..., None]))[..., 0]
+        return (weighted_by_row[:, r] @ (across_by_row[r] @ x[..., None]))[..., 0]
 
-    diagonal = (weighted_by_row * by_row).sum(-1)  # (B, R, C)
+    diagonal = (weighted * directions).sum(-1).view(batch, rows, contacts)
     own = diagonal[:, 0]
     # First estimate: each contact reaches its target with its effective mass in the mode where all
     # acting contacts move together (exact for a face under a uniform load).
@@ -144,7 +144,7 @@ def contact_forces(
     # so no mode (a rocking one, where the contacts' couplings have both signs) overshoots. The normal
     # forces settle first; then friction starts from the slip they leave, stopped in the mode where
     # all contacts slide together, and both are swept together.
-    size = (weighted @ directions.transpose(1, 2)).abs()  # |A| (B, R C, R C)
+    size = (weighted @ across).abs()  # |A| (B, R C, R C)
     normal_bound = (size[:, :contacts, :contacts] @ acting[..., None])[..., 0] + own * (1.0 - acting)
     for _ in range(settings.iterations):
         after = free[:, 0] + dt * block_times(0, normal)
