@@ -145,7 +145,8 @@ def contact_forces(
     # forces settle first; then friction starts from the slip they leave, stopped in the mode where
     # all contacts slide together, and both are swept together.
     size = (weighted @ across).abs()  # |A| (B, R C, R C)
-    normal_bound = (size[:, :contacts, :contacts] @ acting[..., None])[..., 0] + own * (1.0 - acting)
+    # (A matrix-vector products as a product and a sum: several times faster on the CPU than bmm's.)
+    normal_bound = (size[:, :contacts, :contacts] * acting[:, None, :]).sum(-1) + own * (1.0 - acting)
     for _ in range(settings.iterations):
         after = free[:, 0] + dt * block_times(0, normal)
         normal = touching * F.softplus(normal + (target - after) / (dt * normal_bound), beta=settings.softplus_sharpness)
@@ -156,7 +157,7 @@ def contact_forces(
     friction = project_to_cone(-slip / (dt * (own_t + F.relu(together_t - own_t * acting[:, None]))),
                                mu[:, None] * normal, settings.n_dirs)
     weights = acting.repeat(1, rows)
-    bound = (size @ weights[..., None])[..., 0].view(batch, rows, contacts) + diagonal * (1.0 - acting[:, None])
+    bound = (size * weights[:, None, :]).sum(-1).view(batch, rows, contacts) + diagonal * (1.0 - acting[:, None])
     for _ in range(settings.iterations):
         forces = torch.cat((normal[:, None], friction), dim=1)
         after = free + dt * moved(forces)
