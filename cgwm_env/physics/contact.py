@@ -145,7 +145,7 @@ def contact_forces(
     # forces settle first; then friction starts from the slip they leave, stopped in the mode where
     # all contacts slide together, and both are swept together.
     size = (weighted @ across).abs()  # |A| (B, R C, R C)
-    # (A matrix-vector products as a product and a sum: several times faster on the CPU than bmm's.)
+    # |A| times a vector as a product and a sum: several times faster on the CPU than a one-column bmm.
     normal_bound = (size[:, :contacts, :contacts] * acting[:, None, :]).sum(-1) + own * (1.0 - acting)
     for _ in range(settings.iterations):
         after = free[:, 0] + dt * block_times(0, normal)

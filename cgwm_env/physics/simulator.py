@@ -216,7 +216,7 @@ def step_prepared(model: Model, prepared: Prepared, state: State, action: torch.
             return sum(p[0] for p in parts), sum(p[1] for p in parts), sum(hand_torques) if hand_torques else None
 
 
-        def inverse_mass():  # the factors (G, G W) of J~ M^-1 J~^T over all rows, each (B, R C, N), rows in joined(..., 2)'s order
+        def inverse_mass():  # J~ M^-1 J~^T = (G W) G^T: G and G W (B, R C, N), rows in joined(..., 2)'s order
             parts = list(zip(*(k.directions(c.hand_inv_mass) for k in kinds)))
             lin, ang = (joined(list(p), 2).flatten(1, 2) for p in parts[:2])
             directions = [lin, ang]
