@@ -71,6 +71,23 @@ def test_tracking_recovers_the_poses_of_a_short_clip():
     assert float(track.iou.median()) > 0.9
 
 
+def test_tracking_finds_a_pose_its_search_started_upside_down_from():
+    # A bar red on top and blue below, resting upside down: its silhouette is its upright one's. The
+    # search's only sampled start is upright; the start's twins (turned pi about each principal axis)
+    # hold the pose.
+    g = box_gaussians((0.06, 0.03, 0.03), 8)
+    g = SphereGaussians(g.centers, g.log_scales, g.opacity_logits,
+                        torch.where(g.centers[:, 2:] > 0, torch.tensor([0.8, 0.1, 0.1]), torch.tensor([0.1, 0.1, 0.8])))
+    model = box_model((0.06, 0.03, 0.03), 0.1, 0.5, dt=1.0 / (FPS * SUB))
+    model = type(model)(g, model.params, dt=model.dt)
+    flipped = math3d.quat_from_axis_angle(torch.tensor([1.0, 0.0, 0.0]), torch.tensor(math.pi))[None]
+    clip = _own_clip(model, State.make([[0.0, 0.0, 0.015]], quat=flipped), 3)
+    track = track_clip(g, clip, TrackSettings(candidates=1, hypotheses=1, iterations=10, start_iterations=20))
+    trans, rot = pose_errors(track, clip.truth.position[0], clip.truth.quat[0])
+    print(f"median {float(trans.median()) * 1e3:.2f} mm / {math.degrees(float(rot.median())):.2f} deg")
+    assert float(rot.max()) < math.radians(15) and float(trans.max()) < 0.005  # the upright start alone: 160 deg
+
+
 def test_identification_recovers_mu_from_our_own_simulator():
     truth_mu = 0.35
     model = box_model(0.05, 0.1, truth_mu, per_edge=6, dt=1.0 / (FPS * SUB))

@@ -3,7 +3,8 @@ render matches each frame's mask and colours, warm-started from the frames befor
 
 Frame 0 is searched: orientations sampled uniformly, each placed with the Gaussians' centroid on the
 mask's ray at the distance where the rendered area matches the mask's; the best few distinct starts
-are refined and each is tracked through the whole clip, and the clip's total loss picks one (a
+are refined, with the best one's twins (it turned by pi about each principal axis of the centres),
+the best of those are tracked through the whole clip, and the clip's total loss picks one (a
 symmetric-looking object can fit its first frame equally well in several poses; the later frames tell
 them apart). Each later frame starts from the better of a constant-velocity prediction, the same
 prediction with its vertical velocity reversed (a bounce) and the previous pose, recentred on the
@@ -35,11 +36,13 @@ from cgwm_env.render.camera import Camera
 
 @dataclass(frozen=True)
 class TrackSettings:
-    """candidates: orientations scored at frame 0; hypotheses: distinct starts tracked through the clip;
-    iterations / start_iterations: Adam steps per frame / per start; lr_position (m) and lr_rotation
-    (rad): Adam steps; color_weight: weight of the colour L1 beside the mask L1; seed: of the samples."""
+    """candidates: orientations scored at frame 0; starts: the best distinct ones refined there;
+    hypotheses: refined starts tracked through the clip; iterations / start_iterations: Adam steps per
+    frame / per start; lr_position (m) and lr_rotation (rad): Adam steps; color_weight: weight of the
+    colour L1 beside the mask L1; seed: of the samples."""
 
-    candidates: int = 256
+    candidates: int = 512
+    starts: int = 12
     hypotheses: int = 3
     iterations: int = 20
     start_iterations: int = 40
@@ -49,7 +52,7 @@ class TrackSettings:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("candidates", "hypotheses", "iterations", "start_iterations"):
+        for name in ("candidates", "starts", "hypotheses", "iterations", "start_iterations"):
             check_count(getattr(self, name), name, 1)
         for name in ("lr_position", "lr_rotation"):
             if not getattr(self, name) > 0:
@@ -174,9 +177,20 @@ class _Scorer:
         for i in scores.argsort().tolist():  # distinct orientations, at least 30 degrees apart
             if all(float(math3d.quat_angle(quats[i], quats[j])) > math.radians(30) for j in picked):
                 picked.append(i)
-            if len(picked) == 2 * s.hypotheses:
+            if len(picked) == s.starts:
                 break
         refined = [self.refine(positions[i:i + 1], quats[i:i + 1], frame, s.start_iterations) for i in picked]
+        refined.sort(key=lambda r: float(r[2][0]))
+        # The best start's twins: it turned by pi about each principal axis of the Gaussians' centres, the
+        # centroid kept (a mug upside down, a bottle end for end: alike in a silhouette, unlike in colour).
+        p, q = refined[0][0], refined[0][1]
+        centred = self.g.centers - self.g.centers.mean(0)
+        axes = torch.linalg.eigh(centred.T @ centred).eigenvectors.T.to(q)  # (3, 3), rows
+        for axis in axes:
+            twin = math3d.quat_normalize(math3d.quat_mul(q, math3d.quat_from_axis_angle(axis, torch.tensor(math.pi))))
+            centroid = self.g.centers.mean(0).expand(1, 3)
+            at = p + math3d.rotate(q, centroid) - math3d.rotate(twin, centroid)
+            refined.append(self.refine(at, twin, frame, s.start_iterations))
         refined.sort(key=lambda r: float(r[2][0]))
         return [(r[0][0], r[1][0]) for r in refined[:s.hypotheses]]
 
