@@ -184,11 +184,11 @@ class _Scorer:
         # The best start's twins: it turned by pi about each principal axis of the Gaussians' centres, the
         # centroid kept (a mug upside down, a bottle end for end: alike in a silhouette, unlike in colour).
         p, q = refined[0][0], refined[0][1]
-        centred = self.g.centers - self.g.centers.mean(0)
+        centroid = self.g.centers.mean(0, keepdim=True)  # (1, 3)
+        centred = self.g.centers - centroid
         axes = torch.linalg.eigh(centred.T @ centred).eigenvectors.T.to(q)  # (3, 3), rows
         for axis in axes:
             twin = math3d.quat_normalize(math3d.quat_mul(q, math3d.quat_from_axis_angle(axis, torch.tensor(math.pi))))
-            centroid = self.g.centers.mean(0).expand(1, 3)
             at = p + math3d.rotate(q, centroid) - math3d.rotate(twin, centroid)
             refined.append(self.refine(at, twin, frame, s.start_iterations))
         refined.sort(key=lambda r: float(r[2][0]))
