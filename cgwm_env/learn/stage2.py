@@ -383,10 +383,8 @@ def _predict_images(model: Model, clips: list[Clip], starts: list[State], subste
             schedules.setdefault(tuple(clip.step_counts(substeps)), []).append(i)
     for counts, members in schedules.items():
         start = State(*(torch.cat(parts) for parts in zip(*(starts[i] for i in members))))
-        actions = None
-        if any(clips[i].pusher_velocity is not None for i in members):
-            actions = torch.stack([start.position.new_zeros(len(counts), 3) if clips[i].pusher_velocity is None
-                                   else clips[i].pusher_velocity for i in members])
+        pushed = clips[members[0]].pusher_velocity is not None  # learn() takes clips of one pusher radius
+        actions = torch.stack([clips[i].pusher_velocity for i in members]) if pushed else None
         states = predict_states(model, start, len(counts) + 1, list(counts), actions, detach_every=window)
         for row, i in enumerate(members):
             clip = clips[i]
