@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -30,8 +29,8 @@ from cgwm_env.learn.clips import Clip, clip_paths, initial_values, leap_model_kw
 from cgwm_env.learn.losses import ImageLoss
 from cgwm_env.learn.plots import kept_record, plot_learning
 from cgwm_env.learn.settings import PARAMETERS, LearnSettings
-from cgwm_env.learn.stage2 import (clip_model, clips_loss, diverged_start, estimate_starts, from_leaves, initial_params,
-                                   project_iterate, to_leaves)
+from cgwm_env.learn.stage2 import (clip_model, clips_loss, diverged_start, estimate_starts, feasible_start, from_leaves,
+                                   initial_params, project_iterate, say_caught, to_leaves)
 from cgwm_env.learn.world_model import WorldModel, params_values
 from cgwm_env.physics.collision import SoftSDFSettings
 from cgwm_env.physics.gaussians import SphereGaussians
@@ -92,6 +91,7 @@ def learn_leap(gaussians: SphereGaussians, clips: list[Clip], held_out: list[Cli
         reports = [{"clip": c.path, "given": True} for c in clips + held_out]
     train_starts, held_out_starts = starts[:len(clips)], starts[len(clips):]
 
+    params, start_moved = feasible_start(params, base, settings)
     learned = {i for name in settings.parameters for i in PARAMETERS[name]}
     leaves = [t.detach().clone().requires_grad_(i in learned) for i, t in enumerate(to_leaves(params))]
     centres, log_scales = gaussians.centers.detach().clone(), gaussians.log_scales.detach().clone()  # held fixed
@@ -163,8 +163,9 @@ def learn_leap(gaussians: SphereGaussians, clips: list[Clip], held_out: list[Cli
             "held_out": [c.path for c in held_out], "held_out_frames": HELD_OUT_FRAMES, "fps": clips[0].fps,
             "substeps": settings.substeps, "initial_states": reports, "settings": dataclasses.asdict(settings),
             "best_iteration": best_it, "selected_by": "held-out image loss", "retries": retries,
-            "rejected": rejected, "stopped": retries[-1]["action"] if retries and retries[-1]["action"] == "stopped"
-            else None, "seconds": time.perf_counter() - start_time}
+            "rejected": rejected, "start_moved": start_moved,
+            "stopped": retries[-1]["action"] if retries and retries[-1]["action"] == "stopped" else None,
+            "seconds": time.perf_counter() - start_time}
     wm = WorldModel.from_model(model, initial_params=params, info=info)
     return dataclasses.replace(wm, initial_gaussians=SphereGaussians(*(t.detach() for t in gaussians.tensors()))), history
 
@@ -197,11 +198,7 @@ def run_learn_leap(data, gaussians_file, out, settings: LearnSettings | None = N
                   [p for p in settings.parameters if any(p in h for h in history)],
                   f"stage II (LEAP Hand): {clips[0].object}, kept iteration {wm.info['best_iteration']} "
                   f"(lowest held-out loss)")
-    for retry in wm.info["retries"]:
-        print(f"stage II: iteration {retry['iteration']} {retry['action']} (step now {retry['lr']:.3g})", file=sys.stderr)
-    for rejected in wm.info["rejected"]:
-        print(f"stage II: iteration {rejected['iteration']} refused as implausible: "
-              f"{', '.join(rejected['implausible'])}", file=sys.stderr)
+    say_caught(wm.info)
     v, chosen = params_values(wm.params), history[wm.info["best_iteration"]]
     print(f"stage II (LEAP Hand): {len(clips)} clips, {len(history) - 1} iterations, kept iteration "
           f"{wm.info['best_iteration']} (held-out PSNR {history[0]['held_out_psnr']:.2f} -> "

@@ -97,6 +97,7 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
                    for c, s in zip(clips, starts)]
     init_seconds = time.perf_counter() - start_time
 
+    params, start_moved = feasible_start(params, base, settings)
     learned = {i for name in settings.parameters for i in PARAMETERS[name]}
     leaves = [t.detach().clone().requires_grad_(i in learned) for i, t in enumerate(to_leaves(params))]
     centers0, log_scales0 = gaussians.centers.detach(), gaussians.log_scales.detach()
@@ -149,7 +150,7 @@ def learn(gaussians: SphereGaussians, clips: list[Clip], params: PhysicalParams,
     info = {"object": clips[0].object, "scenario": clips[0].scenario, "clips": [c.path for c in clips],
             "fps": clips[0].fps, "substeps": settings.substeps, "initial_states": reports,
             "settings": dataclasses.asdict(settings), "best_iteration": best_it, "stopped": stopped,
-            "initial_state_seconds": init_seconds, "seconds": time.perf_counter() - start_time,
+            "start_moved": start_moved, "initial_state_seconds": init_seconds, "seconds": time.perf_counter() - start_time,
             "geometry_shift_max_m": float((best_centers - centers0).norm(dim=1).max())}
     wm = WorldModel.from_model(model, initial_params=params, info=info)
     return dataclasses.replace(wm, initial_gaussians=SphereGaussians(*(t.detach() for t in gaussians.tensors()))), history
@@ -342,6 +343,33 @@ def diverged_start(err: ValueError, model: Model, settings: LearnSettings) -> Va
     return ValueError(text)
 
 
+def feasible_start(params: PhysicalParams, model: Model, settings: LearnSettings) -> tuple[PhysicalParams, dict]:
+    """`params` moved into the set every iterate is kept in (project_iterate: with plain gains and the
+    hand, the damping under plain_damping_limit), so that learning, and No_opt, start from a stable
+    model; and what moved, {name: [given, used]} (empty: `params` itself is returned)."""
+    leaves = [t.detach().clone() for t in to_leaves(params)]
+    centers, log_scales = model.gaussians.centers.detach().clone(), model.gaussians.log_scales.detach().clone()
+    project_iterate(leaves, centers, log_scales, centers, log_scales, settings, model)
+    used = from_leaves(leaves)
+    given, kept = params_values(params), params_values(used)
+    moved = {name: [given[name], kept[name]] for name in ("stiffness", "damping")
+             if not math.isclose(given[name], kept[name], rel_tol=1e-6)}
+    return (used, moved) if moved else (params, {})
+
+
+def say_caught(info: dict) -> None:
+    """Print to stderr what learning caught (its bundle's `info`): a start moved into the stable range
+    (feasible_start), and with held-out clips (leap.learn_leap) steps undone and iterates refused."""
+    for name, (given, used) in info["start_moved"].items():
+        print(f"stage II: started from {name} {used:.4g}, not the given {given:.4g}: the most at which its contacts "
+              f"stay stable (learning keeps every iterate within it)", file=sys.stderr)
+    for retry in info.get("retries", []):
+        print(f"stage II: iteration {retry['iteration']} {retry['action']} (step now {retry['lr']:.3g})", file=sys.stderr)
+    for rejected in info.get("rejected", []):
+        print(f"stage II: iteration {rejected['iteration']} refused as implausible: "
+              f"{', '.join(rejected['implausible'])}", file=sys.stderr)
+
+
 def plain_damping_limit(model: Model, params: PhysicalParams, settings: LearnSettings) -> float:
     """With plain gains and the hand, the damping D (N s/m) at which the hand's n = max_contacts
     n_dirs contact rows, each along n - mu d, reach n (1 + mu^2) D dt / m = max_stiffness_damping."""
@@ -442,7 +470,9 @@ def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings
     of mass, mu, stiffness, damping; the rest from clips.initial_values, in the units of the
     clips' contact gains), a pusher moved as `pusher` (ContactSettings.pusher; None: its default); writes the bundle
     `out`, out/learn_log.jsonl and out/learning.png (loss, PSNR and the learned
-    parameters per iteration, the kept iterate marked); returns (bundle, history)."""
+    parameters per iteration, the kept iterate marked); returns (bundle, history). Free objects:
+    fit_world_model. LEAP Hand clips: with three or more, every third is held out and the iterate
+    that predicts it best is kept (leap.learn_leap); with fewer, learn() keeps the lowest training loss."""
     gfile = Path(gaussians_file)
     if not gfile.is_file() or gfile.suffix not in (".npz", ".ply"):
         raise ValueError(f"gaussians: expected a stage I .npz or .ply file, got {str(gfile)!r}")
@@ -463,7 +493,12 @@ def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings
     if hand and pusher is not None:
         raise ValueError(f"pusher: the LEAP Hand's clips have no pusher, got {pusher!r}: leave it out")
     with open(out / "learn_log.jsonl", "w") as log:
-        if hand:
+        if hand and len(loaded) >= 3:  # every third clip held out to choose the kept iterate
+            from cgwm_env.learn.leap import learn_leap  # built on this module
+            held = [clip for k, clip in enumerate(loaded) if k % 3 == 2]
+            wm, history = learn_leap(gaussians, [clip for k, clip in enumerate(loaded) if k % 3 != 2], held, params,
+                                     settings, progress, log)
+        elif hand:
             wm, history = learn(gaussians, loaded, params, settings, progress, log)
         else:
             say = (lambda message: progress_lines.say(f"stage II: {message}")) if progress else None
@@ -477,11 +512,15 @@ def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings
                   [p for p in PARAMETERS if p in learned and any(p in h for h in history)],
                   f"stage II: {loaded[0].object}, kept {kept}")
     if hand:
+        say_caught(wm.info)
+        chosen = (f"kept iteration {wm.info['best_iteration']}, " + (
+            f"chosen on held-out {', '.join(Path(p).name for p in wm.info['held_out'])}" if "held_out" in wm.info
+            else "the lowest training loss (with 3 or more clips every third is held out to choose it)"))
         if wm.info["stopped"]:
             print(f"stage II stopped early at {wm.info['stopped']}; kept the best iteration, "
                   f"{wm.info['best_iteration']}", file=sys.stderr)
-        print(f"stage II: {len(loaded)} clip(s), {len(history) - 1} iterations, PSNR {history[0]['psnr']:.2f} -> "
-              f"{history[wm.info['best_iteration']]['psnr']:.2f} dB, mass {v['mass']:.4g} kg, mu {v['mu']:.3f}, "
+        print(f"stage II: {len(loaded)} clip(s), {len(history) - 1} iterations, {chosen}; PSNR {history[0]['psnr']:.2f} "
+              f"-> {history[wm.info['best_iteration']]['psnr']:.2f} dB, mass {v['mass']:.4g} kg, mu {v['mu']:.3f}, "
               f"stiffness {v['stiffness']:.3g}, damping {v['damping']:.3g}, {wm.info['seconds']:.0f} s -> {out}")
     else:
         print(f"stage II: {len(loaded)} clip(s); kept the {wm.info['kept']} parameters (held-out error "
