@@ -3,7 +3,8 @@ render matches each frame's mask and colours, warm-started from the frames befor
 
 Frame 0 is searched: orientations sampled uniformly, each placed with the Gaussians' centroid on the
 mask's ray at the distance where the rendered area matches the mask's; the best few distinct starts
-are refined, with the best one's twins (it turned by pi about each principal axis of the centres),
+are refined, with the best one's twins (it turned by pi about each principal axis of the centres,
+and the best of it turned by each of the shape's symmetries: shape_symmetries),
 the best of those are tracked through the whole clip, and the clip's total loss picks one (a
 symmetric-looking object can fit its first frame equally well in several poses; the later frames tell
 them apart). Each later frame starts from the better of a constant-velocity prediction, the same
@@ -24,6 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from cgwm_env.checks import check_count
@@ -191,6 +193,16 @@ class _Scorer:
             twin = math3d.quat_normalize(math3d.quat_mul(q, math3d.quat_from_axis_angle(axis, torch.tensor(math.pi))))
             at = p + math3d.rotate(q, centroid) - math3d.rotate(twin, centroid)
             refined.append(self.refine(at, twin, frame, s.start_iterations))
+        # The best start turned by each of the shape's symmetries (a cube's 23 turns onto itself, whose
+        # silhouettes are alike and whose colours are not): scored as they are, the best few refined.
+        symmetries = shape_symmetries(self.g.centers, seed=s.seed).to(q)
+        if len(symmetries):
+            twins = math3d.quat_normalize(math3d.quat_mul(q.expand(len(symmetries), 4), symmetries))
+            at = p + math3d.rotate(q, centroid) - math3d.rotate(twins, centroid.expand(len(twins), 3))
+            with torch.no_grad():
+                scores = torch.cat([self.loss(a, t, frame)[0] for a, t in zip(at.split(32), twins.split(32))])
+            for i in scores.argsort()[:s.hypotheses].tolist():
+                refined.append(self.refine(at[i:i + 1], twins[i:i + 1], frame, s.start_iterations))
         refined.sort(key=lambda r: float(r[2][0]))
         return [(r[0][0], r[1][0]) for r in refined[:s.hypotheses]]
 
@@ -214,6 +226,38 @@ class _Scorer:
             if bound is not None and sum(losses) > bound:
                 return None
         return Track(torch.stack(ps), torch.stack(qs), torch.tensor(losses), torch.tensor(ious))
+
+
+def shape_symmetries(centers: torch.Tensor, samples: int = 128, points: int = 800, seed: int = 0) -> torch.Tensor:
+    """Unit quaternions (K, 4) of the turns about the centres' centroid that map the centres (N, 3) onto
+    themselves, other than none, at least 30 degrees apart: ICP (the nearest centres, then the best
+    rotation onto them) from `samples` random turns of `points` of the centres, kept where the turned
+    centres' median distance to the nearest of them is within 1.5 times their own median spacing. A
+    stage I cube has 23, a body of revolution one every 30-40 degrees about its axis, most objects
+    none; on a sparse regular lattice it also keeps near-turns (candidates the image loss then ranks)."""
+    from scipy.spatial import cKDTree
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(seed)
+    c = centers.detach().double().cpu().numpy()
+    if len(c) > points:
+        c = c[rng.choice(len(c), points, replace=False)]
+    c = c - c.mean(0)
+    tree = cKDTree(c)
+    spacing = float(np.median(tree.query(c, k=2)[0][:, 1]))
+    found: list = []
+    for turn in Rotation.random(samples, random_state=seed).as_matrix():
+        for _ in range(15):
+            u, _, vt = np.linalg.svd(c.T @ c[tree.query(c @ turn.T)[1]])  # Kabsch onto the nearest centres
+            turn = vt.T @ np.diag([1.0, 1.0, np.sign(np.linalg.det(vt.T @ u.T))]) @ u.T
+        rotation = Rotation.from_matrix(turn)
+        if (np.median(tree.query(c @ turn.T)[0]) <= 1.5 * spacing and rotation.magnitude() > math.radians(30)
+                and all((rotation * other.inv()).magnitude() > math.radians(30) for other in found)):
+            found.append(rotation)
+    if not found:
+        return torch.zeros(0, 4, dtype=centers.dtype)
+    xyzw = np.stack([r.as_quat() for r in found])
+    return torch.as_tensor(xyzw[:, [3, 0, 1, 2]], dtype=centers.dtype)
 
 
 def _iou(alpha: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
