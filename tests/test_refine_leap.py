@@ -120,7 +120,7 @@ def test_plain_damping_is_projected_below_the_summed_rows_bound(scene):
     rows = hand.max_contacts * 4 / (FPS * SUB)  # their count over dt
     bounds = [settings.max_stiffness_damping * 0.1 / (rows * (1 + h["mu"] ** 2)) for h in history]  # N s/m
     assert all(h["damping"] <= b * (1 + 1e-4) for h, b in zip(history, bounds)) and max(bounds) < 0.5
-    # The start too is moved under the bound (a start above it threw the cube off the palm), and says so.
+    # The start too is moved under the bound (from above it a software camera's clip went non-finite), and says so.
     assert history[0]["damping"] == pytest.approx(bounds[0], rel=1e-4)
     assert wm.info["start_moved"] == {"damping": [pytest.approx(3.0, rel=1e-5), pytest.approx(bounds[0], rel=1e-4)]}
     assert stage2.params_values(wm.initial_params)["damping"] == pytest.approx(bounds[0], rel=1e-4)  # No_opt's
@@ -161,8 +161,8 @@ def test_cgwm_learn_starts_a_leap_clip_from_values_in_its_contact_gains_units(sc
 def test_cgwm_learn_chooses_on_every_third_leap_clip(scene, held_out, tmp_path, capsys):
     """With three or more LEAP Hand clips `cgwm learn` holds every third out and keeps the iterate
     that predicts it best (leap.learn_leap), not the lowest training loss: on a software camera's
-    clips that one threw the cube off the palm (an empty view scored better than a cube drawn a
-    few millimetres off)."""
+    clips that one threw the cube out of view (an empty view scored better than a cube drawn a few
+    millimetres off)."""
     (_, train), (_, held) = scene, held_out
     for k, clip in enumerate((train, train, held)):
         _save_clip(clip, tmp_path / "data" / f"train_{k:03d}")
