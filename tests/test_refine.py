@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cgwm_env.learn import evaluate, stage2
+from cgwm_env.learn import evaluate, run, stage2
 from cgwm_env.learn.clips import Clip, clip_paths, load_clip
 from cgwm_env.learn.initial_state import estimate_pose, rest_on_plane
 from cgwm_env.learn.losses import ImageLoss, LoftrFeatureLoss
@@ -179,7 +179,7 @@ def test_corrupt_inputs_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match="clips"):
         stage2.learn(g, [], PhysicalParams.from_values(0.1, [1e-5] * 3, 0.5, 0.5, 0.5))
     with pytest.raises(ValueError, match="gaussians"):
-        stage2.run_learn(tmp_path, tmp_path / "g.txt", tmp_path / "out")
+        run.run_learn(tmp_path, tmp_path / "g.txt", tmp_path / "out")
     with pytest.raises(ValueError, match="mass"):
         stage2.volume_inertia(g, -1.0)
     start = State.make([[0.0, 0.0, 0.1]])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cgwm_env.data.dataset import camera_to_meta, save_background, save_dataset
-from cgwm_env.learn import leap, stage2
+from cgwm_env.learn import leap, run, stage2
 from cgwm_env.learn.clips import LEAP_INITIAL, Clip, leap_model_kwargs, load_clip
 from cgwm_env.learn.evaluate import predict_ours
 from cgwm_env.learn.initial_state import estimate_leap_state, rest_on_plane
@@ -149,13 +149,13 @@ def test_cgwm_learn_starts_a_leap_clip_from_values_in_its_contact_gains_units(sc
     data = _save_clip(train, tmp_path / "data" / "train_000")
     _truth_model().gaussians.save_npz(tmp_path / "g.npz")
     settings = LearnSettings(iterations=1, candidates=8, pose_iterations=4, window=0)  # 16 substeps, 480 Hz
-    wm, history = stage2.run_learn(data.parent, tmp_path / "g.npz", tmp_path / "model", settings, progress=False)
+    wm, history = run.run_learn(data.parent, tmp_path / "g.npz", tmp_path / "model", settings, progress=False)
     start = stage2.params_values(wm.initial_params)
     assert {k: pytest.approx(start[k], rel=1e-5) for k in LEAP_INITIAL} == LEAP_INITIAL
     assert len(history) == 2 and all(math.isfinite(h["loss"]) for h in history)
     assert (tmp_path / "model" / "world_model.json").is_file()
     with pytest.raises(ValueError, match="pusher: the LEAP Hand's clips have no pusher"):  # a flag they would ignore
-        stage2.run_learn(data.parent, tmp_path / "g.npz", tmp_path / "model2", settings, progress=False, pusher="driven")
+        run.run_learn(data.parent, tmp_path / "g.npz", tmp_path / "model2", settings, progress=False, pusher="driven")
 
 
 def test_cgwm_learn_chooses_on_every_third_leap_clip(scene, held_out, tmp_path, capsys):
@@ -168,7 +168,7 @@ def test_cgwm_learn_chooses_on_every_third_leap_clip(scene, held_out, tmp_path, 
         _save_clip(clip, tmp_path / "data" / f"train_{k:03d}")
     _truth_model().gaussians.save_npz(tmp_path / "g.npz")
     settings = LearnSettings(iterations=5, lr=0.1, candidates=8, pose_iterations=4, window=0, substeps=SUB)
-    wm, history = stage2.run_learn(tmp_path / "data", tmp_path / "g.npz", tmp_path / "model", settings, progress=False,
+    wm, history = run.run_learn(tmp_path / "data", tmp_path / "g.npz", tmp_path / "model", settings, progress=False,
                                    mu=0.2, stiffness=K / 3, damping=D)
     assert [Path(p).name for p in wm.info["held_out"]] == ["train_002"] and len(wm.info["clips"]) == 2
     scored = {h["iteration"]: h["held_out_loss"] for h in history if "held_out_loss" in h}

@@ -34,8 +34,8 @@ from cgwm_env.data.synth import synth, synth_multiview
 from cgwm_env.learn import stage1
 from cgwm_env.learn.clips import clip_paths, load_clip
 from cgwm_env.learn.evaluate import CemSettings, MujocoTwin, evaluate, first_state, format_table
+from cgwm_env.learn.run import run_learn
 from cgwm_env.learn.settings import LearnSettings
-from cgwm_env.learn.stage2 import run_learn
 from cgwm_env.learn.track import TrackSettings, pose_errors, track_clip
 from cgwm_env.learn.world_model import params_values
 from cgwm_env.physics.gaussians import SphereGaussians

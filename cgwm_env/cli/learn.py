@@ -1,11 +1,11 @@
-"""`cgwm learn`: stage II on a folder of clips (cgwm_env.learn.stage2.run_learn)."""
+"""`cgwm learn`: stage II on a folder of clips (cgwm_env.learn.run.run_learn)."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from cgwm_env.learn.settings import LearnSettings, load_learn_settings
-from cgwm_env.learn.stage2 import run_learn
+from cgwm_env.learn.run import run_learn
 
 
 def main(args) -> None:
