@@ -30,7 +30,7 @@ from cgwm_env.learn.losses import ImageLoss
 from cgwm_env.learn.plots import kept_record, plot_learning
 from cgwm_env.learn.settings import PARAMETERS, LearnSettings
 from cgwm_env.learn.stage2 import (clip_model, clips_loss, diverged_start, estimate_starts, feasible_start, from_leaves,
-                                   initial_params, project_iterate, say_caught, to_leaves)
+                                   initial_params, project_gains, say_caught, to_leaves)
 from cgwm_env.learn.world_model import WorldModel, params_values
 from cgwm_env.physics.collision import SoftSDFSettings
 from cgwm_env.physics.gaussians import SphereGaussians
@@ -94,7 +94,6 @@ def learn_leap(gaussians: SphereGaussians, clips: list[Clip], held_out: list[Cli
     params, start_moved = feasible_start(params, base, settings)
     learned = {i for name in settings.parameters for i in PARAMETERS[name]}
     leaves = [t.detach().clone().requires_grad_(i in learned) for i, t in enumerate(to_leaves(params))]
-    centres, log_scales = gaussians.centers.detach().clone(), gaussians.log_scales.detach().clone()  # held fixed
     lr = settings.lr
     opt = torch.optim.Adam([leaf for leaf in leaves if leaf.requires_grad], lr=lr)
     loss_fn = ImageLoss(settings)
@@ -150,7 +149,7 @@ def learn_leap(gaussians: SphereGaussians, clips: list[Clip], held_out: list[Cli
             total.backward()
             opt.step()
             with torch.no_grad():
-                project_iterate(leaves, centres, log_scales, centres, log_scales, settings, model)
+                project_gains(leaves, settings, model)  # the geometry stays stage I's
             it += 1
             bar.update()
             bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['psnr']:.2f}", mu=f"{record['mu']:.3f}")

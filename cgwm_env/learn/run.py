@@ -14,7 +14,7 @@ from cgwm_env.learn.identify import IdentifySettings
 from cgwm_env.learn.leap import learn_leap
 from cgwm_env.learn.plots import kept_record, plot_learning
 from cgwm_env.learn.settings import PARAMETERS, LearnSettings
-from cgwm_env.learn.stage2 import fit_world_model, initial_params, learn, say_caught
+from cgwm_env.learn.stage2 import fit_world_model, held_out_clips, initial_params, learn, say_caught
 from cgwm_env.learn.world_model import WorldModel, params_values
 from cgwm_env.physics.contact import ContactSettings
 from cgwm_env.physics.gaussians import SphereGaussians
@@ -51,9 +51,9 @@ def run_learn(data, gaussians_file, out, settings: LearnSettings = LearnSettings
         raise ValueError(f"pusher: the LEAP Hand's clips have no pusher, got {pusher!r}: leave it out")
     with open(out / "learn_log.jsonl", "w") as log:
         if hand and len(loaded) >= 3:  # every third clip held out to choose the kept iterate
-            held = [clip for k, clip in enumerate(loaded) if k % 3 == 2]
-            wm, history = learn_leap(gaussians, [clip for k, clip in enumerate(loaded) if k % 3 != 2], held, params,
-                                     settings, progress, log)
+            held = held_out_clips(len(loaded))
+            wm, history = learn_leap(gaussians, [c for k, c in enumerate(loaded) if k not in held],
+                                     [loaded[k] for k in held], params, settings, progress, log)
         elif hand:
             wm, history = learn(gaussians, loaded, params, settings, progress, log)
         else:

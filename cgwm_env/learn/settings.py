@@ -29,7 +29,7 @@ class LearnSettings:
     poses that fit the image worse than the true one); pose_iterations, velocity_iterations:
     refinement steps of the initial state; velocity: "estimate", "rest" or "auto" (estimate
     unless the clip has a pusher); max_stiffness_damping: with plain gains and the hand, the
-    bound on the summed damping of its contact rows (project_iterate; effective-mass gains are kept
+    bound on the summed damping of its contact rows (project_gains; effective-mass gains are kept
     stable by identify.stable_gains); sdf_beta: LogSumExp sharpness of the learned
     model's soft signed distance, 1/m (the model's SoftSDFSettings.beta; over stage I's dense
     Gaussians the default 2000 pads the collision surface by up to 1.5 mm: configs/learn_leap.yaml).

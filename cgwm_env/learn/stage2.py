@@ -210,7 +210,7 @@ def fit_world_model(gaussians: SphereGaussians, clips: list[Clip], params: Physi
                 f"{math.degrees(float(rot[0])):.1f} deg")
         track_reports.append(report)
     if len(clips) >= 3:
-        held = [k for k in range(len(clips)) if k % 3 == 2]
+        held = held_out_clips(len(clips))
         fit_frames = [len(c) for c in clips]
         scored = {k: 0 for k in held}  # score held-out clips on every frame
     else:
@@ -340,12 +340,11 @@ def diverged_start(err: ValueError, model: Model, settings: LearnSettings) -> Va
 
 
 def feasible_start(params: PhysicalParams, model: Model, settings: LearnSettings) -> tuple[PhysicalParams, dict]:
-    """`params` moved into the set every iterate is kept in (project_iterate: with plain gains and the
-    hand, the damping under plain_damping_limit), so that learning, and No_opt, start from a stable
+    """`params` moved into the set every iterate's gains are kept in (project_gains: with plain gains and
+    the hand, the damping under plain_damping_limit), so that learning, and No_opt, start from a stable
     model; and what moved, {name: [given, used]} (empty: `params` itself is returned)."""
     leaves = [t.detach().clone() for t in to_leaves(params)]
-    centers, log_scales = model.gaussians.centers.detach().clone(), model.gaussians.log_scales.detach().clone()
-    project_iterate(leaves, centers, log_scales, centers, log_scales, settings, model)
+    project_gains(leaves, settings, model)
     used = from_leaves(leaves)
     given, kept = params_values(params), params_values(used)
     moved = {name: [given[name], kept[name]] for name in ("stiffness", "damping")
@@ -419,19 +418,30 @@ def _predict_images(model: Model, clips: list[Clip], starts: list[State], subste
     return images
 
 
+def held_out_clips(count: int) -> list[int]:
+    """The indices of the clips held out to choose what is kept, of `count` >= 3: every third."""
+    return [k for k in range(count) if k % 3 == 2]
+
+
 @torch.no_grad()
-def project_iterate(leaves, centers, log_scales, centers0, log_scales0, settings: LearnSettings, model: Model) -> None:
-    """Keep the iterate valid: effective-mass gains where a step is stable (identify.stable_gains);
-    with plain gains and the hand, n (1 + mu^2) D dt / m <= max_stiffness_damping
-    for the n = max_contacts n_dirs rows of the hand's contacts, each along n - mu d (their damping,
-    summed, overshoots above it: a learned cube resting on the palm crept 1.6-4 mm in 2 s at mu 0.53,
-    D 0.72 N s/m and at mu 1.16, D 0.475, not at all at D 0.2); centres within max_shift of stage
-    I's, scales within a fraction max_scale_change of stage I's."""
+def project_gains(leaves, settings: LearnSettings, model: Model) -> None:
+    """Keep an iterate's contact gains (to_leaves' variables, in place) valid: effective-mass gains where a
+    step is stable (identify.stable_gains); with plain gains and the hand, n (1 + mu^2) D dt / m <=
+    max_stiffness_damping for the n = max_contacts n_dirs rows of the hand's contacts, each along
+    n - mu d (their damping, summed, overshoots above it: a learned cube resting on the palm crept
+    1.6-4 mm in 2 s at mu 0.53, D 0.72 N s/m and at mu 1.16, D 0.475, not at all at D 0.2)."""
     log_k, log_d = leaves[4], leaves[5]
     if model.contact.gain_mode == "effective_mass":
         stable_gains(log_k, log_d, model.dt)
     elif model.hand is not None:
         log_d.clamp_(max=math.log(plain_damping_limit(model, from_leaves(leaves), settings)))
+
+
+@torch.no_grad()
+def project_iterate(leaves, centers, log_scales, centers0, log_scales0, settings: LearnSettings, model: Model) -> None:
+    """Keep the iterate valid: its gains (project_gains); centres within max_shift of stage I's, scales
+    within a fraction max_scale_change of stage I's."""
+    project_gains(leaves, settings, model)
     if settings.lr_geometry == 0:  # frozen: writing them would rebuild the geometry's grids (Model._of_geometry)
         return
     shift = centers - centers0
